@@ -1,0 +1,276 @@
+//! The plugin contract as plain host types.
+//!
+//! These mirror `wit/adapter.wit` without naming wasmtime: storage, sync and the API use them,
+//! and only `runtime::bindings` converts between them and the generated bindings.
+
+use std::fmt;
+
+/// The three groups links are shown in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkGroup {
+    /// Upgrades and domain ordering.
+    Ordering,
+    /// Tickets, announcements, downloads, knowledgebase, network status.
+    Support,
+    /// Profile, billing, e-mails and invoices.
+    Account,
+}
+
+impl LinkGroup {
+    /// The group's name as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkGroup::Ordering => "ordering",
+            LinkGroup::Support => "support",
+            LinkGroup::Account => "account",
+        }
+    }
+}
+
+/// One link a plugin can place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSpec {
+    /// Client-area scope, e.g. `clientarea:invoices`.
+    pub scope: String,
+    /// Group the link is shown in.
+    pub group: LinkGroup,
+    /// Label shown until an admin renames the link.
+    pub default_label: String,
+    /// The panel's `implements` value (empty when none).
+    pub implements: String,
+    /// Default destination path in the client area (`{service_id}` is filled in).
+    pub destination: String,
+}
+
+/// A plugin's self-description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description {
+    /// Application id, e.g. `cpanel`.
+    pub id: String,
+    /// Display name, e.g. `cPanel`.
+    pub name: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// One sentence for admins.
+    pub description: String,
+    /// The contract version the plugin was built against.
+    pub contract_version: String,
+    /// Supported links in default display order.
+    pub links: Vec<LinkSpec>,
+}
+
+/// A secret that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The server a call works on, with the credentials the host injects into its requests.
+#[derive(Debug, Clone)]
+pub struct ServerTarget {
+    /// Host name or IP address.
+    pub hostname: String,
+    /// API port.
+    pub port: u16,
+    /// TLS or not.
+    pub secure: bool,
+    /// API user name.
+    pub username: String,
+    /// API token; given to the HTTP layer only, never to the plugin.
+    pub api_token: Secret,
+}
+
+impl ServerTarget {
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.secure { "https" } else { "http" }
+    }
+}
+
+/// Settings common to every account of one call.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Prefix of panel-side app names, e.g. `PANELINK`.
+    pub app_prefix: String,
+    /// Panel-side group id, e.g. `panelink`.
+    pub group_id: String,
+    /// Group label, e.g. `Billing & Support`.
+    pub group_label: String,
+    /// Most panel calls per HTTP request.
+    pub max_commands_per_request: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            app_prefix: "PANELINK".into(),
+            group_id: "panelink".into(),
+            group_label: "Billing & Support".into(),
+            max_commands_per_request: 300,
+        }
+    }
+}
+
+/// The per-service credential a link carries.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// `subscriber_unique_id`.
+    pub subscriber_id: String,
+    /// `token`.
+    pub secret: Secret,
+}
+
+/// One link to create or replace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkPush {
+    /// Scope.
+    pub scope: String,
+    /// Label.
+    pub label: String,
+    /// 1-based display position.
+    pub order: u32,
+    /// The token endpoint the panel posts to.
+    pub token_url: String,
+    /// The fallback URL.
+    pub url: String,
+}
+
+/// The work for one account.
+#[derive(Debug, Clone)]
+pub struct AccountWork {
+    /// Panel user name (may be empty).
+    pub username: String,
+    /// Main domain, for messages.
+    pub domain: String,
+    /// The credential the links carry.
+    pub credential: Credential,
+    /// Create or replace the group first.
+    pub ensure_group: bool,
+    /// Links to create or replace.
+    pub links: Vec<LinkPush>,
+    /// Scopes to remove.
+    pub remove: Vec<String>,
+}
+
+/// One panel operation on an account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Create or replace the group.
+    EnsureGroup,
+    /// Create or replace the link of this scope.
+    UpsertLink(String),
+    /// Remove the link of this scope.
+    RemoveLink(String),
+    /// Remove the group.
+    RemoveGroup,
+}
+
+/// The result of one operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationResult {
+    /// The operation.
+    pub op: Operation,
+    /// `None` when done; else the panel's error text.
+    pub error: Option<String>,
+}
+
+/// What happened on one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountOutcome {
+    /// User name as given.
+    pub username: String,
+    /// One result per attempted operation.
+    pub results: Vec<OperationResult>,
+}
+
+impl AccountOutcome {
+    /// The error texts of this account's failed operations.
+    pub fn errors(&self) -> impl Iterator<Item = &str> {
+        self.results.iter().filter_map(|r| r.error.as_deref())
+    }
+}
+
+/// A link found on an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedLink {
+    /// Panel-side app name.
+    pub app: String,
+    /// Our scope, when the app is ours.
+    pub scope: Option<String>,
+}
+
+/// A server's answer to the support check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Support {
+    /// Whether links can be provisioned there.
+    pub supported: bool,
+    /// Why, for admins.
+    pub detail: String,
+}
+
+/// Why a plugin failed a whole call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// Worth retrying: timeout, connection, HTTP 5xx.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// The panel refused the request as a whole.
+    #[error("panel refused: {0}")]
+    Panel(String),
+    /// The server does not support what was asked.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The host passed input the plugin cannot use.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+}
+
+/// Log levels of the plugin contract and of the application log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    /// Start and completion of processes.
+    Debug,
+    /// A server does not support links.
+    Info,
+    /// No server supports links.
+    Notice,
+    /// An error from the panel or the plugin.
+    Warning,
+}
+
+impl LogLevel {
+    /// The level as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Notice => "notice",
+            LogLevel::Warning => "warning",
+        }
+    }
+}
+
+/// One line a plugin logged during a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginLog {
+    /// Level.
+    pub level: LogLevel,
+    /// Message.
+    pub message: String,
+}

@@ -1,0 +1,769 @@
+//! The sandboxed plugin runtime: the only module that names wasmtime types.
+//!
+//! One [`Runtime`] per process owns one `Engine` and one `Linker`; every loaded [`Plugin`] is a
+//! compiled component with its pre-instance; every call gets a fresh `Store` with a memory cap,
+//! a deadline of guest time (epoch interruption) and an outbound HTTP grant for exactly one
+//! server. Traps, timeouts, the memory cap and capability violations come back as one typed
+//! [`Error`] naming the plugin and its version; nothing a plugin does can take the host down.
+//!
+//! Plugins are shared as `Arc<Plugin>`; [`Plugins`] maps application ids to the active one and
+//! swaps it atomically, so calls in flight finish on the version they started with.
+
+mod bindings;
+pub mod http;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::adapter::{
+    AccountOutcome, AccountWork, Description, ListedLink, PluginError, PluginLog, ServerTarget,
+    Settings, Support,
+};
+use bindings::{Adapter, AdapterPre};
+pub use http::HttpLimits;
+
+/// The contract version this host implements (`wit/adapter.wit`).
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// How instance memory is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocatorChoice {
+    /// The pooling allocator, falling back to on-demand (loudly) when it cannot be reserved.
+    Auto,
+    /// The pooling allocator or nothing.
+    Pooling,
+    /// Allocate each instance's memory on demand.
+    OnDemand,
+}
+
+/// The allocator the runtime ended up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    /// Pre-reserved slots.
+    Pooling,
+    /// Allocated per instance.
+    OnDemand,
+}
+
+/// Runtime limits and knobs.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Guest time one call may use; time spent waiting on host imports does not count.
+    pub call_deadline: Duration,
+    /// Linear memory one instance may grow to, in bytes.
+    pub memory_limit: usize,
+    /// How often the epoch ticks (the deadline's resolution).
+    pub epoch_tick: Duration,
+    /// Instance allocation strategy.
+    pub allocator: AllocatorChoice,
+    /// With pooling: how many instances may live at once.
+    pub max_instances: u32,
+    /// Outbound HTTP limits.
+    pub http: HttpLimits,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            call_deadline: Duration::from_secs(30),
+            memory_limit: 64 * 1024 * 1024,
+            epoch_tick: Duration::from_millis(10),
+            allocator: AllocatorChoice::Auto,
+            max_instances: 256,
+            http: HttpLimits::default(),
+        }
+    }
+}
+
+/// Why a plugin call (or load) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The call used up its guest-time deadline.
+    #[error("plugin {plugin} {version} exceeded its deadline of {limit:?} of guest time")]
+    Timeout {
+        /// Plugin (application id).
+        plugin: String,
+        /// Plugin version.
+        version: String,
+        /// The deadline.
+        limit: Duration,
+    },
+    /// The instance tried to grow past its memory cap.
+    #[error("plugin {plugin} {version} exceeded its memory limit of {limit} bytes")]
+    MemoryLimit {
+        /// Plugin.
+        plugin: String,
+        /// Version.
+        version: String,
+        /// The cap in bytes.
+        limit: usize,
+    },
+    /// The guest trapped (panic, unreachable, bad memory access, ...).
+    #[error("plugin {plugin} {version} trapped: {detail}")]
+    Trapped {
+        /// Plugin.
+        plugin: String,
+        /// Version.
+        version: String,
+        /// What wasmtime said.
+        detail: String,
+    },
+    /// The guest asked for something outside its grant; the call was ended.
+    #[error("plugin {plugin} {version} was denied: {detail}")]
+    CapabilityDenied {
+        /// Plugin.
+        plugin: String,
+        /// Version.
+        version: String,
+        /// What it asked for.
+        detail: String,
+    },
+    /// The plugin ran and answered with an error of the contract.
+    #[error("plugin {plugin} {version}: {error}")]
+    Plugin {
+        /// Plugin.
+        plugin: String,
+        /// Version.
+        version: String,
+        /// The plugin's error.
+        error: PluginError,
+    },
+    /// The file is not a usable plugin.
+    #[error("invalid plugin: {0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Plugin {
+                error: PluginError::Transient(_),
+                ..
+            }
+        )
+    }
+}
+
+/// A call's result together with the lines the plugin logged.
+#[derive(Debug)]
+pub struct Output<T> {
+    /// What the plugin returned.
+    pub value: T,
+    /// What it logged, in order.
+    pub logs: Vec<PluginLog>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<CallState>,
+    client: reqwest::Client,
+    config: RuntimeConfig,
+    allocator: Allocator,
+}
+
+/// The process's plugin runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("allocator", &self.inner.allocator)
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+fn engine_config(config: &RuntimeConfig, pooling: bool) -> wasmtime::Config {
+    let mut c = wasmtime::Config::new();
+    c.epoch_interruption(true);
+    c.wasm_component_model(true);
+    if pooling {
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 2)
+            .total_memories(config.max_instances)
+            .total_tables(config.max_instances * 2)
+            .max_memory_size(config.memory_limit);
+        c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
+    c
+}
+
+impl Runtime {
+    /// Build the runtime: the engine, the linker with the host's imports, the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let (engine, allocator) = match config.allocator {
+            AllocatorChoice::OnDemand => (
+                Engine::new(&engine_config(&config, false))?,
+                Allocator::OnDemand,
+            ),
+            AllocatorChoice::Pooling => (
+                Engine::new(&engine_config(&config, true))?,
+                Allocator::Pooling,
+            ),
+            AllocatorChoice::Auto => match Engine::new(&engine_config(&config, true)) {
+                Ok(engine) => (engine, Allocator::Pooling),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "could not reserve the pooling allocator; FALLING BACK to on-demand \
+                         instance allocation (slower instantiation)"
+                    );
+                    (
+                        Engine::new(&engine_config(&config, false))?,
+                        Allocator::OnDemand,
+                    )
+                }
+            },
+        };
+        let mut linker = Linker::<CallState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Adapter::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+
+        // The epoch ticker: one thread that lives as long as the engine does.
+        let weak = engine.weak();
+        let tick = config.epoch_tick;
+        std::thread::Builder::new()
+            .name("panelink-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(tick);
+                }
+            })?;
+
+        let client = http::client(&config.http);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                client,
+                config,
+                allocator,
+            }),
+        })
+    }
+
+    /// The allocator in use.
+    pub fn allocator(&self) -> Allocator {
+        self.inner.allocator
+    }
+
+    /// The runtime's configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Compile and check a component: it must link against this host's contract and describe
+    /// itself sensibly.
+    pub async fn load(&self, bytes: &[u8]) -> Result<Arc<Plugin>, Error> {
+        if !bytes.starts_with(&[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]) {
+            return Err(Error::Invalid(
+                "the file is not a WebAssembly component (core modules and other files are refused)"
+                    .into(),
+            ));
+        }
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let component = Component::new(&self.inner.engine, bytes)
+            .map_err(|e| Error::Invalid(format!("the component does not compile: {e}")))?;
+        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
+            Error::Invalid(format!(
+                "the component does not fit the panelink:adapter@{CONTRACT_VERSION} contract: {e}"
+            ))
+        })?;
+        let pre = AdapterPre::new(instance_pre).map_err(|e| {
+            Error::Invalid(format!(
+                "the component does not export the panelink:adapter@{CONTRACT_VERSION} plugin interface: {e}"
+            ))
+        })?;
+        let mut plugin = Plugin {
+            description: Description {
+                id: "(loading)".into(),
+                name: String::new(),
+                version: "?".into(),
+                description: String::new(),
+                contract_version: String::new(),
+                links: Vec::new(),
+            },
+            digest,
+            size: bytes.len(),
+            pre,
+            runtime: self.clone(),
+        };
+        let description: Description = plugin
+            .call(None, |adapter, store| {
+                Box::pin(async move {
+                    Ok(adapter
+                        .panelink_adapter_plugin()
+                        .call_describe(store)
+                        .await?
+                        .into())
+                })
+            })
+            .await
+            .map_err(|e| Error::Invalid(format!("self-description failed: {e}")))?
+            .value;
+        validate_description(&description).map_err(Error::Invalid)?;
+        plugin.description = description;
+        Ok(Arc::new(plugin))
+    }
+
+    /// Load a component from a file.
+    pub async fn load_file(&self, path: &Path) -> Result<Arc<Plugin>, Error> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
+        self.load(&bytes).await
+    }
+
+    /// Load every `.wasm` file of a directory, in name order.
+    pub async fn load_dir(&self, dir: &Path) -> anyhow::Result<Vec<Arc<Plugin>>> {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| anyhow::anyhow!("cannot read plugin directory {}: {e}", dir.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        paths.sort();
+        let mut plugins = Vec::new();
+        for path in paths {
+            let plugin = self
+                .load_file(&path)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            tracing::info!(
+                plugin = %plugin.description.id,
+                version = %plugin.description.version,
+                digest = %plugin.digest,
+                "loaded plugin"
+            );
+            plugins.push(plugin);
+        }
+        Ok(plugins)
+    }
+}
+
+fn validate_description(d: &Description) -> Result<(), String> {
+    let id_ok = !d.id.is_empty()
+        && d.id.len() <= 64
+        && d.id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !id_ok {
+        return Err(format!(
+            "application id {:?} must be 1-64 characters of a-z, 0-9, '-' and '_'",
+            d.id
+        ));
+    }
+    if d.name.trim().is_empty() {
+        return Err("the application name is empty".into());
+    }
+    let major_minor = |v: &str| {
+        let mut parts = v.split('.');
+        (parts.next().map(str::to_owned), parts.next().map(str::to_owned))
+    };
+    if major_minor(&d.contract_version) != major_minor(CONTRACT_VERSION) {
+        return Err(format!(
+            "the plugin was built for contract {} but this host implements {CONTRACT_VERSION}",
+            d.contract_version
+        ));
+    }
+    if d.links.is_empty() {
+        return Err("the plugin supports no links".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for link in &d.links {
+        if link.scope.is_empty() || !seen.insert(link.scope.as_str()) {
+            return Err(format!("link scope {:?} is empty or repeated", link.scope));
+        }
+    }
+    Ok(())
+}
+
+/// One loaded plugin version: the compiled component, its pre-instance and its description.
+pub struct Plugin {
+    /// The self-description, checked at load.
+    pub description: Description,
+    /// `sha256:<hex>` of the component's bytes.
+    pub digest: String,
+    /// The component's size in bytes.
+    pub size: usize,
+    pre: AdapterPre<CallState>,
+    runtime: Runtime,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("id", &self.description.id)
+            .field("version", &self.description.version)
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
+type GuestFuture<'a, T> =
+    std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
+
+impl Plugin {
+    /// Application id.
+    pub fn id(&self) -> &str {
+        &self.description.id
+    }
+
+    /// Plugin version.
+    pub fn version(&self) -> &str {
+        &self.description.version
+    }
+
+    /// Ask a server whether it supports links for this application.
+    pub async fn check_server(&self, target: &ServerTarget) -> Result<Output<Support>, Error> {
+        let server = bindings::server(target);
+        self.call_plugin(Some(target), move |adapter, store| {
+            Box::pin(async move {
+                Ok(adapter
+                    .panelink_adapter_plugin()
+                    .call_check_server(store, &server)
+                    .await?
+                    .map(Into::into))
+            })
+        })
+        .await
+    }
+
+    /// Provision a batch of accounts on one server.
+    pub async fn provision(
+        &self,
+        target: &ServerTarget,
+        settings: &Settings,
+        accounts: &[AccountWork],
+    ) -> Result<Output<Vec<AccountOutcome>>, Error> {
+        let server = bindings::server(target);
+        let settings = bindings::settings(settings);
+        let accounts: Vec<_> = accounts.iter().map(bindings::account_work).collect();
+        self.call_plugin(Some(target), move |adapter, store| {
+            Box::pin(async move {
+                Ok(adapter
+                    .panelink_adapter_plugin()
+                    .call_provision(store, &server, &settings, &accounts)
+                    .await?
+                    .map(|v| v.into_iter().map(Into::into).collect()))
+            })
+        })
+        .await
+    }
+
+    /// Remove the group and every link from a batch of accounts on one server.
+    pub async fn deprovision(
+        &self,
+        target: &ServerTarget,
+        settings: &Settings,
+        usernames: &[String],
+    ) -> Result<Output<Vec<AccountOutcome>>, Error> {
+        let server = bindings::server(target);
+        let settings = bindings::settings(settings);
+        let usernames = usernames.to_vec();
+        self.call_plugin(Some(target), move |adapter, store| {
+            Box::pin(async move {
+                Ok(adapter
+                    .panelink_adapter_plugin()
+                    .call_deprovision(store, &server, &settings, &usernames)
+                    .await?
+                    .map(|v| v.into_iter().map(Into::into).collect()))
+            })
+        })
+        .await
+    }
+
+    /// The links an account has now.
+    pub async fn list_links(
+        &self,
+        target: &ServerTarget,
+        settings: &Settings,
+        username: &str,
+    ) -> Result<Output<Vec<ListedLink>>, Error> {
+        let server = bindings::server(target);
+        let settings = bindings::settings(settings);
+        let username = username.to_owned();
+        self.call_plugin(Some(target), move |adapter, store| {
+            Box::pin(async move {
+                Ok(adapter
+                    .panelink_adapter_plugin()
+                    .call_list_links(store, &server, &settings, &username)
+                    .await?
+                    .map(|v| v.into_iter().map(Into::into).collect()))
+            })
+        })
+        .await
+    }
+
+    /// Run an export whose WIT result is `result<T, plugin-error>`.
+    async fn call_plugin<T, F>(
+        &self,
+        target: Option<&ServerTarget>,
+        f: F,
+    ) -> Result<Output<T>, Error>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a Adapter, &'a mut Store<CallState>) -> GuestFuture<'a, Result<T, bindings::types::PluginError>>
+            + Send,
+    {
+        let out = self.call(target, f).await?;
+        match out.value {
+            Ok(value) => Ok(Output {
+                value,
+                logs: out.logs,
+            }),
+            Err(e) => Err(Error::Plugin {
+                plugin: self.id().to_owned(),
+                version: self.version().to_owned(),
+                error: e.into(),
+            }),
+        }
+    }
+
+    /// Run one export on a fresh store with this runtime's limits.
+    async fn call<T, F>(&self, target: Option<&ServerTarget>, f: F) -> Result<Output<T>, Error>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a Adapter, &'a mut Store<CallState>) -> GuestFuture<'a, T> + Send,
+    {
+        let rt = &self.runtime.inner;
+        let tick_ms = rt.config.epoch_tick.as_millis().max(1);
+        let max_ticks = (rt.config.call_deadline.as_millis() / tick_ms).max(1) as u64;
+        let state = CallState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_limit: rt.config.memory_limit,
+                hit: false,
+            },
+            grant: target.map(http::Grant::for_server),
+            client: rt.client.clone(),
+            http_limits: rt.config.http.clone(),
+            plugin: self.description.id.clone(),
+            logs: Vec::new(),
+            violation: None,
+            guest_ticks: 0,
+            max_ticks,
+            timed_out: false,
+        };
+        let mut store = Store::new(&rt.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let s = ctx.data_mut();
+            s.guest_ticks += 1;
+            if s.guest_ticks >= s.max_ticks {
+                s.timed_out = true;
+                Err(wasmtime::Error::msg("deadline of guest time exceeded"))
+            } else {
+                // Yield so that a busy guest never holds an executor thread for long.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let started = Instant::now();
+        let result = async {
+            let adapter = self.pre.instantiate_async(&mut store).await?;
+            f(&adapter, &mut store).await
+        }
+        .await;
+        let state = store.into_data();
+        tracing::debug!(
+            plugin = %self.description.id,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            ok = result.is_ok(),
+            "plugin call"
+        );
+        match result {
+            Ok(value) => Ok(Output {
+                value,
+                logs: state.logs,
+            }),
+            Err(e) => Err(self.classify(e, &state)),
+        }
+    }
+
+    fn classify(&self, e: wasmtime::Error, state: &CallState) -> Error {
+        let plugin = self.description.id.clone();
+        let version = self.description.version.clone();
+        if let Some(detail) = &state.violation {
+            Error::CapabilityDenied {
+                plugin,
+                version,
+                detail: detail.clone(),
+            }
+        } else if state.timed_out {
+            Error::Timeout {
+                plugin,
+                version,
+                limit: self.runtime.inner.config.call_deadline,
+            }
+        } else if state.limiter.hit {
+            Error::MemoryLimit {
+                plugin,
+                version,
+                limit: state.limiter.memory_limit,
+            }
+        } else {
+            Error::Trapped {
+                plugin,
+                version,
+                detail: format!("{e:#}"),
+            }
+        }
+    }
+}
+
+/// The state of one call's store.
+struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    grant: Option<http::Grant>,
+    client: reqwest::Client,
+    http_limits: HttpLimits,
+    plugin: String,
+    logs: Vec<PluginLog>,
+    violation: Option<String>,
+    guest_ticks: u64,
+    max_ticks: u64,
+    timed_out: bool,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The memory cap, remembering whether the guest ran into it.
+struct Limiter {
+    memory_limit: usize,
+    hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Most log lines one call may write, and the longest line kept.
+const MAX_LOG_LINES: usize = 10_000;
+const MAX_LOG_LINE: usize = 4096;
+
+impl bindings::types::Host for CallState {}
+
+impl bindings::log::Host for CallState {
+    async fn write(
+        &mut self,
+        level: bindings::log::Level,
+        mut message: String,
+    ) -> wasmtime::Result<()> {
+        if self.logs.len() >= MAX_LOG_LINES {
+            return Ok(());
+        }
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        tracing::debug!(plugin = %self.plugin, level = ?level, %message, "plugin log");
+        self.logs.push(PluginLog {
+            level: level.into(),
+            message,
+        });
+        Ok(())
+    }
+}
+
+impl bindings::http::Host for CallState {
+    async fn send(
+        &mut self,
+        req: bindings::http::Request,
+    ) -> wasmtime::Result<Result<bindings::http::Response, bindings::http::Error>> {
+        match http::send(&self.client, &self.http_limits, self.grant.as_ref(), req).await {
+            http::Sent::Answer(answer) => Ok(answer),
+            http::Sent::Violation(detail) => {
+                tracing::warn!(plugin = %self.plugin, %detail, "plugin capability violation");
+                self.violation = Some(detail.clone());
+                Err(wasmtime::Error::msg(detail))
+            }
+        }
+    }
+}
+
+/// The active plugin of each application, swappable while calls run.
+#[derive(Default)]
+pub struct Plugins {
+    active: RwLock<BTreeMap<String, Arc<Plugin>>>,
+}
+
+impl Plugins {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Make `plugin` the active one of its application; returns the one it replaced. Calls in
+    /// flight keep the `Arc` they hold and finish on the old version.
+    pub fn activate(&self, plugin: Arc<Plugin>) -> Option<Arc<Plugin>> {
+        let mut active = self.active.write().expect("plugin set lock poisoned");
+        active.insert(plugin.id().to_owned(), plugin)
+    }
+
+    /// The active plugin of an application.
+    pub fn get(&self, application: &str) -> Option<Arc<Plugin>> {
+        self.active
+            .read()
+            .expect("plugin set lock poisoned")
+            .get(application)
+            .cloned()
+    }
+
+    /// Every active plugin, by application id.
+    pub fn all(&self) -> Vec<Arc<Plugin>> {
+        self.active
+            .read()
+            .expect("plugin set lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,3 @@
+//! The integration test binary: real plugins in the real runtime, against panel-sim.
+
+mod sandbox;
