@@ -12,7 +12,7 @@ fn runtime() -> Runtime {
         call_deadline: Duration::from_secs(1),
         memory_limit: 32 * 1024 * 1024,
         allocator: AllocatorChoice::Auto,
-        ..RuntimeConfig::default()
+        ..panelink_tests::runtime_config()
     })
     .expect("runtime")
 }
