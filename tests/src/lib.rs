@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use panelink::runtime::{Plugin, Runtime};
+use panelink::runtime::{Plugin, Runtime, RuntimeConfig};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -30,6 +30,15 @@ pub fn built_plugin(name: &str) -> PathBuf {
         }
     }
     panic!("plugin component {name}.wasm is not built: run `cargo xtask build-plugins`");
+}
+
+/// The runtime configuration tests use: the defaults, with compiled components cached in
+/// `target/wasm-cache` so that each test does not compile the plugins again.
+pub fn runtime_config() -> RuntimeConfig {
+    RuntimeConfig {
+        cache_dir: Some(repo_root().join("target/wasm-cache")),
+        ..RuntimeConfig::default()
+    }
 }
 
 /// Load one built component into `runtime`.

@@ -13,7 +13,7 @@ mod bindings;
 pub mod http;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,9 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Outbound HTTP limits.
     pub http: HttpLimits,
+    /// Where compiled components are cached, keyed by their content and the engine's settings
+    /// (a stale or damaged entry is a cache miss); `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -78,6 +81,7 @@ impl Default for RuntimeConfig {
             allocator: AllocatorChoice::Auto,
             max_instances: 256,
             http: HttpLimits::default(),
+            cache_dir: None,
         }
     }
 }
@@ -185,10 +189,16 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-fn engine_config(config: &RuntimeConfig, pooling: bool) -> wasmtime::Config {
+fn engine_config(config: &RuntimeConfig, pooling: bool) -> anyhow::Result<wasmtime::Config> {
     let mut c = wasmtime::Config::new();
     c.epoch_interruption(true);
     c.wasm_component_model(true);
+    if let Some(dir) = &config.cache_dir {
+        std::fs::create_dir_all(dir)?;
+        let mut cache = wasmtime::CacheConfig::new();
+        cache.with_directory(dir);
+        c.cache(Some(wasmtime::Cache::new(cache)?));
+    }
     if pooling {
         let mut pool = wasmtime::PoolingAllocationConfig::default();
         pool.total_component_instances(config.max_instances)
@@ -198,7 +208,7 @@ fn engine_config(config: &RuntimeConfig, pooling: bool) -> wasmtime::Config {
             .max_memory_size(config.memory_limit);
         c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     }
-    c
+    Ok(c)
 }
 
 impl Runtime {
@@ -206,14 +216,14 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
         let (engine, allocator) = match config.allocator {
             AllocatorChoice::OnDemand => (
-                Engine::new(&engine_config(&config, false))?,
+                Engine::new(&engine_config(&config, false)?)?,
                 Allocator::OnDemand,
             ),
             AllocatorChoice::Pooling => (
-                Engine::new(&engine_config(&config, true))?,
+                Engine::new(&engine_config(&config, true)?)?,
                 Allocator::Pooling,
             ),
-            AllocatorChoice::Auto => match Engine::new(&engine_config(&config, true)) {
+            AllocatorChoice::Auto => match Engine::new(&engine_config(&config, true)?) {
                 Ok(engine) => (engine, Allocator::Pooling),
                 Err(e) => {
                     tracing::warn!(
@@ -222,7 +232,7 @@ impl Runtime {
                          instance allocation (slower instantiation)"
                     );
                     (
-                        Engine::new(&engine_config(&config, false))?,
+                        Engine::new(&engine_config(&config, false)?)?,
                         Allocator::OnDemand,
                     )
                 }
