@@ -1,0 +1,639 @@
+//! The HTTP side: [`PanelSim::start`] binds a listener and serves each connection with hyper's
+//! HTTP/1 connection server; [`SimHandle`] is the test's grip on the running server (address,
+//! state, instrumentation, runtime knobs, clicks, shutdown).
+//!
+//! Per request, in this order: count it; refuse it when the server is down (close the connection);
+//! sleep the request latency; draw a fault (HTTP 500, hang then close, or close) — all before any
+//! parameter is read, so a faulted request changes nothing; route `/json-api/<function>`
+//! (anything else is 404, methods other than GET/POST 405); check `Authorization: whm
+//! <user>:<token>` (else HTTP 403); collect parameters (query string, then an
+//! `application/x-www-form-urlencoded` body); check `api.version`; run the function
+//! ([`crate::whm`]). Closing a connection without an answer is done by returning an error from the
+//! service future, which makes hyper drop the connection.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::click::{self, ClickError, ClickOutcome};
+use crate::config::{FaultKind, Profile, SimConfig, clamp_rate};
+use crate::faults::Behaviour;
+use crate::metrics::{Counters, Metrics};
+use crate::state::{Group, Link, ServerState, UserIntegration};
+use crate::whm::{self, Params, texts};
+
+/// The largest request body the server reads.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// How long shutdown lets in-flight requests finish before closing their connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The body real WHM answers (with HTTP 403) for a missing or invalid API token.
+fn access_denied_body() -> Value {
+    json!({
+        "cpanelresult": {
+            "apiversion": "2",
+            "error": "Access denied",
+            "data": {"reason": "Access denied", "result": "0"},
+            "type": "text",
+        }
+    })
+}
+
+/// State shared by the accept loop, every connection and the [`SimHandle`].
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<ServerState>,
+    behaviour: Mutex<Behaviour>,
+    pub(crate) metrics: Metrics,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub(crate) fn lock_state(&self) -> MutexGuard<'_, ServerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn lock_behaviour(&self) -> MutexGuard<'_, Behaviour> {
+        self.behaviour.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_down(&self) -> bool {
+        self.lock_behaviour().down
+    }
+
+    /// Resolves once shutdown has been requested.
+    async fn shutdown_requested(&self) {
+        let mut rx = self.shutdown.subscribe();
+        // The sender lives in `self`, so this only ends when the flag is set.
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// The error a service future returns to make hyper close the connection without answering.
+#[derive(Debug, thiserror::Error)]
+#[error("panel-sim closed the connection: {0}")]
+struct CloseConnection(&'static str);
+
+/// Entry point: starts simulated servers.
+#[derive(Debug, Clone, Copy)]
+pub struct PanelSim;
+
+impl PanelSim {
+    /// Binds `config.listen` and starts serving on the current Tokio runtime. The server runs
+    /// until [`SimHandle::shutdown`] or until the handle is dropped.
+    pub async fn start(config: SimConfig) -> io::Result<SimHandle> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(config.click_timeout)
+            .build()
+            .map_err(io::Error::other)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(ServerState::new(&config)),
+            behaviour: Mutex::new(Behaviour::new(&config)),
+            metrics: Metrics::default(),
+            shutdown: watch::Sender::new(false),
+        });
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        tracing::debug!(%addr, "panel-sim listening");
+        Ok(SimHandle {
+            shared,
+            addr,
+            task: Mutex::new(Some(task)),
+            client,
+            click_max_wait: Mutex::new(config.click_max_wait),
+        })
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = shared.shutdown_requested() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    if shared.is_down() {
+                        shared.metrics.update(|c| c.down_rejections += 1);
+                        drop(stream);
+                        continue;
+                    }
+                    connections.spawn(serve_connection(stream, Arc::clone(&shared)));
+                }
+                Err(error) => {
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    tracing::warn!(%error, "panel-sim accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        connections.abort_all();
+    }
+}
+
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+    let service_shared = Arc::clone(&shared);
+    let service = service_fn(move |request| handle(Arc::clone(&service_shared), request));
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = shared.shutdown_requested() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response.headers_mut().insert(CONTENT_TYPE, value);
+    }
+    response
+}
+
+fn respond_json(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    respond(status, "application/json; charset=utf-8", body)
+}
+
+fn respond_text(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    respond(status, "text/plain; charset=utf-8", text.to_owned())
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, CloseConnection> {
+    shared.metrics.update(|c| c.http_requests += 1);
+
+    let (latency, fault, hang_for) = {
+        let mut behaviour = shared.lock_behaviour();
+        if behaviour.down {
+            drop(behaviour);
+            shared.metrics.update(|c| c.down_rejections += 1);
+            return Err(CloseConnection("the server is down"));
+        }
+        (
+            behaviour.request_latency,
+            behaviour.decide(),
+            behaviour.hang_for,
+        )
+    };
+    if latency > Duration::ZERO {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(kind) = fault {
+        shared.metrics.count_fault(kind);
+        match kind {
+            FaultKind::Http500 => {
+                return Ok(respond_text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error\n\npanel-sim injected an HTTP 500 fault.\n",
+                ));
+            }
+            FaultKind::DropConnection => {
+                return Err(CloseConnection("injected fault: dropped connection"));
+            }
+            FaultKind::Timeout => {
+                tokio::select! {
+                    () = tokio::time::sleep(hang_for) => {}
+                    () = shared.shutdown_requested() => {}
+                }
+                return Err(CloseConnection("injected fault: timeout"));
+            }
+        }
+    }
+
+    let Some(function) = request
+        .uri()
+        .path()
+        .strip_prefix("/json-api/")
+        .filter(|f| !f.is_empty() && !f.contains('/'))
+        .map(str::to_owned)
+    else {
+        return Ok(respond_text(StatusCode::NOT_FOUND, "Not Found\n"));
+    };
+    if request.method() != Method::GET && request.method() != Method::POST {
+        return Ok(respond_text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method Not Allowed\n",
+        ));
+    }
+
+    if !authorized(&shared, &request) {
+        shared.metrics.update(|c| c.auth_failures += 1);
+        let mut response = respond_json(StatusCode::FORBIDDEN, &access_denied_body());
+        response
+            .extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(
+                b"Forbidden Access denied",
+            ));
+        return Ok(response);
+    }
+
+    let mut params: Params = request
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let form_body = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let body = match Limited::new(request.into_body(), BODY_LIMIT)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Ok(respond_text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large or unreadable\n",
+            ));
+        }
+    };
+    if form_body {
+        params.extend(form_urlencoded::parse(&body).into_owned());
+    }
+
+    let answer = match whm::param(&params, "api.version").map(str::trim) {
+        Some("1") => whm::dispatch(&shared, &function, &params).await,
+        None | Some("0") => api0(&shared, &function),
+        Some(other) => {
+            let mut env = whm::envelope(&function, Err(texts::api_version_unsupported(other)));
+            env["metadata"]["version"] = json!(other);
+            env
+        }
+    };
+    Ok(respond_json(StatusCode::OK, &answer))
+}
+
+/// WHM API 0, as far as simulated: `version` answers the legacy `{"version": …}` shape (what a
+/// real server answers to a call without `api.version`); everything else is an error envelope.
+fn api0(shared: &Shared, function: &str) -> Value {
+    shared.metrics.count_call(function);
+    if function == "version" {
+        return json!({ "version": shared.lock_state().version });
+    }
+    json!({
+        "metadata": {
+            "command": function,
+            "reason": texts::api_version_missing(),
+            "result": 0,
+            "version": 0,
+        },
+        "data": Value::Null,
+    })
+}
+
+/// Checks `Authorization: whm <user>:<token>` (scheme case-insensitive).
+fn authorized(shared: &Shared, request: &Request<Incoming>) -> bool {
+    let Some(header) = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some((scheme, credentials)) = header.trim().split_once(char::is_whitespace) else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("whm") {
+        return false;
+    }
+    let Some((user, token)) = credentials.trim().split_once(':') else {
+        return false;
+    };
+    let state = shared.lock_state();
+    user == state.api_user && token == state.api_token
+}
+
+/// The handle of a running simulated server. Dropping it stops the server (see
+/// [`SimHandle::shutdown`] to wait for that).
+#[derive(Debug)]
+pub struct SimHandle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    task: Mutex<Option<JoinHandle<()>>>,
+    client: reqwest::Client,
+    click_max_wait: Mutex<Duration>,
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.shared.shutdown.send_replace(true);
+    }
+}
+
+impl SimHandle {
+    // ---- address and credentials ------------------------------------------------------------
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>` (no trailing slash).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://<addr>/json-api/<function>`.
+    pub fn url(&self, function: &str) -> String {
+        format!("{}/json-api/{function}", self.base_url())
+    }
+
+    /// The accepted API username.
+    pub fn api_user(&self) -> String {
+        self.shared.lock_state().api_user.clone()
+    }
+
+    /// The accepted API token.
+    pub fn api_token(&self) -> String {
+        self.shared.lock_state().api_token.clone()
+    }
+
+    /// The `Authorization` header value the server accepts: `whm <user>:<token>`.
+    pub fn auth_header(&self) -> String {
+        let state = self.shared.lock_state();
+        format!("whm {}:{}", state.api_user, state.api_token)
+    }
+
+    /// Changes the accepted credentials.
+    pub fn set_api_credentials(&self, user: impl Into<String>, token: impl Into<String>) {
+        let mut state = self.shared.lock_state();
+        state.api_user = user.into();
+        state.api_token = token.into();
+    }
+
+    // ---- server state -----------------------------------------------------------------------
+
+    /// The version string.
+    pub fn version(&self) -> String {
+        self.shared.lock_state().version.clone()
+    }
+
+    /// Changes the version string (an old version hides the integration functions at once).
+    pub fn set_version(&self, version: impl Into<String>) {
+        self.shared.lock_state().version = version.into();
+    }
+
+    /// The profile.
+    pub fn profile(&self) -> Profile {
+        self.shared.lock_state().profile.clone()
+    }
+
+    /// Changes the profile.
+    pub fn set_profile(&self, profile: Profile) {
+        self.shared.lock_state().profile = profile;
+    }
+
+    /// The accounts: username → domain.
+    pub fn accounts(&self) -> BTreeMap<String, String> {
+        self.shared.lock_state().accounts.clone()
+    }
+
+    /// True when the account exists.
+    pub fn has_account(&self, user: &str) -> bool {
+        self.shared.lock_state().accounts.contains_key(user)
+    }
+
+    /// Adds (or re-domains) an account.
+    pub fn add_account(&self, user: impl Into<String>, domain: impl Into<String>) {
+        self.shared
+            .lock_state()
+            .accounts
+            .insert(user.into(), domain.into());
+    }
+
+    /// Removes an account with its integration groups and links; false when it did not exist.
+    pub fn remove_account(&self, user: &str) -> bool {
+        self.shared.lock_state().remove_account(user)
+    }
+
+    /// A snapshot of one user's groups and links (empty when it has none or does not exist).
+    pub fn user_integration(&self, user: &str) -> UserIntegration {
+        self.shared.lock_state().snapshot(user)
+    }
+
+    /// A snapshot of every user's groups and links (users with neither are absent).
+    pub fn integrations(&self) -> BTreeMap<String, UserIntegration> {
+        self.shared.lock_state().integrations.clone()
+    }
+
+    /// One user's links by app.
+    pub fn links(&self, user: &str) -> BTreeMap<String, Link> {
+        self.user_integration(user).links
+    }
+
+    /// One link.
+    pub fn link(&self, user: &str, app: &str) -> Option<Link> {
+        self.shared
+            .lock_state()
+            .integrations
+            .get(user)
+            .and_then(|i| i.links.get(app))
+            .cloned()
+    }
+
+    /// One user's groups by group ID.
+    pub fn groups(&self, user: &str) -> BTreeMap<String, Group> {
+        self.user_integration(user).groups
+    }
+
+    /// The users that have at least one link, sorted.
+    pub fn users_with_links(&self) -> Vec<String> {
+        self.shared
+            .lock_state()
+            .integrations
+            .values()
+            .filter(|i| !i.links.is_empty())
+            .map(|i| i.user.clone())
+            .collect()
+    }
+
+    /// Total number of links over all users.
+    pub fn link_count(&self) -> usize {
+        self.shared
+            .lock_state()
+            .integrations
+            .values()
+            .map(|i| i.links.len())
+            .sum()
+    }
+
+    /// Removes every group and link of every user.
+    pub fn clear_integrations(&self) {
+        self.shared.lock_state().integrations.clear();
+    }
+
+    // ---- instrumentation --------------------------------------------------------------------
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        self.shared.metrics.snapshot()
+    }
+
+    /// Calls of one function so far (batch commands counted individually).
+    pub fn calls(&self, function: &str) -> u64 {
+        self.counters().calls(function)
+    }
+
+    /// HTTP requests so far.
+    pub fn http_requests(&self) -> u64 {
+        self.counters().http_requests
+    }
+
+    /// Injected faults so far.
+    pub fn faults_injected(&self) -> u64 {
+        self.counters().total_faults()
+    }
+
+    /// Zeroes every counter.
+    pub fn reset_counters(&self) {
+        self.shared.metrics.reset();
+    }
+
+    /// Waits (without polling) until `pred` holds for the counters or `timeout` passes; returns
+    /// whether it held.
+    pub async fn wait_for(&self, timeout: Duration, pred: impl FnMut(&Counters) -> bool) -> bool {
+        self.shared.metrics.wait_for(timeout, pred).await
+    }
+
+    // ---- behaviour --------------------------------------------------------------------------
+
+    /// Changes the per-request latency.
+    pub fn set_request_latency(&self, latency: Duration) {
+        self.shared.lock_behaviour().request_latency = latency;
+    }
+
+    /// Changes the per-command latency.
+    pub fn set_command_latency(&self, latency: Duration) {
+        self.shared.lock_behaviour().command_latency = latency;
+    }
+
+    /// Changes the fault rate (clamped to 0.0–1.0).
+    pub fn set_fault_rate(&self, rate: f64) {
+        self.shared.lock_behaviour().fault_rate = clamp_rate(rate);
+    }
+
+    /// Changes the fault kinds drawn from.
+    pub fn set_fault_kinds(&self, kinds: impl IntoIterator<Item = FaultKind>) {
+        self.shared.lock_behaviour().fault_kinds = kinds.into_iter().collect();
+    }
+
+    /// Changes how long a timeout fault hangs.
+    pub fn set_hang_for(&self, hang_for: Duration) {
+        self.shared.lock_behaviour().hang_for = hang_for;
+    }
+
+    /// Reseeds the fault RNG (`None`: from the OS).
+    pub fn reseed(&self, seed: Option<u64>) {
+        self.shared.lock_behaviour().reseed(seed);
+    }
+
+    /// Forces `kind` onto the next `count` HTTP requests (before the random draw is consulted).
+    pub fn inject_faults(&self, kind: FaultKind, count: usize) {
+        self.shared
+            .lock_behaviour()
+            .queued
+            .extend(std::iter::repeat_n(kind, count));
+    }
+
+    /// Forgets faults forced by [`SimHandle::inject_faults`] that have not happened yet.
+    pub fn clear_injected_faults(&self) {
+        self.shared.lock_behaviour().queued.clear();
+    }
+
+    /// Switches the server down (every new connection and every request is closed without an
+    /// answer) or back up.
+    pub fn set_down(&self, down: bool) {
+        self.shared.lock_behaviour().down = down;
+    }
+
+    /// True when the server is switched down.
+    pub fn is_down(&self) -> bool {
+        self.shared.is_down()
+    }
+
+    /// Changes the longest wait between click attempts.
+    pub fn set_click_max_wait(&self, wait: Duration) {
+        *self
+            .click_max_wait
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = wait;
+    }
+
+    // ---- the click --------------------------------------------------------------------------
+
+    /// Clicks `user`'s link `app` the way cPanel does (see [`crate::click`]).
+    pub async fn click(&self, user: &str, app: &str) -> Result<ClickOutcome, ClickError> {
+        let link = self.link(user, app).ok_or_else(|| ClickError::NoSuchLink {
+            user: user.to_owned(),
+            app: app.to_owned(),
+        })?;
+        let max_wait = *self
+            .click_max_wait
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let shared = Arc::clone(&self.shared);
+        let current_token = move || {
+            shared
+                .lock_state()
+                .integrations
+                .get(user)
+                .and_then(|i| i.links.get(app))
+                .and_then(|l| l.token().map(str::to_owned))
+        };
+        click::click(&self.client, user, &link, max_wait, current_token).await
+    }
+
+    // ---- lifecycle --------------------------------------------------------------------------
+
+    /// Stops accepting, lets in-flight requests finish (up to 2 s; hanging faults end at once) and
+    /// waits until the server task is gone.
+    pub async fn shutdown(self) {
+        self.shared.shutdown.send_replace(true);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
