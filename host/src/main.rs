@@ -1,5 +1,6 @@
-//! The `panelink` binary: parses the command line and hands over to the library.
+//! The `panelink` binary: parses the command line and hands over to the library
+//! ([`panelink::cli::main`]).
 
-fn main() -> anyhow::Result<()> {
-    Ok(())
+fn main() -> std::process::ExitCode {
+    panelink::cli::main()
 }

@@ -1,4 +1,10 @@
 //! The integration test binary: real plugins in the real runtime, against panel-sim.
 
+mod api;
+mod cli;
+mod harness;
 mod plugins;
 mod sandbox;
+mod sso;
+mod storage;
+mod sync;

@@ -43,7 +43,10 @@ fn pushes(desc: &Description, skip: &[&str]) -> Vec<LinkPush> {
                 l.scope.replace(':', "%3A"),
                 desc.id
             ),
-            url: format!("{PUBLIC_URL}/portal{}", l.destination.replace("{service_id}", "7")),
+            url: format!(
+                "{PUBLIC_URL}/portal{}",
+                l.destination.replace("{service_id}", "7")
+            ),
         })
         .collect()
 }
@@ -124,10 +127,16 @@ async fn provisioning_gives_every_account_exactly_the_group_and_links() {
         let groups = sim.groups(user);
         assert_eq!(groups.len(), 1);
         let group = &groups["panelink"];
-        assert_eq!((group.label.as_str(), group.order), ("Billing & Support", 1));
+        assert_eq!(
+            (group.label.as_str(), group.order),
+            ("Billing & Support", 1)
+        );
         let panel_links = sim.links(user);
         let expected: BTreeSet<_> = links.iter().map(|l| app_name(&l.scope)).collect();
-        assert_eq!(panel_links.keys().cloned().collect::<BTreeSet<_>>(), expected);
+        assert_eq!(
+            panel_links.keys().cloned().collect::<BTreeSet<_>>(),
+            expected
+        );
         for (push, spec) in links.iter().zip(&plugin.description.links) {
             let link = &panel_links[&app_name(&push.scope)];
             let implements = if spec.implements.is_empty() {
@@ -194,17 +203,16 @@ async fn disabled_links_are_removed_and_deprovision_clears_everything() {
         for scope in disabled {
             assert!(!apps.contains(&app_name(scope)));
         }
-        let listed = plugin
-            .list_links(&t, &s, user)
-            .await
-            .expect("list")
-            .value;
+        let listed = plugin.list_links(&t, &s, user).await.expect("list").value;
         let scopes: BTreeSet<_> = listed.iter().filter_map(|l| l.scope.clone()).collect();
         assert_eq!(scopes.len(), 12);
         assert!(!scopes.contains("clientarea:emails"));
     }
 
-    let out = plugin.deprovision(&t, &s, &users).await.expect("deprovision");
+    let out = plugin
+        .deprovision(&t, &s, &users)
+        .await
+        .expect("deprovision");
     assert!(out.value.iter().all(|o| o.errors().count() == 0), "{out:?}");
     for user in &users {
         assert!(sim.links(user).is_empty());
@@ -219,7 +227,10 @@ async fn unknown_and_empty_accounts_fail_alone_with_the_panels_words() {
     let plugin = load(&rt, "cpanel").await;
     let links = pushes(&plugin.description, &[]);
     let users: Vec<String> = sim.accounts().keys().cloned().collect();
-    let mut batch: Vec<_> = users.iter().map(|u| work(u, links.clone(), vec![])).collect();
+    let mut batch: Vec<_> = users
+        .iter()
+        .map(|u| work(u, links.clone(), vec![]))
+        .collect();
     batch.insert(1, work("bob", links.clone(), vec![]));
     let mut nameless = work("", links.clone(), vec![]);
     nameless.domain = "nameless.example".into();
@@ -236,7 +247,8 @@ async fn unknown_and_empty_accounts_fail_alone_with_the_panels_words() {
     let bob: Vec<_> = out[1].errors().collect();
     assert!(!bob.is_empty());
     assert!(
-        bob.iter().all(|e| *e == "You do not have a user named “bob”."),
+        bob.iter()
+            .all(|e| *e == "You do not have a user named “bob”."),
         "{bob:?}"
     );
     let nameless: Vec<_> = out[3].errors().collect();
@@ -266,7 +278,11 @@ async fn support_checks_follow_profile_and_version() {
     assert!(check(&wp2, &wp2_server).await.supported);
     let refused = check(&wp2, &standard).await;
     assert!(!refused.supported);
-    assert!(refused.detail.contains("WP2") || refused.detail.contains("WP Squared"), "{}", refused.detail);
+    assert!(
+        refused.detail.contains("WP2") || refused.detail.contains("WP Squared"),
+        "{}",
+        refused.detail
+    );
     let refused = check(&cpanel, &wp2_server).await;
     assert!(!refused.supported, "{}", refused.detail);
     let refused = check(&cpanel, &old).await;
@@ -283,7 +299,13 @@ async fn a_wrong_api_token_is_a_panel_error_and_a_dead_server_is_transient() {
     t.api_token = Secret::new("WRONGTOKEN");
     let err = plugin.check_server(&t).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Plugin { error: panelink::adapter::PluginError::Panel(_), .. }),
+        matches!(
+            &err,
+            Error::Plugin {
+                error: panelink::adapter::PluginError::Panel(_),
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(!err.is_transient());
@@ -302,7 +324,11 @@ async fn http_500s_timeouts_and_dropped_connections_are_transient() {
     let sim = sim(Profile::Standard, 1).await;
     sim.set_hang_for(std::time::Duration::from_secs(10));
     let plugin = load(&rt, "cpanel").await;
-    for kind in [FaultKind::Http500, FaultKind::DropConnection, FaultKind::Timeout] {
+    for kind in [
+        FaultKind::Http500,
+        FaultKind::DropConnection,
+        FaultKind::Timeout,
+    ] {
         sim.inject_faults(kind, 1);
         let err = plugin.check_server(&target(&sim)).await.unwrap_err();
         assert!(err.is_transient(), "{kind:?}: {err:?}");

@@ -52,7 +52,10 @@ async fn provision_as(rt: &Runtime, username: &str) -> Result<(), Error> {
 
 async fn assert_still_serves(rt: &Runtime) {
     let out = provision_as(rt, "good").await;
-    assert!(out.is_ok(), "a good call after misbehaviour failed: {out:?}");
+    assert!(
+        out.is_ok(),
+        "a good call after misbehaviour failed: {out:?}"
+    );
 }
 
 #[tokio::test]
@@ -130,5 +133,8 @@ async fn non_components_are_refused_at_load() {
     // A core module (wasm magic, version 1) is not a component.
     let core = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
     let err = rt.load(&core).await.unwrap_err();
-    assert!(err.to_string().contains("not a WebAssembly component"), "{err}");
+    assert!(
+        err.to_string().contains("not a WebAssembly component"),
+        "{err}"
+    );
 }

@@ -1,8 +1,12 @@
 //! Shared helpers of the integration tests and of the benchmark and demo binaries: where the
-//! built plugins are, and a runtime with them loaded.
+//! built plugins are, and a runtime with them loaded; [`bench_sso`] and
+//! [`bench_sync`] are the `sso` and `sync` benchmarks.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+pub mod bench_sso;
+pub mod bench_sync;
 
 use panelink::runtime::{Plugin, Runtime, RuntimeConfig};
 

@@ -44,7 +44,11 @@ fn main() -> Result<()> {
                  bench          run the benchmarks (release)\n  \
                  demo           run Panelink on SQLite against simulated panel servers"
             );
-            if task == "help" { Ok(()) } else { bail!("unknown task {task:?}") }
+            if task == "help" {
+                Ok(())
+            } else {
+                bail!("unknown task {task:?}")
+            }
         }
     }
 }
@@ -88,10 +92,16 @@ fn ensure_wasm_target() -> Result<()> {
 fn build_plugins() -> Result<()> {
     ensure_wasm_target()?;
     let root = root();
-    run(cargo()
-        .current_dir(root.join("plugins"))
-        .args(["build", "--release", "--target", WASM_TARGET]))?;
-    let built = root.join("plugins/target").join(WASM_TARGET).join("release");
+    run(cargo().current_dir(root.join("plugins")).args([
+        "build",
+        "--release",
+        "--target",
+        WASM_TARGET,
+    ]))?;
+    let built = root
+        .join("plugins/target")
+        .join(WASM_TARGET)
+        .join("release");
     for (names, dir) in [(SHIPPED, "plugins"), (TEST_ONLY, "test-plugins")] {
         let out = root.join("target").join(dir);
         std::fs::create_dir_all(&out)?;
@@ -178,7 +188,15 @@ fn bench(extra: &[String]) -> Result<()> {
     build_plugins()?;
     run(cargo()
         .current_dir(root())
-        .args(["run", "--release", "-p", "panelink-tests", "--bin", "bench", "--"])
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "panelink-tests",
+            "--bin",
+            "bench",
+            "--",
+        ])
         .args(extra))
 }
 
@@ -186,6 +204,14 @@ fn demo(extra: &[String]) -> Result<()> {
     build_plugins()?;
     run(cargo()
         .current_dir(root())
-        .args(["run", "--release", "-p", "panelink-tests", "--bin", "demo", "--"])
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "panelink-tests",
+            "--bin",
+            "demo",
+            "--",
+        ])
         .args(extra))
 }

@@ -381,7 +381,10 @@ fn validate_description(d: &Description) -> Result<(), String> {
     }
     let major_minor = |v: &str| {
         let mut parts = v.split('.');
-        (parts.next().map(str::to_owned), parts.next().map(str::to_owned))
+        (
+            parts.next().map(str::to_owned),
+            parts.next().map(str::to_owned),
+        )
     };
     if major_minor(&d.contract_version) != major_minor(CONTRACT_VERSION) {
         return Err(format!(
@@ -423,8 +426,7 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-type GuestFuture<'a, T> =
-    std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
+type GuestFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
 
 impl Plugin {
     /// Application id.
@@ -526,7 +528,10 @@ impl Plugin {
     ) -> Result<Output<T>, Error>
     where
         T: Send + 'static,
-        F: for<'a> FnOnce(&'a Adapter, &'a mut Store<CallState>) -> GuestFuture<'a, Result<T, bindings::types::PluginError>>
+        F: for<'a> FnOnce(
+                &'a Adapter,
+                &'a mut Store<CallState>,
+            ) -> GuestFuture<'a, Result<T, bindings::types::PluginError>>
             + Send,
     {
         let out = self.call(target, f).await?;

@@ -1,0 +1,157 @@
+//! Extractors whose rejections are the contract's error body: [`ApiJson`], [`ApiPath`],
+//! [`ApiQuery`], and [`Authorized`], which authenticates the bearer token and checks one
+//! permission before anything else of the request is looked at.
+
+use std::marker::PhantomData;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::model::Permission;
+use crate::storage::Principal;
+
+/// A JSON body. Reads the body under the configured limit (413 beyond it), then parses it:
+/// unreadable JSON is 400 `bad_request`; wrong types, missing or unknown fields are 422
+/// `validation_failed` naming the field. The `Content-Type` is not required.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T> FromRequest<AppState> for ApiJson<T>
+where
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large(state.limits().max_body_bytes)
+            } else {
+                ApiError::bad_request("The request body could not be read.")
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parse a JSON document into `T` with the API's error mapping: first the syntax of the whole
+/// document (400), then its shape (422 naming the field).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let document: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(format!(
+            "The request body is not valid JSON: {}",
+            strip_position(&e.to_string())
+        ))
+    })?;
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        let path = e.path().to_string();
+        let message = strip_position(&e.into_inner().to_string());
+        // A missing field is reported at its parent; name the field itself.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let field = match (path.as_str(), missing) {
+            (".", Some(name)) => name.to_owned(),
+            (_, Some(name)) => format!("{path}.{name}"),
+            (".", None) => "body".to_owned(),
+            (_, None) => path,
+        };
+        ApiError::invalid_field(&field, message)
+    })
+}
+
+/// serde_json appends " at line L column C"; keep the message readable for humans.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Path parameters; a segment that does not parse is 404.
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// Query parameters; bad ones are 422.
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// A permission an endpoint needs, as a type (see [`Authorized`]).
+pub trait Need: Send + Sync + 'static {
+    /// The permission.
+    const PERMISSION: Permission;
+}
+
+macro_rules! needs {
+    ($($(#[$doc:meta])* $name:ident => $permission:ident),+ $(,)?) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug)]
+            pub struct $name;
+
+            impl Need for $name {
+                const PERMISSION: Permission = Permission::$permission;
+            }
+        )+
+    };
+}
+
+needs! {
+    /// `configure_application_links`.
+    ConfigureLinks => ConfigureApplicationLinks,
+    /// `manage_servers`.
+    ManageServers => ManageServers,
+    /// `manage_clients`.
+    ManageClients => ManageClients,
+    /// `manage_plugins`.
+    ManagePlugins => ManagePlugins,
+    /// `manage_admins`.
+    ManageAdmins => ManageAdmins,
+}
+
+/// The authenticated admin, holding permission `N`: 401 without a valid bearer token, 403 when
+/// the role lacks the permission.
+#[derive(Debug)]
+pub struct Authorized<N: Need> {
+    /// Who.
+    pub principal: Principal,
+    need: PhantomData<N>,
+}
+
+impl<N: Need> FromRequestParts<AppState> for Authorized<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| token.trim())
+                    .filter(|t| !t.is_empty() && t.len() <= 256)
+            })
+            .ok_or_else(ApiError::unauthorized)?;
+        let principal = state
+            .db()
+            .authenticate(token)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        if !principal.may(N::PERMISSION) {
+            return Err(ApiError::forbidden(N::PERMISSION.as_str()));
+        }
+        Ok(Self {
+            principal,
+            need: PhantomData,
+        })
+    }
+}

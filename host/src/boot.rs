@@ -1,0 +1,151 @@
+//! Start-up and shutdown: turns a [`Config`] into a running host.
+//!
+//! [`Host::start`] sets up the secret key, connects to the database and applies migrations,
+//! builds the plugin runtime and binds the listener; [`Host::run`] serves HTTP at once (so
+//! `/healthz` answers), loads the plugins, then marks the host ready (`/readyz` 200) and serves
+//! until the shutdown future resolves. [`serve`] is both in one call: what `panelink serve` runs
+//! and what tests can run in-process.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState, Limits};
+use crate::catalog::Catalog;
+use crate::config::{Config, redact_url};
+use crate::crypto::SecretBox;
+use crate::runtime::{Plugins, Runtime, RuntimeConfig};
+use crate::storage::Db;
+use crate::sync_port::{Events, RecordingSyncRequests, SyncRequests};
+
+/// What a host is built with besides its configuration.
+#[derive(Default)]
+pub struct Options {
+    /// Plugin runtime limits.
+    pub runtime: RuntimeConfig,
+    /// The sync engine; `None`: requests are only recorded.
+    pub sync: Option<Arc<dyn SyncRequests>>,
+    /// The event bus (give one to publish from outside).
+    pub events: Events,
+}
+
+/// The secret box and the migrated database of a configuration.
+pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
+    let secrets = SecretBox::from_config(config.secret_key.as_ref(), &config.data_dir)
+        .context("setting up the secret key")?;
+    let db = Db::connect(&config.database_url, Arc::new(secrets))
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&config.database_url)))?;
+    db.migrate().await.context("applying migrations")?;
+    Ok(db)
+}
+
+/// A host that is bound and migrated, not yet serving.
+pub struct Host {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    plugin_dir: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("addr", &self.addr).finish()
+    }
+}
+
+impl Host {
+    /// Set up everything but the plugins and bind the listener.
+    pub async fn start(config: Config, options: Options) -> anyhow::Result<Self> {
+        let db = open_database(&config).await?;
+        let runtime = Runtime::new(options.runtime).context("starting the plugin runtime")?;
+        let catalog = Arc::new(Catalog::new(runtime, Arc::new(Plugins::new()), db.clone()));
+        let sync = options
+            .sync
+            .unwrap_or_else(|| Arc::new(RecordingSyncRequests::new()));
+        let state = AppState::new(
+            db,
+            catalog,
+            sync,
+            options.events,
+            Limits {
+                max_body_bytes: config.max_body_bytes,
+                max_plugin_bytes: config.max_plugin_bytes,
+            },
+        );
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let state = state.with_sso(crate::sso::Sso::from_config(&config, addr));
+        Ok(Self {
+            listener,
+            addr,
+            state,
+            plugin_dir: config.plugin_dir,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (the database, the catalog, …).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serve until `shutdown` resolves; plugins load while `/healthz` already answers.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Host {
+            listener,
+            addr,
+            state,
+            plugin_dir,
+        } = self;
+        tracing::info!(%addr, "listening");
+        let loader = {
+            let state = state.clone();
+            async move {
+                let catalog = state.catalog();
+                let loaded = catalog.load_dir(&plugin_dir).await;
+                match catalog.adopt(&loaded).await {
+                    Ok(()) => {
+                        state.set_ready(true);
+                        tracing::info!(plugins = catalog.plugins().all().len(), "ready");
+                    }
+                    Err(e) => tracing::error!(error = %e, "plugins could not be set up; not ready"),
+                }
+            }
+        };
+        let server = api::serve(listener, state, shutdown);
+        let (served, ()) = tokio::join!(server, loader);
+        served.context("serving HTTP")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Run the host with this configuration until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // Compiled components are cached next to the key file, so restarts skip compilation.
+    let options = Options {
+        runtime: RuntimeConfig {
+            // wasmtime wants an absolute cache path.
+            cache_dir: std::path::absolute(config.data_dir.join("wasm-cache")).ok(),
+            ..RuntimeConfig::default()
+        },
+        ..Options::default()
+    };
+    Host::start(config, options).await?.run(shutdown).await
+}

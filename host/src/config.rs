@@ -1,0 +1,552 @@
+//! The host's configuration: keys, defaults, and the three layers they come from.
+//!
+//! Precedence (lowest first): built-in defaults, the TOML file given with `--config`, environment
+//! variables `PANELINK_<KEY>` (upper case), command-line flags. Each source is read into a
+//! [`Layer`] of optional values; [`Config::resolve`] stacks them and fills in the defaults.
+//!
+//! Keys (see `api.md`): `listen`, `public_url`, `client_area_url`, `database_url`, `data_dir`,
+//! `secret_key`, `plugin_dir`, plus:
+//! - `log_format`: `pretty` (default) or `json`;
+//! - `log_level`: a tracing filter such as `info` (default) or `panelink=debug,info`;
+//! - `max_body_bytes`: the JSON body limit of the admin API (default 1 MiB);
+//! - `max_plugin_bytes`: the largest plugin upload (default 64 MiB);
+//! - `sso_token_ttl`: lifetime of a single sign-on access token in seconds (default 60);
+//! - `portal_session_ttl`: lifetime of a client portal session in seconds (default 28800);
+//! - `sso_rate_limit_per_address` / `sso_rate_limit_per_credential`: token requests a minute one
+//!   source address (default 6000) / one link credential (default 60) may make; 0 turns the
+//!   limit off;
+//! - `sso_destinations`: client-area paths per scope overriding the plugins' defaults, a TOML
+//!   table (`"clientarea:invoices" = "/billing/invoices"`) or, in the environment, whitespace
+//!   separated `scope=path` pairs; `{service_id}` is filled in.
+//!
+//! `secret_key` has no flag (a flag would show in the process list): give it in the file or the
+//! environment. The `Debug` form of [`Config`] hides `secret_key` and the password of
+//! `database_url`; use [`redact_url`] for anything else that might carry a password.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::adapter::Secret;
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("configuration file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// A value is not acceptable.
+    #[error("configuration key {key}: {message}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One source's values; `None` means "not set here".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// `listen`.
+    pub listen: Option<String>,
+    /// `public_url`.
+    pub public_url: Option<String>,
+    /// `client_area_url`.
+    pub client_area_url: Option<String>,
+    /// `database_url`.
+    pub database_url: Option<String>,
+    /// `data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `secret_key`.
+    pub secret_key: Option<String>,
+    /// `plugin_dir`.
+    pub plugin_dir: Option<PathBuf>,
+    /// `log_format`.
+    pub log_format: Option<String>,
+    /// `log_level`.
+    pub log_level: Option<String>,
+    /// `max_body_bytes`.
+    pub max_body_bytes: Option<u64>,
+    /// `max_plugin_bytes`.
+    pub max_plugin_bytes: Option<u64>,
+    /// `sso_token_ttl` (seconds).
+    pub sso_token_ttl: Option<u64>,
+    /// `portal_session_ttl` (seconds).
+    pub portal_session_ttl: Option<u64>,
+    /// `sso_rate_limit_per_address` (requests a minute, 0: off).
+    pub sso_rate_limit_per_address: Option<u64>,
+    /// `sso_rate_limit_per_credential` (requests a minute, 0: off).
+    pub sso_rate_limit_per_credential: Option<u64>,
+    /// `sso_destinations` (scope → client-area path).
+    pub sso_destinations: Option<BTreeMap<String, String>>,
+}
+
+impl Layer {
+    /// Read a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| Error::Parse {
+            path: path.display().to_string(),
+            message: e.message().to_owned(),
+        })
+    }
+
+    /// Read `PANELINK_<KEY>` variables from an environment (pass `std::env::vars()`).
+    pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, Error> {
+        let mut layer = Layer::default();
+        for (name, value) in vars {
+            let Some(key) = name.strip_prefix("PANELINK_") else {
+                continue;
+            };
+            match key {
+                "LISTEN" => layer.listen = Some(value),
+                "PUBLIC_URL" => layer.public_url = Some(value),
+                "CLIENT_AREA_URL" => layer.client_area_url = Some(value),
+                "DATABASE_URL" => layer.database_url = Some(value),
+                "DATA_DIR" => layer.data_dir = Some(value.into()),
+                "SECRET_KEY" => layer.secret_key = Some(value),
+                "PLUGIN_DIR" => layer.plugin_dir = Some(value.into()),
+                "LOG_FORMAT" => layer.log_format = Some(value),
+                "LOG_LEVEL" => layer.log_level = Some(value),
+                "MAX_BODY_BYTES" => {
+                    layer.max_body_bytes = Some(parse_env_number("max_body_bytes", &value)?)
+                }
+                "MAX_PLUGIN_BYTES" => {
+                    layer.max_plugin_bytes = Some(parse_env_number("max_plugin_bytes", &value)?)
+                }
+                "SSO_TOKEN_TTL" => {
+                    layer.sso_token_ttl = Some(parse_env_number("sso_token_ttl", &value)?)
+                }
+                "PORTAL_SESSION_TTL" => {
+                    layer.portal_session_ttl = Some(parse_env_number("portal_session_ttl", &value)?)
+                }
+                "SSO_RATE_LIMIT_PER_ADDRESS" => {
+                    layer.sso_rate_limit_per_address =
+                        Some(parse_env_number("sso_rate_limit_per_address", &value)?)
+                }
+                "SSO_RATE_LIMIT_PER_CREDENTIAL" => {
+                    layer.sso_rate_limit_per_credential =
+                        Some(parse_env_number("sso_rate_limit_per_credential", &value)?)
+                }
+                "SSO_DESTINATIONS" => {
+                    layer.sso_destinations = Some(parse_env_destinations(&value)?)
+                }
+                // Other PANELINK_* variables (e.g. the test suite's) are not configuration.
+                _ => {}
+            }
+        }
+        Ok(layer)
+    }
+
+    /// `self` with every value `over` sets replacing ours.
+    pub fn overridden_by(self, over: Layer) -> Layer {
+        Layer {
+            listen: over.listen.or(self.listen),
+            public_url: over.public_url.or(self.public_url),
+            client_area_url: over.client_area_url.or(self.client_area_url),
+            database_url: over.database_url.or(self.database_url),
+            data_dir: over.data_dir.or(self.data_dir),
+            secret_key: over.secret_key.or(self.secret_key),
+            plugin_dir: over.plugin_dir.or(self.plugin_dir),
+            log_format: over.log_format.or(self.log_format),
+            log_level: over.log_level.or(self.log_level),
+            max_body_bytes: over.max_body_bytes.or(self.max_body_bytes),
+            max_plugin_bytes: over.max_plugin_bytes.or(self.max_plugin_bytes),
+            sso_token_ttl: over.sso_token_ttl.or(self.sso_token_ttl),
+            portal_session_ttl: over.portal_session_ttl.or(self.portal_session_ttl),
+            sso_rate_limit_per_address: over
+                .sso_rate_limit_per_address
+                .or(self.sso_rate_limit_per_address),
+            sso_rate_limit_per_credential: over
+                .sso_rate_limit_per_credential
+                .or(self.sso_rate_limit_per_credential),
+            sso_destinations: over.sso_destinations.or(self.sso_destinations),
+        }
+    }
+}
+
+fn parse_env_number(key: &'static str, value: &str) -> Result<u64, Error> {
+    value.trim().parse().map_err(|_| Error::Invalid {
+        key,
+        message: format!("{value:?} is not a whole number"),
+    })
+}
+
+/// `scope=path` pairs separated by whitespace (paths hold no whitespace).
+fn parse_env_destinations(value: &str) -> Result<BTreeMap<String, String>, Error> {
+    value
+        .split_whitespace()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(scope, path)| (scope.to_owned(), path.to_owned()))
+                .ok_or_else(|| Error::Invalid {
+                    key: "sso_destinations",
+                    message: format!("{pair:?} is not scope=path"),
+                })
+        })
+        .collect()
+}
+
+/// Single sign-on and client portal settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoConfig {
+    /// Lifetime of an access token.
+    pub token_ttl: Duration,
+    /// Lifetime of a portal session.
+    pub session_ttl: Duration,
+    /// Token requests a minute per source address; 0: no limit.
+    pub rate_limit_per_address: u32,
+    /// Token requests a minute per link credential; 0: no limit.
+    pub rate_limit_per_credential: u32,
+    /// Client-area path per scope, overriding the plugins' defaults.
+    pub destinations: BTreeMap<String, String>,
+}
+
+impl Default for SsoConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl: Duration::from_secs(60),
+            session_ttl: Duration::from_secs(8 * 3600),
+            rate_limit_per_address: 6000,
+            rate_limit_per_credential: 60,
+            destinations: BTreeMap::new(),
+        }
+    }
+}
+
+impl SsoConfig {
+    fn resolve(layer: &Layer) -> Result<Self, Error> {
+        let defaults = SsoConfig::default();
+        let seconds = |key, value: Option<u64>, default: Duration| match value {
+            None => Ok(default),
+            Some(0) => Err(Error::Invalid {
+                key,
+                message: "must be at least 1 second".into(),
+            }),
+            Some(n) if n > 366 * 86_400 => Err(Error::Invalid {
+                key,
+                message: "must be at most a year".into(),
+            }),
+            Some(n) => Ok(Duration::from_secs(n)),
+        };
+        let per_minute = |key, value: Option<u64>, default: u32| match value {
+            None => Ok(default),
+            Some(n) => u32::try_from(n).map_err(|_| Error::Invalid {
+                key,
+                message: "is too large".into(),
+            }),
+        };
+        let mut destinations = BTreeMap::new();
+        for (scope, path) in layer.sso_destinations.clone().unwrap_or_default() {
+            let invalid = |message: String| Error::Invalid {
+                key: "sso_destinations",
+                message,
+            };
+            crate::model::Scope::parse(&scope)
+                .map_err(|why| invalid(format!("{scope:?}: {why}")))?;
+            if !path.starts_with('/')
+                || path.starts_with("//")
+                || path.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(invalid(format!(
+                    "{scope:?}: {path:?} must be a path starting with / without spaces"
+                )));
+            }
+            destinations.insert(scope, path);
+        }
+        Ok(SsoConfig {
+            token_ttl: seconds("sso_token_ttl", layer.sso_token_ttl, defaults.token_ttl)?,
+            session_ttl: seconds(
+                "portal_session_ttl",
+                layer.portal_session_ttl,
+                defaults.session_ttl,
+            )?,
+            rate_limit_per_address: per_minute(
+                "sso_rate_limit_per_address",
+                layer.sso_rate_limit_per_address,
+                defaults.rate_limit_per_address,
+            )?,
+            rate_limit_per_credential: per_minute(
+                "sso_rate_limit_per_credential",
+                layer.sso_rate_limit_per_credential,
+                defaults.rate_limit_per_credential,
+            )?,
+            destinations,
+        })
+    }
+}
+
+/// The resolved configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// Address the HTTP server binds (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Base URL panels and browsers use to reach this host, without a trailing `/`.
+    pub public_url: String,
+    /// Where SSO lands the customer, without a trailing `/`.
+    pub client_area_url: String,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Holds the generated key file.
+    pub data_dir: PathBuf,
+    /// Key material for secrets at rest; `None`: the key file in `data_dir`.
+    pub secret_key: Option<Secret>,
+    /// Directory of `.wasm` components loaded at start.
+    pub plugin_dir: PathBuf,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Tracing filter.
+    pub log_level: String,
+    /// Admin API JSON body limit in bytes.
+    pub max_body_bytes: usize,
+    /// Plugin upload limit in bytes.
+    pub max_plugin_bytes: usize,
+    /// Single sign-on and client portal settings.
+    pub sso: SsoConfig,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("client_area_url", &self.client_area_url)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("data_dir", &self.data_dir)
+            .field(
+                "secret_key",
+                &self
+                    .secret_key
+                    .as_ref()
+                    .map(|_| "***")
+                    .unwrap_or("(key file)"),
+            )
+            .field("plugin_dir", &self.plugin_dir)
+            .field("log_format", &self.log_format)
+            .field("log_level", &self.log_level)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_plugin_bytes", &self.max_plugin_bytes)
+            .field("sso", &self.sso)
+            .finish()
+    }
+}
+
+/// The default `database_url`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://panelink.db?mode=rwc";
+/// The default `listen`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+impl Config {
+    /// Stack layers (lowest precedence first) and fill in defaults.
+    pub fn resolve(layers: impl IntoIterator<Item = Layer>) -> Result<Self, Error> {
+        let layer = layers
+            .into_iter()
+            .fold(Layer::default(), Layer::overridden_by);
+        let sso = SsoConfig::resolve(&layer)?;
+        let listen_text = layer.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| Error::Invalid {
+            key: "listen",
+            message: format!("{listen_text:?} is not an address like 127.0.0.1:8080"),
+        })?;
+        let public_url = match layer.public_url {
+            Some(url) => checked_url("public_url", &url)?,
+            None => format!("http://{listen}"),
+        };
+        let client_area_url = match layer.client_area_url {
+            Some(url) => checked_url("client_area_url", &url)?,
+            None => format!("{public_url}/portal"),
+        };
+        let database_url = layer
+            .database_url
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(Error::Invalid {
+                key: "database_url",
+                message: format!(
+                    "{} is neither sqlite://… nor postgres://…",
+                    redact_url(&database_url)
+                ),
+            });
+        }
+        let log_format = match layer.log_format.as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(Error::Invalid {
+                    key: "log_format",
+                    message: format!("{other:?} is neither pretty nor json"),
+                });
+            }
+        };
+        let bytes = |key, value: Option<u64>, default: usize| -> Result<usize, Error> {
+            match value {
+                None => Ok(default),
+                Some(0) => Err(Error::Invalid {
+                    key,
+                    message: "must be more than 0".into(),
+                }),
+                Some(n) => usize::try_from(n).map_err(|_| Error::Invalid {
+                    key,
+                    message: "is too large".into(),
+                }),
+            }
+        };
+        Ok(Config {
+            listen,
+            public_url,
+            client_area_url,
+            database_url,
+            data_dir: layer.data_dir.unwrap_or_else(|| PathBuf::from(".")),
+            secret_key: layer.secret_key.map(Secret::new),
+            plugin_dir: layer.plugin_dir.unwrap_or_else(default_plugin_dir),
+            log_format,
+            log_level: layer.log_level.unwrap_or_else(|| "info".to_owned()),
+            max_body_bytes: bytes("max_body_bytes", layer.max_body_bytes, 1024 * 1024)?,
+            max_plugin_bytes: bytes("max_plugin_bytes", layer.max_plugin_bytes, 64 * 1024 * 1024)?,
+            sso,
+        })
+    }
+}
+
+fn checked_url(key: &'static str, raw: &str) -> Result<String, Error> {
+    let url = url::Url::parse(raw).map_err(|e| Error::Invalid {
+        key,
+        message: format!("{raw:?} is not a URL: {e}"),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::Invalid {
+            key,
+            message: format!("{raw:?} must be an http or https URL"),
+        });
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+/// The built plugins' directory: `target/plugins` next to the `target/<profile>/panelink`
+/// binary (where `cargo xtask build-plugins` puts them), else `./plugins`.
+pub fn default_plugin_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            // target/<profile>/panelink, or target/<profile>/deps/<test binary>.
+            exe.ancestors()
+                .skip(1)
+                .take(3)
+                .map(|dir| dir.join("plugins"))
+                .find(|dir| dir.is_dir())
+        })
+        .unwrap_or_else(|| PathBuf::from("plugins"))
+}
+
+/// A URL with its password replaced by `***`, for logs and messages.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(_) => raw.to_owned(),
+        // Not parseable: do not risk echoing a password.
+        Err(_) => "(unparseable URL)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(f: impl FnOnce(&mut Layer)) -> Layer {
+        let mut l = Layer::default();
+        f(&mut l);
+        l
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::resolve([]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert_eq!(c.client_area_url, "http://127.0.0.1:8080/portal");
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.max_body_bytes, 1 << 20);
+        assert!(c.secret_key.is_none());
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let file: Layer = toml::from_str(
+            "listen = \"127.0.0.1:1\"\npublic_url = \"https://file.example/\"\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let env = Layer::from_env([
+            ("PANELINK_LISTEN".to_owned(), "127.0.0.1:2".to_owned()),
+            ("PANELINK_SECRET_KEY".to_owned(), "k".repeat(32)),
+            ("PANELINK_TEST_POSTGRES".to_owned(), "off".to_owned()),
+            ("HOME".to_owned(), "/root".to_owned()),
+        ])
+        .unwrap();
+        let flags = layer(|l| l.listen = Some("127.0.0.1:3".into()));
+        let c = Config::resolve([file, env, flags]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3");
+        assert_eq!(c.public_url, "https://file.example");
+        assert_eq!(c.client_area_url, "https://file.example/portal");
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.secret_key.unwrap().expose(), "k".repeat(32));
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Layer>("lisen = \"x\"").is_err());
+        assert!(Config::resolve([layer(|l| l.listen = Some("nope".into()))]).is_err());
+        assert!(Config::resolve([layer(|l| l.database_url = Some("mysql://x".into()))]).is_err());
+        assert!(Config::resolve([layer(|l| l.public_url = Some("ftp://x".into()))]).is_err());
+        assert!(Layer::from_env([("PANELINK_MAX_BODY_BYTES".into(), "lots".into())]).is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = Config::resolve([layer(|l| {
+            l.secret_key = Some("TOPSECRETKEYMATERIAL".into());
+            l.database_url = Some("postgres://app:hunter2@db.example/panelink".into());
+        })])
+        .unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("TOPSECRETKEYMATERIAL"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("db.example"), "{printed}");
+    }
+}

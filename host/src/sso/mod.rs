@@ -1,0 +1,470 @@
+//! Single sign-on from the panels into the client area, and the built-in client area (the
+//! portal). HTTP-facing like `api`, so it knows axum; its SQL lives in `storage::sso`.
+//!
+//! The click (`panel-protocol.md` §The click):
+//! 1. [`token`]: `POST /oauth/token` — the panel's server posts the link's credential
+//!    (`subscriber_unique_id` + `token`) with the scope and application in the query; we check
+//!    the credential in constant time, that the service may sign in (active or suspended, its
+//!    server and application enabled) and was given a link of that scope, and answer a one-time
+//!    access token (stored hashed, [`SsoConfig::token_ttl`]) and the `redirect_url` to redeem it.
+//!    Rate limited per source address and per credential ([`limit`]).
+//! 2. [`redeem`]: `GET /oauth/sso?access_token=…` — consumes the token atomically, signs in as
+//!    the owner of the service's client unless the account is closed, has single sign-on off, or
+//!    the owner lacks the `sso` permission (all read at that moment: admin changes apply at
+//!    once), opens a portal session (cookie; stored hashed) and redirects to
+//!    `client_area_url` + the scope's destination. Every outcome with a known account, success or
+//!    refusal, goes to that client's activity log.
+//! 3. [`portal`]: `/portal/…` — who is signed in and which destination was reached; the owner's
+//!    security settings (allow single sign-on) and user management (the `sso` permission), as
+//!    HTML forms and as `PATCH /portal/api/v1/…` JSON, both guarded by a per-session CSRF token
+//!    and an Origin check.
+//!
+//! Destinations: a scope's path is `sso_destinations[scope]` when configured, else the one the
+//! application's plugin declares (the WHMCS-compatible table of `panel-protocol.md`), else `/`.
+//!
+//! Secrets: the link secret, access tokens and session cookies never reach a log line or any
+//! response but the one that hands them out (tracing fields here carry ids only; the request
+//! log in `api::metrics` records route templates, never query strings).
+
+pub mod html;
+pub mod limit;
+pub mod portal;
+pub mod redeem;
+pub mod token;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::routing::{get, patch, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::api::AppState;
+use crate::catalog::Catalog;
+use crate::config::{Config, SsoConfig};
+use crate::storage::{Db, now_ms};
+
+pub use limit::RateLimiter;
+
+/// The portal session cookie.
+pub const SESSION_COOKIE: &str = "panelink_session";
+
+/// The scope every token request carries besides the link's own.
+pub const SSO_SCOPE: &str = "clientarea:sso";
+
+/// How often expired tokens and sessions are deleted, and how long an expired token is kept
+/// (so that a late redemption is told "expired", not "unknown").
+const PURGE_EVERY_MS: i64 = 10 * 60 * 1000;
+const KEEP_EXPIRED_TOKENS_MS: i64 = 60 * 60 * 1000;
+
+/// Single sign-on's settings and in-memory state (rate limits). One per process.
+#[derive(Debug)]
+pub struct Sso {
+    public_url: String,
+    client_area_url: String,
+    origin: String,
+    cookie_path: String,
+    secure_cookie: bool,
+    config: SsoConfig,
+    per_address: RateLimiter<IpAddr>,
+    per_credential: RateLimiter<String>,
+    next_purge: AtomicI64,
+}
+
+impl Default for Sso {
+    fn default() -> Self {
+        let config = Config::resolve([]).expect("the default configuration resolves");
+        Self::new(&config.public_url, &config.client_area_url, config.sso)
+    }
+}
+
+impl Sso {
+    /// Settings for these URLs (without trailing `/`).
+    pub fn new(public_url: &str, client_area_url: &str, config: SsoConfig) -> Self {
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        let parsed = url::Url::parse(&public_url).ok();
+        let origin = parsed
+            .as_ref()
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|| public_url.clone());
+        let cookie_path = format!(
+            "{}/portal",
+            parsed
+                .as_ref()
+                .map_or("", |u| u.path().trim_end_matches('/'))
+        );
+        Self {
+            secure_cookie: public_url.starts_with("https:"),
+            client_area_url: client_area_url.trim_end_matches('/').to_owned(),
+            public_url,
+            origin,
+            cookie_path,
+            per_address: RateLimiter::new(config.rate_limit_per_address),
+            per_credential: RateLimiter::new(config.rate_limit_per_credential),
+            config,
+            next_purge: AtomicI64::new(now_ms() + PURGE_EVERY_MS),
+        }
+    }
+
+    /// Settings for a configuration served at `bound`. `public_url` defaults to
+    /// `http://<listen>`; with port 0 that names no real port, so the bound one is used (and
+    /// the default `client_area_url` follows).
+    pub fn from_config(config: &Config, bound: SocketAddr) -> Self {
+        let default_public = format!("http://{}", config.listen);
+        if config.listen.port() == 0 && config.public_url == default_public {
+            let public = format!("http://{bound}");
+            let area = if config.client_area_url == format!("{default_public}/portal") {
+                format!("{public}/portal")
+            } else {
+                config.client_area_url.clone()
+            };
+            Self::new(&public, &area, config.sso.clone())
+        } else {
+            Self::new(
+                &config.public_url,
+                &config.client_area_url,
+                config.sso.clone(),
+            )
+        }
+    }
+
+    /// The base URL panels and browsers reach this host at.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// Where sign-ins land.
+    pub fn client_area_url(&self) -> &str {
+        &self.client_area_url
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SsoConfig {
+        &self.config
+    }
+
+    /// The client-area path of a scope for a service: configured, else the plugin's, else `/`.
+    pub fn destination(
+        &self,
+        catalog: &Catalog,
+        application: &str,
+        scope: &str,
+        service_id: i64,
+    ) -> String {
+        let path = self.config.destinations.get(scope).cloned().or_else(|| {
+            catalog.plugins().get(application).and_then(|plugin| {
+                plugin
+                    .description
+                    .links
+                    .iter()
+                    .find(|l| l.scope == scope)
+                    .map(|l| l.destination.clone())
+            })
+        });
+        path.unwrap_or_else(|| "/".to_owned())
+            .replace("{service_id}", &service_id.to_string())
+    }
+
+    /// `Set-Cookie` for a new session.
+    fn session_cookie(&self, token: &str) -> HeaderValue {
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{SESSION_COOKIE}={token}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+            self.cookie_path,
+            self.config.session_ttl.as_secs()
+        ))
+        .expect("a cookie of URL-safe characters is a valid header value")
+    }
+
+    /// `Set-Cookie` that removes the session cookie.
+    fn clear_cookie(&self) -> HeaderValue {
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{SESSION_COOKIE}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax{secure}",
+            self.cookie_path
+        ))
+        .expect("a valid header value")
+    }
+
+    /// Whether a state-changing request comes from our own pages: its `Origin` (or, without
+    /// one, its `Referer`) must be this host's when present. (Browsers send `Origin` on every
+    /// cross-site POST and PATCH; the CSRF token is checked besides.)
+    fn same_origin(&self, headers: &HeaderMap) -> bool {
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            return origin.to_str().is_ok_and(|o| o == self.origin);
+        }
+        if let Some(referer) = headers.get(header::REFERER) {
+            return referer.to_str().is_ok_and(|r| {
+                r.strip_prefix(self.origin.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            });
+        }
+        true
+    }
+
+    /// Delete old tokens and sessions in the background, at most every ten minutes.
+    fn purge_when_due(&self, db: &Db) {
+        let now = now_ms();
+        let due = self.next_purge.load(Ordering::Relaxed);
+        if now < due
+            || self
+                .next_purge
+                .compare_exchange(
+                    due,
+                    now + PURGE_EVERY_MS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        let db = db.clone();
+        tokio::spawn(async move {
+            match db.purge_sso_records(now - KEEP_EXPIRED_TOKENS_MS).await {
+                Ok(n) => tracing::debug!(rows = n, "purged expired SSO tokens and sessions"),
+                Err(e) => tracing::warn!(error = %e, "purging expired SSO tokens failed"),
+            }
+        });
+    }
+}
+
+/// The routes: `/oauth/token`, `/oauth/sso`, `/portal/…`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/oauth/token", post(token::token))
+        .route("/oauth/sso", get(redeem::redeem))
+        .route("/portal", get(portal::landing))
+        .route("/portal/", get(portal::landing))
+        .route(
+            "/portal/security",
+            get(portal::security).post(portal::security_form),
+        )
+        .route("/portal/users", get(portal::users))
+        .route("/portal/users/{id}", post(portal::user_form))
+        .route("/portal/logout", post(portal::logout))
+        .route("/portal/api/v1/account", patch(portal::patch_account))
+        .route("/portal/api/v1/users/{id}", patch(portal::patch_user))
+        .route("/portal/{*rest}", get(portal::landing))
+}
+
+/// A new random secret value (access token, session cookie): 32 bytes, base64url.
+fn new_token() -> String {
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    B64URL.encode(raw)
+}
+
+/// Whether a presented token has the shape [`new_token`] gives (before any lookup).
+fn token_shaped(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The CSRF token of a session: derived from the session's cookie value, so it needs no storage
+/// and is as unguessable as the cookie, which a cross-site page cannot read.
+fn csrf_token(session_token: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"panelink csrf v1\0")
+        .chain_update(session_token.as_bytes())
+        .finalize();
+    B64URL.encode(digest)
+}
+
+/// The connecting address, when the server records it.
+fn source_addr(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// The connecting address (when the server records it), as an extractor.
+#[derive(Debug, Clone, Copy)]
+pub struct Source(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Source(source_addr(&parts.extensions)))
+    }
+}
+
+/// A cookie's value from the `Cookie` headers.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Layer;
+
+    #[test]
+    fn urls_cookie_and_origin_follow_the_configuration() {
+        let sso = Sso::new(
+            "https://billing.example/panelink/",
+            "https://billing.example/panelink/portal",
+            SsoConfig::default(),
+        );
+        assert_eq!(sso.public_url(), "https://billing.example/panelink");
+        assert_eq!(sso.origin, "https://billing.example");
+        let cookie = sso.session_cookie("abc");
+        let cookie = cookie.to_str().unwrap();
+        assert!(cookie.starts_with("panelink_session=abc; Path=/panelink/portal; Max-Age=28800"));
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+        assert!(cookie.ends_with("; Secure"));
+        let plain = Sso::new(
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/portal",
+            SsoConfig::default(),
+        );
+        assert!(
+            !plain
+                .session_cookie("abc")
+                .to_str()
+                .unwrap()
+                .contains("Secure")
+        );
+        assert!(
+            plain
+                .session_cookie("abc")
+                .to_str()
+                .unwrap()
+                .contains("Path=/portal;")
+        );
+
+        let mut headers = HeaderMap::new();
+        assert!(
+            sso.same_origin(&headers),
+            "no Origin, no Referer: the CSRF token decides"
+        );
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://billing.example"),
+        );
+        assert!(sso.same_origin(&headers));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(!sso.same_origin(&headers));
+        headers.remove(header::ORIGIN);
+        headers.insert(
+            header::REFERER,
+            HeaderValue::from_static("https://billing.example.evil.example/x"),
+        );
+        assert!(!sso.same_origin(&headers));
+        headers.insert(
+            header::REFERER,
+            HeaderValue::from_static("https://billing.example/panelink/portal/users"),
+        );
+        assert!(sso.same_origin(&headers));
+    }
+
+    #[test]
+    fn port_zero_uses_the_bound_address() {
+        let config = Config::resolve([Layer {
+            listen: Some("127.0.0.1:0".into()),
+            ..Layer::default()
+        }])
+        .unwrap();
+        let sso = Sso::from_config(&config, "127.0.0.1:4321".parse().unwrap());
+        assert_eq!(sso.public_url(), "http://127.0.0.1:4321");
+        assert_eq!(sso.client_area_url(), "http://127.0.0.1:4321/portal");
+        let explicit = Config::resolve([Layer {
+            listen: Some("127.0.0.1:0".into()),
+            public_url: Some("https://b.example".into()),
+            ..Layer::default()
+        }])
+        .unwrap();
+        let sso = Sso::from_config(&explicit, "127.0.0.1:4321".parse().unwrap());
+        assert_eq!(sso.public_url(), "https://b.example");
+        assert_eq!(sso.client_area_url(), "https://b.example/portal");
+    }
+
+    #[test]
+    fn configuration_keys() {
+        let file: Layer = toml::from_str(
+            "sso_token_ttl = 5\nportal_session_ttl = 60\nsso_rate_limit_per_address = 0\n\
+             [sso_destinations]\n\"clientarea:invoices\" = \"/billing?id={service_id}\"\n",
+        )
+        .unwrap();
+        let env = Layer::from_env([
+            (
+                "PANELINK_SSO_RATE_LIMIT_PER_CREDENTIAL".to_owned(),
+                "7".to_owned(),
+            ),
+            (
+                "PANELINK_SSO_DESTINATIONS".to_owned(),
+                "clientarea:tickets=/t?a=1 clientarea:emails=/e".to_owned(),
+            ),
+        ])
+        .unwrap();
+        let c = Config::resolve([file.clone()]).unwrap().sso;
+        assert_eq!(c.token_ttl.as_secs(), 5);
+        assert_eq!(c.session_ttl.as_secs(), 60);
+        assert_eq!(c.rate_limit_per_address, 0);
+        assert_eq!(c.rate_limit_per_credential, 60);
+        assert_eq!(
+            c.destinations["clientarea:invoices"],
+            "/billing?id={service_id}"
+        );
+        let c = Config::resolve([file, env]).unwrap().sso;
+        assert_eq!(c.rate_limit_per_credential, 7);
+        assert_eq!(
+            c.destinations.len(),
+            2,
+            "a later layer's map replaces the earlier one"
+        );
+        assert_eq!(c.destinations["clientarea:tickets"], "/t?a=1");
+
+        let defaults = Config::resolve([]).unwrap().sso;
+        assert_eq!(defaults, SsoConfig::default());
+        assert_eq!(defaults.token_ttl.as_secs(), 60);
+        for bad in [
+            "sso_token_ttl = 0",
+            "[sso_destinations]\n\"invoices\" = \"/x\"",
+            "[sso_destinations]\n\"clientarea:x\" = \"x\"",
+            "[sso_destinations]\n\"clientarea:x\" = \"//evil.example/\"",
+            "[sso_destinations]\n\"clientarea:x\" = \"/a b\"",
+        ] {
+            let layer: Layer = toml::from_str(bad).unwrap();
+            assert!(Config::resolve([layer]).is_err(), "{bad}");
+        }
+        assert!(Layer::from_env([("PANELINK_SSO_DESTINATIONS".into(), "nopair".into())]).is_err());
+        assert!(Layer::from_env([("PANELINK_SSO_TOKEN_TTL".into(), "soon".into())]).is_err());
+    }
+
+    #[test]
+    fn tokens_and_cookies() {
+        let t = new_token();
+        assert!(token_shaped(&t), "{t}");
+        assert_ne!(t, new_token());
+        assert!(!token_shaped("short"));
+        assert!(!token_shaped(&format!("{}%", &t[..42])));
+        assert_ne!(csrf_token(&t), csrf_token(&new_token()));
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; panelink_session=xyz"),
+        );
+        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("xyz"));
+        assert_eq!(cookie(&headers, "b"), None);
+    }
+}

@@ -1,0 +1,403 @@
+//! Storage: the only module that writes SQL.
+//!
+//! [`Db`] is a pool on SQLite (the embedded default: WAL, foreign keys on, a 5 s busy timeout) or on
+//! PostgreSQL (several `panelink serve` processes may share one), chosen by the URL's scheme at
+//! run time through sqlx's `Any` driver, so every query is written once. Queries stick to the
+//! SQL both dialects share: `$1`-style parameters (SQLite reads `$N` as parameter N), `RETURNING`,
+//! `CAST(… AS BIGINT)`, `TRUE`/`FALSE`; timestamps are BIGINT milliseconds written by the
+//! application, never `now()`; booleans are read with [`flag`] (INTEGER 0/1 in SQLite).
+//!
+//! Migrations are one set per backend (`host/migrations/sqlite`, `host/migrations/postgres`):
+//! the DDL for identity columns and blobs differs between the two (`INTEGER PRIMARY KEY
+//! AUTOINCREMENT` vs `GENERATED … AS IDENTITY`, `BLOB` vs `BYTEA`), and keeping each file plain
+//! SQL of its dialect is easier to review than SQL generated from one template. Both sets carry the
+//! same numbers and the same tables; a new migration is added to both (`0002_…` and up are free).
+//! They are applied by [`Db::migrate`] (`panelink migrate`, and `serve` at start); on PostgreSQL
+//! sqlx takes an advisory lock, so nodes starting together do not race.
+//!
+//! Submodules add query functions to [`Db`] per area: [`admins`] (roles, admins, API tokens, the
+//! audit log), [`servers`], [`clients`] (clients, their users, services), [`apps`] (applications,
+//! link settings, the application log), [`plugins`] (plugin versions). The sync engine adds its
+//! own in `storage/sync.rs` the same way (`impl Db { … }` using [`Db::pool`]); single sign-on
+//! in [`sso`] (SSO credentials, access tokens, portal sessions, the client activity log).
+//!
+//! Secrets: server API tokens are sealed with [`crate::crypto::SecretBox`] on the way in and only
+//! come out as [`Secret`] through [`Db::server_target`]; no storage type holds a plaintext secret.
+//! Storage types are plain structs, not `Serialize`: only `api` knows JSON.
+//!
+//! Every change an admin makes is written with an [`Actor`] and recorded in the audit log in the
+//! same transaction. Transactions that write start with [`Db::begin_write`] (on SQLite
+//! `BEGIN IMMEDIATE`, so writers wait for each other instead of failing).
+
+pub mod admins;
+pub mod apps;
+pub mod clients;
+pub mod plugins;
+pub mod servers;
+pub mod sso;
+pub mod sync;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use crate::adapter::Secret;
+use crate::crypto::SecretBox;
+
+pub use admins::{Admin, AuditEntry, Principal, Role};
+pub use apps::{Application, LogEntry, NewLogEntry};
+pub use clients::{
+    Client, ClientPatch, ClientUser, NewClient, NewService, Service, ServiceFilter, ServicePatch,
+};
+pub use plugins::{NewPluginVersion, PluginSource, PluginVersion};
+pub use servers::{NewServer, Server, ServerCounts, ServerPatch};
+pub use sso::{
+    AccountState, ActivityEntry, ActivityOutcome, NewActivity, NewPortalSession, NewSsoToken,
+    OwnerState, PortalSession, RedeemWrites, SsoSubject, TokenInfo, TokenLookup,
+};
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The thing (named) does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The change conflicts with stored data (a duplicate, or something still in use).
+    #[error("{0}")]
+    Conflict(String),
+    /// A stored secret could not be decrypted.
+    #[error(transparent)]
+    Secret(#[from] crate::crypto::Error),
+    /// The database said no, or is unreachable.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value is not one this version understands.
+    #[error("unexpected stored value: {0}")]
+    Corrupt(String),
+    /// The database URL is not usable.
+    #[error("bad database_url: {0}")]
+    Url(String),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The database engine behind a [`Db`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// Who makes a change: recorded in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The admin, when an admin made it.
+    pub admin_id: Option<i64>,
+    /// The admin's e-mail, `cli` or `system`.
+    pub name: String,
+}
+
+impl Actor {
+    /// An admin through the API.
+    pub fn admin(id: i64, email: &str) -> Self {
+        Self {
+            admin_id: Some(id),
+            name: email.to_owned(),
+        }
+    }
+
+    /// The `panelink` command line.
+    pub fn cli() -> Self {
+        Self {
+            admin_id: None,
+            name: "cli".into(),
+        }
+    }
+
+    /// The host itself (start-up, the sync engine).
+    pub fn system() -> Self {
+        Self {
+            admin_id: None,
+            name: "system".into(),
+        }
+    }
+}
+
+/// The database: a connection pool plus the box that seals secrets. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+    secrets: Arc<SecretBox>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Milliseconds since the Unix epoch, the stored form of every timestamp.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Db {
+    /// Connect (no migration). `sqlite://path?mode=rwc` creates the file.
+    pub async fn connect(url: &str, secrets: Arc<SecretBox>) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(Error::Url(
+                "expected sqlite://… or postgres://… (scheme not supported)".into(),
+            ));
+        };
+        let options = AnyConnectOptions::from_str(url)
+            .map_err(|e| Error::Url(e.to_string().replace(url, "<database_url>")))?;
+        // sqlx's SQLite connections already enforce foreign keys and wait up to 5 s on a busy
+        // database; WAL is a property of the database file, switched on once below.
+        let max_connections = match backend {
+            Backend::Sqlite => 8,
+            Backend::Postgres => 16,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Every connection waits on a busy database rather than failing, and
+                        // runs in WAL mode (readers never block the one writer).
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+            let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+                .fetch_one(&pool)
+                .await?;
+            if foreign_keys != 1 {
+                return Err(Error::Url(
+                    "SQLite foreign keys could not be enabled".into(),
+                ));
+            }
+        }
+        Ok(Self {
+            pool,
+            backend,
+            secrets,
+        })
+    }
+
+    /// Apply the migrations this build carries that the database does not have yet.
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether every migration of this build is applied.
+    pub async fn is_migrated(&self) -> Result<bool> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(MAX(version) AS BIGINT) FROM _sqlx_migrations WHERE success = TRUE",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .unwrap_or(None);
+        Ok(applied.unwrap_or(0) >= latest)
+    }
+
+    /// A cheap round trip, for readiness.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The engine in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Start a transaction that writes. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so concurrent writers queue on the busy timeout instead of failing
+    /// with "database is locked" when a read-then-write transaction tries to upgrade.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// The pool, for query functions of other storage submodules.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Close every connection (tests close before dropping their database).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Decrypt a sealed value of this purpose.
+    pub(crate) fn open_secret(&self, context: &str, sealed: &str) -> Result<Secret> {
+        Ok(self.secrets.open(context, sealed)?)
+    }
+
+    /// Seal a value for this purpose.
+    pub(crate) fn seal_secret(&self, context: &str, plaintext: &Secret) -> String {
+        self.secrets.seal(context, plaintext.expose())
+    }
+
+    /// Every row of every table as text, in a stable order: for tests that check a refused
+    /// request changed nothing, and for diagnostics. Blobs show as their length.
+    pub async fn snapshot(&self) -> Result<Vec<String>> {
+        const TABLES: &[&str] = &[
+            "roles",
+            "role_permissions",
+            "admins",
+            "api_tokens",
+            "servers",
+            "clients",
+            "client_users",
+            "client_user_permissions",
+            "services",
+            "applications",
+            "link_settings",
+            "app_log",
+            "plugin_versions",
+            "audit_log",
+        ];
+        let mut out = Vec::new();
+        for table in TABLES {
+            let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY 1, 2"))
+                .fetch_all(&self.pool)
+                .await?;
+            for row in rows {
+                let cells: Vec<String> = (0..row.len()).map(|i| cell_text(&row, i)).collect();
+                out.push(format!("{table}: {}", cells.join(" | ")));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn cell_text(row: &AnyRow, i: usize) -> String {
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        return v.map_or("NULL".into(), |v| v.to_string());
+    }
+    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        return v.map_or("NULL".into(), |v| format!("{v:?}"));
+    }
+    if let Ok(v) = row.try_get::<Option<bool>, _>(i) {
+        return v.map_or("NULL".into(), |v| v.to_string());
+    }
+    if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(i) {
+        return v.map_or("NULL".into(), |v| format!("blob({} bytes)", v.len()));
+    }
+    if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+        return v.map_or("NULL".into(), |v| v.to_string());
+    }
+    "?".into()
+}
+
+/// A boolean column: BOOLEAN in PostgreSQL, INTEGER 0/1 in SQLite (sqlx's `Any` driver cannot
+/// read SQLite columns declared BOOLEAN, so the SQLite migrations declare them INTEGER).
+pub(crate) fn flag(row: &AnyRow, column: &str) -> Result<bool> {
+    match row.try_get::<bool, _>(column) {
+        Ok(b) => Ok(b),
+        Err(_) => Ok(row.try_get::<i64, _>(column)? != 0),
+    }
+}
+
+/// A nullable boolean column (see [`flag`]).
+pub(crate) fn opt_flag(row: &AnyRow, column: &str) -> Result<Option<bool>> {
+    match row.try_get::<Option<bool>, _>(column) {
+        Ok(b) => Ok(b),
+        Err(_) => Ok(row.try_get::<Option<i64>, _>(column)?.map(|v| v != 0)),
+    }
+}
+
+/// Parse a stored spelling with a model `parse` function.
+pub(crate) fn parsed<T>(
+    raw: String,
+    what: &str,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<T> {
+    parse(&raw).map_err(|why| Error::Corrupt(format!("{what} {raw:?}: {why}")))
+}
+
+/// Map a unique or foreign-key violation to a conflict with this message.
+pub(crate) fn conflict_on_violation(e: sqlx::Error, message: impl Into<String>) -> Error {
+    match e.as_database_error() {
+        Some(db) if db.is_unique_violation() || db.is_foreign_key_violation() => {
+            Error::Conflict(message.into())
+        }
+        _ => Error::Database(e),
+    }
+}
+
+/// Record an admin change in the audit log (inside the change's transaction). `detail` must not
+/// hold a secret.
+pub(crate) async fn audit(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, admin_id, actor, action, target, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(now_ms())
+    .bind(actor.admin_id)
+    .bind(&actor.name)
+    .bind(action)
+    .bind(target)
+    .bind(detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

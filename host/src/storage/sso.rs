@@ -1,0 +1,689 @@
+//! Single sign-on state: the per-service SSO credentials (the table belongs to the sync
+//! migration, the functions that mint, rotate, revoke and check them live here), the one-time
+//! access tokens, client portal sessions and the client activity log.
+//!
+//! Nothing secret is stored in the clear: credential secrets are sealed with
+//! [`crate::crypto::SecretBox`] (context [`CREDENTIAL_CONTEXT`]); access tokens and session
+//! cookies are stored as their SHA-256 ([`crate::crypto::hash_token`]), computed by the caller.
+//!
+//! A token is consumed by one conditional `UPDATE … WHERE used_at IS NULL AND expires_at > now
+//! RETURNING …`, so of any number of concurrent redemptions exactly one wins, on both backends;
+//! the session and the activity entry of that redemption are written in the same transaction.
+
+use rand::RngCore;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use subtle::ConstantTimeEq;
+
+use super::sync::CREDENTIAL_CONTEXT;
+use super::{Db, Error, Result, flag, now_ms, parsed};
+use crate::adapter::Secret;
+use crate::model::{ClientStatus, ServiceStatus};
+
+/// What a valid SSO credential speaks for, with what the token endpoint checks about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoSubject {
+    /// The service the credential belongs to.
+    pub service_id: i64,
+    /// The client owning the service.
+    pub client_id: i64,
+    /// The service's status.
+    pub service_status: ServiceStatus,
+    /// The application (module) of the service's server.
+    pub server_module: String,
+    /// Whether the service's server is enabled.
+    pub server_enabled: bool,
+    /// Whether Application Links are on for the requested application.
+    pub application_enabled: bool,
+    /// Whether the service was given a link of the requested scope for that application.
+    pub scope_provisioned: bool,
+}
+
+/// A one-time access token to store (the caller keeps the token; only its hash is stored).
+#[derive(Debug, Clone)]
+pub struct NewSsoToken<'a> {
+    /// SHA-256 (hex) of the token.
+    pub token_hash: &'a str,
+    /// The service it was issued for.
+    pub service_id: i64,
+    /// The application whose link was clicked.
+    pub application: &'a str,
+    /// The link's scope.
+    pub scope: &'a str,
+    /// The client-area path to land on (service id filled in).
+    pub destination: &'a str,
+    /// The address that asked for it.
+    pub source: Option<&'a str>,
+    /// Expiry (ms).
+    pub expires_at: i64,
+}
+
+/// The signing-in side of a token's service: its client and the client's owner, as they are now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountState {
+    /// The client owning the service.
+    pub client_id: i64,
+    /// The client's status.
+    pub client_status: ClientStatus,
+    /// Whether the account allows single sign-on.
+    pub allow_sso: bool,
+    /// The owner user, when there is one.
+    pub owner: Option<OwnerState>,
+}
+
+/// A client's owner user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerState {
+    /// The user.
+    pub user_id: i64,
+    /// Their e-mail.
+    pub email: String,
+    /// Whether they hold the `sso` permission.
+    pub has_sso: bool,
+}
+
+/// A stored token, as a redemption found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// The service it was issued for.
+    pub service_id: i64,
+    /// The application.
+    pub application: String,
+    /// The scope.
+    pub scope: String,
+    /// The destination path.
+    pub destination: String,
+    /// The account signing in; `None` when the service is gone.
+    pub account: Option<AccountState>,
+}
+
+/// What a redemption found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenLookup {
+    /// No such token.
+    Unknown,
+    /// Redeemed before.
+    Used(TokenInfo),
+    /// Expired unused.
+    Expired(TokenInfo),
+    /// Consumed now, by this redemption.
+    Redeemed(TokenInfo),
+}
+
+impl TokenLookup {
+    /// The token's details, when it exists.
+    pub fn info(&self) -> Option<&TokenInfo> {
+        match self {
+            TokenLookup::Unknown => None,
+            TokenLookup::Used(info) | TokenLookup::Expired(info) | TokenLookup::Redeemed(info) => {
+                Some(info)
+            }
+        }
+    }
+}
+
+/// A portal session to open.
+#[derive(Debug, Clone)]
+pub struct NewPortalSession {
+    /// SHA-256 (hex) of the cookie value.
+    pub token_hash: String,
+    /// The account.
+    pub client_id: i64,
+    /// The user signed in.
+    pub user_id: i64,
+    /// The service single sign-on came through.
+    pub service_id: Option<i64>,
+    /// Expiry (ms).
+    pub expires_at: i64,
+}
+
+/// Whether an account event went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivityOutcome {
+    /// Done.
+    Success,
+    /// Refused.
+    Refused,
+}
+
+impl ActivityOutcome {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityOutcome::Success => "success",
+            ActivityOutcome::Refused => "refused",
+        }
+    }
+
+    fn parse(raw: &str) -> std::result::Result<Self, String> {
+        match raw {
+            "success" => Ok(ActivityOutcome::Success),
+            "refused" => Ok(ActivityOutcome::Refused),
+            _ => Err("not an activity outcome".into()),
+        }
+    }
+}
+
+/// An entry to write to a client's activity log. Must not hold a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewActivity {
+    /// The account.
+    pub client_id: i64,
+    /// What happened, e.g. `sso_login`, `security_change`, `user_permissions`.
+    pub event: &'static str,
+    /// Whether it went through.
+    pub outcome: ActivityOutcome,
+    /// The user concerned.
+    pub user_id: Option<i64>,
+    /// The service concerned.
+    pub service_id: Option<i64>,
+    /// Who did it (`sso`, `owner@example.com`, …).
+    pub actor: String,
+    /// The request's source address.
+    pub source: Option<String>,
+    /// A sentence for people.
+    pub detail: String,
+}
+
+/// One entry of a client's activity log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityEntry {
+    /// Id (increasing).
+    pub id: i64,
+    /// When (ms).
+    pub at: i64,
+    /// What happened.
+    pub event: String,
+    /// Whether it went through.
+    pub outcome: ActivityOutcome,
+    /// The user concerned.
+    pub user_id: Option<i64>,
+    /// The service concerned.
+    pub service_id: Option<i64>,
+    /// Who did it.
+    pub actor: String,
+    /// Source address.
+    pub source: Option<String>,
+    /// Detail.
+    pub detail: String,
+}
+
+/// What a redemption writes, decided by the caller from the [`TokenLookup`].
+#[derive(Debug, Clone, Default)]
+pub struct RedeemWrites {
+    /// The session to open (sign-in succeeded).
+    pub session: Option<NewPortalSession>,
+    /// The activity entry to write.
+    pub activity: Option<NewActivity>,
+}
+
+/// A live portal session with the account as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalSession {
+    /// The account.
+    pub client_id: i64,
+    /// The account's name.
+    pub client_name: String,
+    /// The account's status.
+    pub client_status: ClientStatus,
+    /// Whether the account allows single sign-on.
+    pub allow_sso: bool,
+    /// The user signed in.
+    pub user_id: i64,
+    /// Their e-mail.
+    pub email: String,
+    /// Whether they own the account.
+    pub owner: bool,
+    /// The service single sign-on came through.
+    pub service_id: Option<i64>,
+    /// Opened (ms).
+    pub created_at: i64,
+    /// Expiry (ms).
+    pub expires_at: i64,
+}
+
+/// 16 random bytes as hex, the unguessable part of a subscriber id.
+fn new_subscriber_id() -> String {
+    let mut raw = [0u8; 16];
+    rand::rng().fill_bytes(&mut raw);
+    format!("svc_{}", hex::encode(raw))
+}
+
+/// 32 random bytes as hex: a credential secret.
+fn new_credential_secret() -> Secret {
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    Secret::new(hex::encode(raw))
+}
+
+/// A foreign-key violation on `services` means the service does not exist.
+fn service_missing(e: sqlx::Error) -> Error {
+    match e.as_database_error() {
+        Some(db) if db.is_foreign_key_violation() => Error::NotFound("service"),
+        _ => Error::Database(e),
+    }
+}
+
+fn account_from(row: &AnyRow) -> Result<AccountState> {
+    let owner_id: Option<i64> = row.try_get("owner_id")?;
+    let owner = match owner_id {
+        Some(user_id) => Some(OwnerState {
+            user_id,
+            email: row.try_get("owner_email")?,
+            has_sso: flag(row, "owner_sso")?,
+        }),
+        None => None,
+    };
+    Ok(AccountState {
+        client_id: row.try_get("client_id")?,
+        client_status: parsed(row.try_get("status")?, "client status", ClientStatus::parse)?,
+        allow_sso: flag(row, "allow_sso")?,
+        owner,
+    })
+}
+
+/// The account of a service, read inside the redemption's transaction.
+async fn account_of_service(
+    conn: &mut AnyConnection,
+    service_id: i64,
+) -> Result<Option<AccountState>> {
+    let row = sqlx::query(
+        "SELECT s.client_id, c.status, c.allow_sso, u.id AS owner_id, u.email AS owner_email, \
+                EXISTS (SELECT 1 FROM client_user_permissions p \
+                        WHERE p.user_id = u.id AND p.permission = 'sso') AS owner_sso \
+         FROM services s JOIN clients c ON c.id = s.client_id \
+         LEFT JOIN client_users u ON u.client_id = c.id AND u.owner = TRUE \
+         WHERE s.id = $1",
+    )
+    .bind(service_id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(account_from).transpose()
+}
+
+fn token_info(row: &AnyRow, account: Option<AccountState>) -> Result<TokenInfo> {
+    Ok(TokenInfo {
+        service_id: row.try_get("service_id")?,
+        application: row.try_get("application")?,
+        scope: row.try_get("scope")?,
+        destination: row.try_get("destination")?,
+        account,
+    })
+}
+
+async fn insert_activity(conn: &mut AnyConnection, a: &NewActivity, at: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO client_activity (client_id, at, event, outcome, user_id, service_id, actor, \
+         source, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(a.client_id)
+    .bind(at)
+    .bind(a.event)
+    .bind(a.outcome.as_str())
+    .bind(a.user_id)
+    .bind(a.service_id)
+    .bind(&a.actor)
+    .bind(a.source.as_deref())
+    .bind(&a.detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl Db {
+    /// The live (not revoked) SSO credential of a service: subscriber id, secret, version.
+    pub async fn sso_credential(&self, service_id: i64) -> Result<Option<(String, Secret, i64)>> {
+        let row = sqlx::query(
+            "SELECT subscriber_id, secret_sealed, version FROM sso_credentials \
+             WHERE service_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(service_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| {
+            let sealed: String = row.try_get("secret_sealed")?;
+            Ok((
+                row.try_get("subscriber_id")?,
+                self.open_secret(CREDENTIAL_CONTEXT, &sealed)?,
+                row.try_get("version")?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// The service's live SSO credential, minted when it has none (or only a revoked one, whose
+    /// version is bumped): a random `svc_<hex>` subscriber id and a 32-byte random secret.
+    /// Idempotent: a service with a live credential keeps it. Unknown service: `NotFound`.
+    pub async fn mint_sso_credential(&self, service_id: i64) -> Result<(String, Secret)> {
+        if let Some((subscriber_id, secret, _)) = self.sso_credential(service_id).await? {
+            return Ok((subscriber_id, secret));
+        }
+        let subscriber_id = new_subscriber_id();
+        let secret = new_credential_secret();
+        let minted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO sso_credentials (service_id, subscriber_id, secret_sealed, version, \
+             created_at) VALUES ($1, $2, $3, 1, $4) \
+             ON CONFLICT (service_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, \
+             secret_sealed = excluded.secret_sealed, version = sso_credentials.version + 1, \
+             rotated_at = excluded.created_at, revoked_at = NULL \
+             WHERE sso_credentials.revoked_at IS NOT NULL RETURNING version",
+        )
+        .bind(service_id)
+        .bind(&subscriber_id)
+        .bind(self.seal_secret(CREDENTIAL_CONTEXT, &secret))
+        .bind(now_ms())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(service_missing)?;
+        if minted.is_some() {
+            return Ok((subscriber_id, secret));
+        }
+        // Another minter won the race: theirs is the live one.
+        self.sso_credential(service_id)
+            .await?
+            .map(|(subscriber_id, secret, _)| (subscriber_id, secret))
+            .ok_or_else(|| Error::Conflict("the SSO credential changed while minting".into()))
+    }
+
+    /// Replace the service's SSO credential with a new one (minting one when it has none); the
+    /// old one stops working at once. Returns the new subscriber id, secret and version.
+    pub async fn rotate_sso_credential(&self, service_id: i64) -> Result<(String, Secret, i64)> {
+        let subscriber_id = new_subscriber_id();
+        let secret = new_credential_secret();
+        let version: i64 = sqlx::query_scalar(
+            "INSERT INTO sso_credentials (service_id, subscriber_id, secret_sealed, version, \
+             created_at) VALUES ($1, $2, $3, 1, $4) \
+             ON CONFLICT (service_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, \
+             secret_sealed = excluded.secret_sealed, version = sso_credentials.version + 1, \
+             rotated_at = excluded.created_at, revoked_at = NULL RETURNING version",
+        )
+        .bind(service_id)
+        .bind(&subscriber_id)
+        .bind(self.seal_secret(CREDENTIAL_CONTEXT, &secret))
+        .bind(now_ms())
+        .fetch_one(self.pool())
+        .await
+        .map_err(service_missing)?;
+        Ok((subscriber_id, secret, version))
+    }
+
+    /// Revoke the service's SSO credential (its links are gone or going). No credential, or an
+    /// already revoked one, is fine.
+    pub async fn revoke_sso_credential(&self, service_id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE sso_credentials SET revoked_at = $2 WHERE service_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(service_id)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Check a presented credential (`subscriber_unique_id` + `token`) and describe what it
+    /// speaks for, with respect to the requested application and scope. `None` when the
+    /// subscriber id is unknown, the credential revoked, or the secret wrong; the secret is
+    /// compared in constant time. (Subscriber ids are 128 random bits: that one exists is no
+    /// secret worth hiding by timing.)
+    pub async fn check_sso_credential(
+        &self,
+        subscriber_id: &str,
+        presented: &str,
+        application: &str,
+        scope: &str,
+    ) -> Result<Option<SsoSubject>> {
+        let row = sqlx::query(
+            "SELECT c.service_id, c.secret_sealed, s.client_id, s.status, \
+                    v.module, v.enabled AS server_enabled, \
+                    EXISTS (SELECT 1 FROM applications a \
+                            WHERE a.id = $2 AND a.enabled = TRUE) AS application_enabled, \
+                    EXISTS (SELECT 1 FROM account_links l WHERE l.service_id = c.service_id \
+                            AND l.application = $2 AND l.scope = $3) AS scope_provisioned \
+             FROM sso_credentials c JOIN services s ON s.id = c.service_id \
+             JOIN servers v ON v.id = s.server_id \
+             WHERE c.subscriber_id = $1 AND c.revoked_at IS NULL",
+        )
+        .bind(subscriber_id)
+        .bind(application)
+        .bind(scope)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let sealed: String = row.try_get("secret_sealed")?;
+        let secret = self.open_secret(CREDENTIAL_CONTEXT, &sealed)?;
+        if !bool::from(secret.expose().as_bytes().ct_eq(presented.as_bytes())) {
+            return Ok(None);
+        }
+        Ok(Some(SsoSubject {
+            service_id: row.try_get("service_id")?,
+            client_id: row.try_get("client_id")?,
+            service_status: parsed(
+                row.try_get("status")?,
+                "service status",
+                ServiceStatus::parse,
+            )?,
+            server_module: row.try_get("module")?,
+            server_enabled: flag(&row, "server_enabled")?,
+            application_enabled: flag(&row, "application_enabled")?,
+            scope_provisioned: flag(&row, "scope_provisioned")?,
+        }))
+    }
+
+    /// Store a new access token.
+    pub async fn create_sso_token(&self, token: &NewSsoToken<'_>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sso_tokens (token_hash, service_id, application, scope, destination, \
+             source, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(token.token_hash)
+        .bind(token.service_id)
+        .bind(token.application)
+        .bind(token.scope)
+        .bind(token.destination)
+        .bind(token.source)
+        .bind(now_ms())
+        .bind(token.expires_at)
+        .execute(self.pool())
+        .await
+        .map_err(service_missing)?;
+        Ok(())
+    }
+
+    /// Redeem an access token, in one transaction: consume it (only if unused and unexpired:
+    /// of concurrent redemptions exactly one gets [`TokenLookup::Redeemed`]), read the account
+    /// signing in, let `decide` say what to write (a session, an activity entry), write it.
+    pub async fn redeem_sso_token(
+        &self,
+        token_hash: &str,
+        decide: impl FnOnce(&TokenLookup) -> RedeemWrites,
+    ) -> Result<TokenLookup> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let consumed = sqlx::query(
+            "UPDATE sso_tokens SET used_at = $2 \
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+             RETURNING service_id, application, scope, destination",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let lookup = match consumed {
+            Some(row) => {
+                let service_id: i64 = row.try_get("service_id")?;
+                let account = account_of_service(&mut tx, service_id).await?;
+                TokenLookup::Redeemed(token_info(&row, account)?)
+            }
+            None => {
+                let row = sqlx::query(
+                    "SELECT service_id, application, scope, destination, used_at \
+                     FROM sso_tokens WHERE token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match row {
+                    None => TokenLookup::Unknown,
+                    Some(row) => {
+                        let service_id: i64 = row.try_get("service_id")?;
+                        let used_at: Option<i64> = row.try_get("used_at")?;
+                        let account = account_of_service(&mut tx, service_id).await?;
+                        let info = token_info(&row, account)?;
+                        if used_at.is_some() {
+                            TokenLookup::Used(info)
+                        } else {
+                            TokenLookup::Expired(info)
+                        }
+                    }
+                }
+            }
+        };
+        let writes = decide(&lookup);
+        if let Some(session) = &writes.session {
+            sqlx::query(
+                "INSERT INTO portal_sessions (token_hash, client_id, user_id, service_id, \
+                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&session.token_hash)
+            .bind(session.client_id)
+            .bind(session.user_id)
+            .bind(session.service_id)
+            .bind(now)
+            .bind(session.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(activity) = &writes.activity {
+            insert_activity(&mut tx, activity, now).await?;
+        }
+        tx.commit().await?;
+        Ok(lookup)
+    }
+
+    /// The live session with this cookie hash, with the account as it is now.
+    pub async fn portal_session(&self, token_hash: &str) -> Result<Option<PortalSession>> {
+        let row = sqlx::query(
+            "SELECT s.client_id, s.user_id, s.service_id, s.created_at, s.expires_at, \
+                    c.name AS client_name, c.status, c.allow_sso, u.email, u.owner \
+             FROM portal_sessions s JOIN clients c ON c.id = s.client_id \
+             JOIN client_users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now_ms())
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| {
+            Ok(PortalSession {
+                client_id: row.try_get("client_id")?,
+                client_name: row.try_get("client_name")?,
+                client_status: parsed(
+                    row.try_get("status")?,
+                    "client status",
+                    ClientStatus::parse,
+                )?,
+                allow_sso: flag(&row, "allow_sso")?,
+                user_id: row.try_get("user_id")?,
+                email: row.try_get("email")?,
+                owner: flag(&row, "owner")?,
+                service_id: row.try_get("service_id")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Open a portal session directly (single sign-on opens them in
+    /// [`Db::redeem_sso_token`]); for tools and tests.
+    pub async fn open_portal_session(&self, session: &NewPortalSession) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO portal_sessions (token_hash, client_id, user_id, service_id, created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&session.token_hash)
+        .bind(session.client_id)
+        .bind(session.user_id)
+        .bind(session.service_id)
+        .bind(now_ms())
+        .bind(session.expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// End a session (sign out).
+    pub async fn end_portal_session(&self, token_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM portal_sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// How many live sessions an account has.
+    pub async fn portal_session_count(&self, client_id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM portal_sessions WHERE client_id = $1 AND expires_at > $2",
+        )
+        .bind(client_id)
+        .bind(now_ms())
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Append to a client's activity log.
+    pub async fn record_client_activity(&self, activity: &NewActivity) -> Result<()> {
+        let mut conn = self.pool().acquire().await?;
+        insert_activity(&mut conn, activity, now_ms()).await
+    }
+
+    /// A client's activity log, newest first, at most `limit` entries.
+    pub async fn client_activity(&self, client_id: i64, limit: i64) -> Result<Vec<ActivityEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, at, event, outcome, user_id, service_id, actor, source, detail \
+             FROM client_activity WHERE client_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(client_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ActivityEntry {
+                    id: row.try_get("id")?,
+                    at: row.try_get("at")?,
+                    event: row.try_get("event")?,
+                    outcome: parsed(
+                        row.try_get("outcome")?,
+                        "activity outcome",
+                        ActivityOutcome::parse,
+                    )?,
+                    user_id: row.try_get("user_id")?,
+                    service_id: row.try_get("service_id")?,
+                    actor: row.try_get("actor")?,
+                    source: row.try_get("source")?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Delete access tokens that expired before `tokens_before` and sessions that expired
+    /// before now. Returns how many rows went.
+    pub async fn purge_sso_records(&self, tokens_before: i64) -> Result<u64> {
+        let tokens = sqlx::query("DELETE FROM sso_tokens WHERE expires_at < $1")
+            .bind(tokens_before)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        let sessions = sqlx::query("DELETE FROM portal_sessions WHERE expires_at < $1")
+            .bind(now_ms())
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(tokens + sessions)
+    }
+}

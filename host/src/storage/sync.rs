@@ -1,0 +1,742 @@
+//! The sync engine's durable state: syncs and their per-server units of work, server leases,
+//! and the record of what each account has been given.
+//!
+//! Every state change the engine makes is one statement or one transaction here, so a crash at
+//! any point leaves a state the engine resumes from: units that were running are still
+//! `queued`/`running` and are picked up again once their lease expires; the account record lags
+//! the panel by at most one batch, whose operations are idempotent and simply repeated.
+
+use std::collections::HashMap;
+
+use rand::RngCore;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Db, Result, now_ms};
+use crate::adapter::Secret;
+use crate::sync_port::{ServerProgress, SyncDetail, SyncKind, SyncState, SyncSummary};
+
+fn kind_from(raw: &str) -> SyncKind {
+    match raw {
+        "enable" => SyncKind::Enable,
+        "configure" => SyncKind::Configure,
+        "disable" => SyncKind::Disable,
+        "service" => SyncKind::Service,
+        _ => SyncKind::Repair,
+    }
+}
+
+/// Parse a stored state (the CHECK constraint keeps it one of these).
+pub fn state_from(raw: &str) -> SyncState {
+    match raw {
+        "queued" => SyncState::Queued,
+        "running" => SyncState::Running,
+        "completed" => SyncState::Completed,
+        "completed_with_warnings" => SyncState::CompletedWithWarnings,
+        _ => SyncState::Failed,
+    }
+}
+
+/// A unit of work: one sync's part on one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    /// The sync.
+    pub sync_id: i64,
+    /// The server.
+    pub server_id: i64,
+    /// The sync's application.
+    pub application: String,
+    /// Why the sync runs.
+    pub kind: SyncKind,
+    /// Transient failures so far.
+    pub attempts: i64,
+}
+
+/// What the record says one account has on its panel for one application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedLink {
+    /// The service.
+    pub service_id: i64,
+    /// The panel user it was pushed to.
+    pub username: String,
+    /// Scope.
+    pub scope: String,
+    /// Label pushed.
+    pub label: String,
+    /// Position pushed.
+    pub position: i64,
+    /// Credential version pushed.
+    pub credential_version: i64,
+}
+
+/// A group on an account, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedGroup {
+    /// The service.
+    pub service_id: i64,
+    /// The panel user it was pushed to.
+    pub username: String,
+}
+
+/// One confirmed change to the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordChange {
+    /// The group exists on the account.
+    Group {
+        /// Service.
+        service_id: i64,
+        /// Panel user.
+        username: String,
+    },
+    /// The group is gone.
+    GroupRemoved {
+        /// Service.
+        service_id: i64,
+    },
+    /// The link exists with these values.
+    Link(RecordedLink),
+    /// The link is gone.
+    LinkRemoved {
+        /// Service.
+        service_id: i64,
+        /// Scope.
+        scope: String,
+    },
+}
+
+/// The sealing context of per-service SSO credential secrets.
+pub const CREDENTIAL_CONTEXT: &str = "sso_credential";
+
+/// A service's live SSO credential.
+#[derive(Debug, Clone)]
+pub struct StoredCredential {
+    /// `subscriber_unique_id`.
+    pub subscriber_id: String,
+    /// `token`.
+    pub secret: Secret,
+    /// Bumped on every rotation.
+    pub version: i64,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut raw);
+    hex::encode(raw)
+}
+
+const SUMMARY_SQL: &str = "SELECT s.id, s.application, s.kind, s.state, s.created_at, s.started_at, \
+     s.finished_at, \
+     CAST(COALESCE((SELECT SUM(done) FROM sync_servers u WHERE u.sync_id = s.id), 0) AS BIGINT) AS done, \
+     CAST(COALESCE((SELECT SUM(total) FROM sync_servers u WHERE u.sync_id = s.id), 0) AS BIGINT) AS total \
+     FROM syncs s";
+
+fn summary_from(row: &AnyRow) -> Result<SyncSummary> {
+    let done: i64 = row.try_get("done")?;
+    let total: i64 = row.try_get("total")?;
+    Ok(SyncSummary {
+        id: row.try_get("id")?,
+        application: row.try_get("application")?,
+        kind: kind_from(&row.try_get::<String, _>("kind")?),
+        state: state_from(&row.try_get::<String, _>("state")?),
+        done: u64::try_from(done).unwrap_or(0),
+        total: u64::try_from(total).unwrap_or(0),
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+impl Db {
+    /// Record a new sync with one queued unit per server. With no server it is completed at once.
+    pub async fn create_sync(
+        &self,
+        application: &str,
+        kind: SyncKind,
+        service_id: Option<i64>,
+        requested_by: Option<i64>,
+        server_ids: &[i64],
+    ) -> Result<SyncSummary> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let (state, finished) = if server_ids.is_empty() {
+            ("completed", Some(now))
+        } else {
+            ("queued", None)
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO syncs (application, kind, state, service_id, requested_by, created_at, \
+             started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(application)
+        .bind(kind.as_str())
+        .bind(state)
+        .bind(service_id)
+        .bind(requested_by)
+        .bind(now)
+        .bind(finished)
+        .bind(finished)
+        .fetch_one(&mut *tx)
+        .await?;
+        for server_id in server_ids {
+            sqlx::query(
+                "INSERT INTO sync_servers (sync_id, server_id, state) VALUES ($1, $2, 'queued')",
+            )
+            .bind(id)
+            .bind(server_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.sync_summary(id)
+            .await?
+            .ok_or(super::Error::NotFound("sync"))
+    }
+
+    /// One sync's summary.
+    pub async fn sync_summary(&self, id: i64) -> Result<Option<SyncSummary>> {
+        let row = sqlx::query(&format!("{SUMMARY_SQL} WHERE s.id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(summary_from).transpose()
+    }
+
+    /// The latest sync of an application.
+    pub async fn latest_sync(&self, application: &str) -> Result<Option<SyncSummary>> {
+        let row = sqlx::query(&format!(
+            "{SUMMARY_SQL} WHERE s.application = $1 ORDER BY s.id DESC LIMIT 1"
+        ))
+        .bind(application)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(summary_from).transpose()
+    }
+
+    /// Whether any sync of the application is queued or running.
+    pub async fn application_syncing(&self, application: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM syncs WHERE application = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(application)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// A sync with its per-server progress.
+    pub async fn sync_detail(&self, id: i64) -> Result<Option<SyncDetail>> {
+        let Some(summary) = self.sync_summary(id).await? else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT server_id, state, done, total, last_error FROM sync_servers WHERE sync_id = $1 \
+             ORDER BY server_id",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        let servers = rows
+            .iter()
+            .map(|row| {
+                let done: i64 = row.try_get("done")?;
+                let total: i64 = row.try_get("total")?;
+                Ok(ServerProgress {
+                    server_id: row.try_get("server_id")?,
+                    state: state_from(&row.try_get::<String, _>("state")?),
+                    done: u64::try_from(done).unwrap_or(0),
+                    total: u64::try_from(total).unwrap_or(0),
+                    last_error: row.try_get("last_error")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(SyncDetail { summary, servers }))
+    }
+
+    /// Try to take the lease of a server that has work due, for `owner`, until `until_ms`.
+    /// Returns the server taken, if any.
+    pub async fn claim_server(&self, owner: &str, until_ms: i64) -> Result<Option<i64>> {
+        let now = now_ms();
+        let candidates: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT u.server_id FROM sync_servers u \
+             LEFT JOIN server_leases l ON l.server_id = u.server_id \
+             WHERE u.state IN ('queued', 'running') AND u.not_before <= $1 \
+               AND (l.server_id IS NULL OR l.until_ms < $1) \
+             ORDER BY u.server_id LIMIT 16",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        for server_id in candidates {
+            let taken = sqlx::query(
+                "INSERT INTO server_leases (server_id, owner, until_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (server_id) DO UPDATE SET owner = excluded.owner, \
+                 until_ms = excluded.until_ms WHERE server_leases.until_ms < $4",
+            )
+            .bind(server_id)
+            .bind(owner)
+            .bind(until_ms)
+            .bind(now)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+            if taken == 1 {
+                return Ok(Some(server_id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Extend a lease this owner holds; `false` when it was lost (expired and taken over).
+    pub async fn renew_lease(&self, server_id: i64, owner: &str, until_ms: i64) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE server_leases SET until_ms = $1 WHERE server_id = $2 AND owner = $3",
+        )
+        .bind(until_ms)
+        .bind(server_id)
+        .bind(owner)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Give a lease back.
+    pub async fn release_lease(&self, server_id: i64, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM server_leases WHERE server_id = $1 AND owner = $2")
+            .bind(server_id)
+            .bind(owner)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The oldest unit of a server that is due.
+    pub async fn next_unit(&self, server_id: i64) -> Result<Option<Unit>> {
+        let row = sqlx::query(
+            "SELECT u.sync_id, u.server_id, u.attempts, s.application, s.kind \
+             FROM sync_servers u JOIN syncs s ON s.id = u.sync_id \
+             WHERE u.server_id = $1 AND u.state IN ('queued', 'running') AND u.not_before <= $2 \
+             ORDER BY u.sync_id LIMIT 1",
+        )
+        .bind(server_id)
+        .bind(now_ms())
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| {
+            Ok(Unit {
+                sync_id: row.try_get("sync_id")?,
+                server_id: row.try_get("server_id")?,
+                application: row.try_get("application")?,
+                kind: kind_from(&row.try_get::<String, _>("kind")?),
+                attempts: row.try_get("attempts")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Mark a unit running with its total; the sync becomes running too.
+    pub async fn start_unit(&self, sync_id: i64, server_id: i64, total: u64) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE sync_servers SET state = 'running', total = $1, done = 0 \
+             WHERE sync_id = $2 AND server_id = $3",
+        )
+        .bind(i64::try_from(total).unwrap_or(i64::MAX))
+        .bind(sync_id)
+        .bind(server_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE syncs SET state = 'running', started_at = COALESCE(started_at, $1) \
+             WHERE id = $2 AND state = 'queued'",
+        )
+        .bind(now)
+        .bind(sync_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Put a unit back in the queue after a transient failure, due again at `not_before`.
+    pub async fn retry_unit(
+        &self,
+        sync_id: i64,
+        server_id: i64,
+        not_before: i64,
+        error: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE sync_servers SET state = 'queued', attempts = attempts + 1, not_before = $1, \
+             last_error = $2 WHERE sync_id = $3 AND server_id = $4",
+        )
+        .bind(not_before)
+        .bind(error)
+        .bind(sync_id)
+        .bind(server_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Finish a unit; when it was the sync's last, finish the sync with the overall state.
+    /// Returns the sync's summary after the change.
+    pub async fn finish_unit(
+        &self,
+        sync_id: i64,
+        server_id: i64,
+        failed_with: Option<&str>,
+    ) -> Result<Option<SyncSummary>> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        // Lock the sync's row first: units of one sync finishing at once on several hosts or
+        // workers are serialised here, so exactly one of them sees none left open and closes it.
+        sqlx::query("UPDATE syncs SET state = state WHERE id = $1")
+            .bind(sync_id)
+            .execute(&mut *tx)
+            .await?;
+        let state = if failed_with.is_some() {
+            "failed"
+        } else {
+            let warnings: i64 = sqlx::query_scalar(
+                "SELECT warnings FROM sync_servers WHERE sync_id = $1 AND server_id = $2",
+            )
+            .bind(sync_id)
+            .bind(server_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if warnings > 0 {
+                "completed_with_warnings"
+            } else {
+                "completed"
+            }
+        };
+        sqlx::query(
+            "UPDATE sync_servers SET state = $1, last_error = COALESCE($2, last_error) \
+             WHERE sync_id = $3 AND server_id = $4",
+        )
+        .bind(state)
+        .bind(failed_with)
+        .bind(sync_id)
+        .bind(server_id)
+        .execute(&mut *tx)
+        .await?;
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sync_servers WHERE sync_id = $1 \
+             AND state IN ('queued', 'running')",
+        )
+        .bind(sync_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if open == 0 {
+            let failed: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sync_servers WHERE sync_id = $1 AND state = 'failed'",
+            )
+            .bind(sync_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let warned: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sync_servers WHERE sync_id = $1 \
+                 AND state = 'completed_with_warnings'",
+            )
+            .bind(sync_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let overall = if failed > 0 {
+                "failed"
+            } else if warned > 0 {
+                "completed_with_warnings"
+            } else {
+                "completed"
+            };
+            sqlx::query(
+                "UPDATE syncs SET state = $1, finished_at = $2, \
+                 started_at = COALESCE(started_at, $2) WHERE id = $3",
+            )
+            .bind(overall)
+            .bind(now)
+            .bind(sync_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.sync_summary(sync_id).await
+    }
+
+    /// Mark a server's last sync outcome (`synced` or `failed`) for the application view.
+    pub async fn set_server_sync_state(&self, server_id: i64, failed: bool) -> Result<()> {
+        sqlx::query("UPDATE servers SET sync_state = $1 WHERE id = $2")
+            .bind(if failed { "failed" } else { "synced" })
+            .bind(server_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// What the record says the accounts of a server have for an application.
+    pub async fn recorded_state(
+        &self,
+        server_id: i64,
+        application: &str,
+    ) -> Result<(Vec<RecordedGroup>, Vec<RecordedLink>)> {
+        let groups = sqlx::query(
+            "SELECT service_id, username FROM account_groups \
+             WHERE server_id = $1 AND application = $2",
+        )
+        .bind(server_id)
+        .bind(application)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(RecordedGroup {
+                service_id: row.try_get("service_id")?,
+                username: row.try_get("username")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let links = sqlx::query(
+            "SELECT service_id, username, scope, label, position, credential_version \
+             FROM account_links WHERE server_id = $1 AND application = $2",
+        )
+        .bind(server_id)
+        .bind(application)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(RecordedLink {
+                service_id: row.try_get("service_id")?,
+                username: row.try_get("username")?,
+                scope: row.try_get("scope")?,
+                label: row.try_get("label")?,
+                position: row.try_get("position")?,
+                credential_version: row.try_get("credential_version")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        Ok((groups, links))
+    }
+
+    /// Apply confirmed changes to the record, at once, together with the unit's progress.
+    pub async fn record_changes(
+        &self,
+        application: &str,
+        server_id: i64,
+        changes: &[RecordChange],
+        progress: Option<(i64, u64, u64)>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for change in changes {
+            match change {
+                RecordChange::Group {
+                    service_id,
+                    username,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO account_groups (service_id, application, server_id, username) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (service_id, application) DO UPDATE \
+                         SET server_id = excluded.server_id, username = excluded.username",
+                    )
+                    .bind(service_id)
+                    .bind(application)
+                    .bind(server_id)
+                    .bind(username)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                RecordChange::GroupRemoved { service_id } => {
+                    sqlx::query(
+                        "DELETE FROM account_groups WHERE service_id = $1 AND application = $2 \
+                         AND server_id = $3",
+                    )
+                    .bind(service_id)
+                    .bind(application)
+                    .bind(server_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                RecordChange::Link(link) => {
+                    sqlx::query(
+                        "INSERT INTO account_links (service_id, application, scope, server_id, \
+                         username, label, position, credential_version) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (service_id, application, scope) DO UPDATE SET \
+                         server_id = excluded.server_id, username = excluded.username, \
+                         label = excluded.label, position = excluded.position, \
+                         credential_version = excluded.credential_version",
+                    )
+                    .bind(link.service_id)
+                    .bind(application)
+                    .bind(&link.scope)
+                    .bind(server_id)
+                    .bind(&link.username)
+                    .bind(&link.label)
+                    .bind(link.position)
+                    .bind(link.credential_version)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                RecordChange::LinkRemoved { service_id, scope } => {
+                    sqlx::query(
+                        "DELETE FROM account_links WHERE service_id = $1 AND application = $2 \
+                         AND scope = $3 AND server_id = $4",
+                    )
+                    .bind(service_id)
+                    .bind(application)
+                    .bind(scope)
+                    .bind(server_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        if let Some((sync_id, done, warnings)) = progress {
+            sqlx::query(
+                "UPDATE sync_servers SET done = done + $1, warnings = warnings + $2 \
+                 WHERE sync_id = $3 AND server_id = $4",
+            )
+            .bind(i64::try_from(done).unwrap_or(i64::MAX))
+            .bind(i64::try_from(warnings).unwrap_or(i64::MAX))
+            .bind(sync_id)
+            .bind(server_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Servers with recorded links of an application (some may no longer be its servers).
+    pub async fn servers_with_records(&self, application: &str) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT server_id FROM account_groups WHERE application = $1 \
+             UNION SELECT server_id FROM account_links WHERE application = $1",
+        )
+        .bind(application)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// The live (not revoked) SSO credentials of the services on a server, by service id.
+    pub async fn credentials_on_server(
+        &self,
+        server_id: i64,
+    ) -> Result<HashMap<i64, StoredCredential>> {
+        let rows = sqlx::query(
+            "SELECT c.service_id, c.subscriber_id, c.secret_sealed, c.version \
+             FROM sso_credentials c JOIN services s ON s.id = c.service_id \
+             WHERE s.server_id = $1 AND c.revoked_at IS NULL",
+        )
+        .bind(server_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let sealed: String = row.try_get("secret_sealed")?;
+                Ok((
+                    row.try_get("service_id")?,
+                    StoredCredential {
+                        subscriber_id: row.try_get("subscriber_id")?,
+                        secret: self.open_secret(CREDENTIAL_CONTEXT, &sealed)?,
+                        version: row.try_get("version")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Mint (or, for `rotate`, replace) the SSO credentials of services, in one transaction: a
+    /// new random subscriber id and secret each, the version bumped over any earlier one. Without
+    /// `rotate`, a service that already has a live credential keeps it.
+    pub async fn mint_credentials(
+        &self,
+        service_ids: &[i64],
+        rotate: bool,
+    ) -> Result<HashMap<i64, StoredCredential>> {
+        let now = now_ms();
+        let mut out = HashMap::with_capacity(service_ids.len());
+        let mut tx = self.begin_write().await?;
+        for &service_id in service_ids {
+            let subscriber_id = format!("svc{service_id}_{}", random_hex(8));
+            let secret = Secret::new(random_hex(32));
+            let sealed = self.seal_secret(CREDENTIAL_CONTEXT, &secret);
+            let guard = if rotate {
+                ""
+            } else {
+                " WHERE sso_credentials.revoked_at IS NOT NULL"
+            };
+            let version: Option<i64> = sqlx::query_scalar(&format!(
+                "INSERT INTO sso_credentials (service_id, subscriber_id, secret_sealed, version, \
+                 created_at) VALUES ($1, $2, $3, 1, $4) \
+                 ON CONFLICT (service_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, \
+                 secret_sealed = excluded.secret_sealed, version = sso_credentials.version + 1, \
+                 rotated_at = $4, revoked_at = NULL{guard} RETURNING version"
+            ))
+            .bind(service_id)
+            .bind(&subscriber_id)
+            .bind(&sealed)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(version) = version {
+                out.insert(
+                    service_id,
+                    StoredCredential {
+                        subscriber_id,
+                        secret,
+                        version,
+                    },
+                );
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Revoke the SSO credentials of services (their links are gone or going).
+    pub async fn revoke_credentials(&self, service_ids: &[i64]) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        for service_id in service_ids {
+            sqlx::query(
+                "UPDATE sso_credentials SET revoked_at = $1 \
+                 WHERE service_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(service_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The servers a service has recorded links or a group on.
+    pub async fn servers_with_records_of_service(&self, service_id: i64) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT server_id FROM account_groups WHERE service_id = $1 \
+             UNION SELECT server_id FROM account_links WHERE service_id = $1",
+        )
+        .bind(service_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Forget what one account was given (a drift check found the panel differs), so that the
+    /// next sync pushes it whole.
+    pub async fn forget_account(&self, application: &str, service_id: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for table in ["account_groups", "account_links"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE service_id = $1 AND application = $2"
+            ))
+            .bind(service_id)
+            .bind(application)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,425 @@
+//! Planning: the difference between what each account of a server should have and what the
+//! record says it has, as the smallest set of panel operations. Pure: no I/O, unit-tested.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::adapter::{AccountOutcome, AccountWork, Credential, LinkPush, Operation};
+use crate::storage::sync::{RecordChange, RecordedGroup, RecordedLink, StoredCredential};
+
+/// One link an account should have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredLink {
+    /// Scope.
+    pub scope: String,
+    /// Label.
+    pub label: String,
+    /// 1-based display position.
+    pub order: u32,
+    /// Destination path in the client area (`{service_id}` is filled in).
+    pub destination: String,
+}
+
+/// An account that should have links.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// The service.
+    pub service_id: i64,
+    /// Its panel user name.
+    pub username: String,
+    /// Its domain.
+    pub domain: String,
+    /// Its SSO credential.
+    pub credential: StoredCredential,
+}
+
+/// The operations one account needs.
+#[derive(Debug, Clone)]
+pub struct AccountPlan {
+    /// The service.
+    pub service_id: i64,
+    /// The panel user to work on.
+    pub username: String,
+    /// The domain, for messages.
+    pub domain: String,
+    /// Remove the group and every link (the account no longer gets links here).
+    pub deprovision: bool,
+    credential: Option<(Credential, i64)>,
+    ensure_group: bool,
+    links: Vec<LinkPush>,
+    remove: Vec<String>,
+    recorded_scopes: Vec<String>,
+}
+
+/// `<public_url>/oauth/token?scope=clientarea%3Asso+<scope>&module=<application>`.
+pub fn token_url(public_url: &str, application: &str, scope: &str) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "{}/oauth/token?scope={}+{}&module={}",
+        public_url.trim_end_matches('/'),
+        enc("clientarea:sso"),
+        enc(scope),
+        enc(application)
+    )
+}
+
+/// The client-area URL of a destination path for a service.
+pub fn destination_url(client_area_url: &str, destination: &str, service_id: i64) -> String {
+    format!(
+        "{}{}",
+        client_area_url.trim_end_matches('/'),
+        destination.replace("{service_id}", &service_id.to_string())
+    )
+}
+
+/// Plan a server: `desired` are the accounts that should have links (with the links), `groups`
+/// and `links` what the record says the server's accounts have. Accounts already in the desired
+/// state get no plan at all.
+pub fn plan_server(
+    desired: &[(Desired, Vec<DesiredLink>)],
+    groups: &[RecordedGroup],
+    links: &[RecordedLink],
+    public_url: &str,
+    client_area_url: &str,
+    application: &str,
+) -> Vec<AccountPlan> {
+    // What the record holds, per (service, user).
+    let mut recorded: BTreeMap<(i64, &str), (bool, BTreeMap<&str, &RecordedLink>)> =
+        BTreeMap::new();
+    for g in groups {
+        recorded
+            .entry((g.service_id, g.username.as_str()))
+            .or_default()
+            .0 = true;
+    }
+    for l in links {
+        recorded
+            .entry((l.service_id, l.username.as_str()))
+            .or_default()
+            .1
+            .insert(l.scope.as_str(), l);
+    }
+
+    let mut plans = Vec::new();
+    let mut wanted: BTreeSet<(i64, &str)> = BTreeSet::new();
+    for (d, dlinks) in desired {
+        if dlinks.is_empty() {
+            continue; // nothing shown: whatever is recorded is removed below
+        }
+        wanted.insert((d.service_id, d.username.as_str()));
+        let (has_group, have) = recorded
+            .get(&(d.service_id, d.username.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        let mut push = Vec::new();
+        for l in dlinks {
+            let current = have.get(l.scope.as_str());
+            let same = current.is_some_and(|r| {
+                r.label == l.label
+                    && r.position == i64::from(l.order)
+                    && r.credential_version == d.credential.version
+            });
+            if !same {
+                push.push(LinkPush {
+                    scope: l.scope.clone(),
+                    label: l.label.clone(),
+                    order: l.order,
+                    token_url: token_url(public_url, application, &l.scope),
+                    url: destination_url(client_area_url, &l.destination, d.service_id),
+                });
+            }
+        }
+        let shown: BTreeSet<&str> = dlinks.iter().map(|l| l.scope.as_str()).collect();
+        let remove: Vec<String> = have
+            .keys()
+            .filter(|s| !shown.contains(*s))
+            .map(|s| (*s).to_owned())
+            .collect();
+        if has_group && push.is_empty() && remove.is_empty() {
+            continue;
+        }
+        plans.push(AccountPlan {
+            service_id: d.service_id,
+            username: d.username.clone(),
+            domain: d.domain.clone(),
+            deprovision: false,
+            credential: Some((
+                Credential {
+                    subscriber_id: d.credential.subscriber_id.clone(),
+                    secret: d.credential.secret.clone(),
+                },
+                d.credential.version,
+            )),
+            ensure_group: !has_group,
+            links: push,
+            remove,
+            recorded_scopes: have.keys().map(|s| (*s).to_owned()).collect(),
+        });
+    }
+    // Everything recorded that is no longer wanted: removed whole.
+    for ((service_id, username), (_, have)) in &recorded {
+        if wanted.contains(&(*service_id, *username)) {
+            continue;
+        }
+        plans.push(AccountPlan {
+            service_id: *service_id,
+            username: (*username).to_owned(),
+            domain: String::new(),
+            deprovision: true,
+            credential: None,
+            ensure_group: false,
+            links: Vec::new(),
+            remove: Vec::new(),
+            recorded_scopes: have.keys().map(|s| (*s).to_owned()).collect(),
+        });
+    }
+    // Removals first, so that a renamed account's old record is gone before the new is written.
+    plans.sort_by_key(|p| !p.deprovision);
+    plans
+}
+
+impl AccountPlan {
+    /// The plugin's work item for this plan (not for deprovision plans).
+    pub fn work(&self) -> AccountWork {
+        let credential = self
+            .credential
+            .as_ref()
+            .map(|(c, _)| c.clone())
+            .unwrap_or_else(|| Credential {
+                subscriber_id: String::new(),
+                secret: crate::adapter::Secret::new(String::new()),
+            });
+        AccountWork {
+            username: self.username.clone(),
+            domain: self.domain.clone(),
+            credential,
+            ensure_group: self.ensure_group,
+            links: self.links.clone(),
+            remove: self.remove.clone(),
+        }
+    }
+
+    /// The number of panel operations this plan costs.
+    pub fn operations(&self) -> usize {
+        usize::from(self.ensure_group) + self.links.len() + self.remove.len()
+    }
+
+    /// What the panel confirmed, as record changes, and the distinct errors it answered.
+    pub fn confirmed(&self, outcome: &AccountOutcome) -> (Vec<RecordChange>, Vec<String>) {
+        let version = self.credential.as_ref().map_or(0, |(_, v)| *v);
+        let mut changes = Vec::new();
+        let mut errors: Vec<String> = Vec::new();
+        for r in &outcome.results {
+            if let Some(e) = &r.error {
+                if !errors.contains(e) {
+                    errors.push(e.clone());
+                }
+                continue;
+            }
+            match &r.op {
+                Operation::EnsureGroup => changes.push(RecordChange::Group {
+                    service_id: self.service_id,
+                    username: self.username.clone(),
+                }),
+                Operation::UpsertLink(scope) => {
+                    if let Some(l) = self.links.iter().find(|l| &l.scope == scope) {
+                        changes.push(RecordChange::Link(RecordedLink {
+                            service_id: self.service_id,
+                            username: self.username.clone(),
+                            scope: scope.clone(),
+                            label: l.label.clone(),
+                            position: i64::from(l.order),
+                            credential_version: version,
+                        }));
+                    }
+                }
+                Operation::RemoveLink(scope) => changes.push(RecordChange::LinkRemoved {
+                    service_id: self.service_id,
+                    scope: scope.clone(),
+                }),
+                Operation::RemoveGroup => changes.push(RecordChange::GroupRemoved {
+                    service_id: self.service_id,
+                }),
+            }
+        }
+        (changes, errors)
+    }
+
+    /// Record changes that forget this account entirely.
+    pub fn forget(&self) -> Vec<RecordChange> {
+        let mut changes: Vec<RecordChange> = self
+            .recorded_scopes
+            .iter()
+            .map(|scope| RecordChange::LinkRemoved {
+                service_id: self.service_id,
+                scope: scope.clone(),
+            })
+            .collect();
+        changes.push(RecordChange::GroupRemoved {
+            service_id: self.service_id,
+        });
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapter::Secret;
+
+    fn cred(version: i64) -> StoredCredential {
+        StoredCredential {
+            subscriber_id: "s1".into(),
+            secret: Secret::new("x"),
+            version,
+        }
+    }
+
+    fn desired(user: &str, version: i64) -> Desired {
+        Desired {
+            service_id: 1,
+            username: user.into(),
+            domain: "d.example".into(),
+            credential: cred(version),
+        }
+    }
+
+    fn link(scope: &str, label: &str, order: u32) -> DesiredLink {
+        DesiredLink {
+            scope: scope.into(),
+            label: label.into(),
+            order,
+            destination: "/x".into(),
+        }
+    }
+
+    fn rec(user: &str, scope: &str, label: &str, position: i64) -> RecordedLink {
+        RecordedLink {
+            service_id: 1,
+            username: user.into(),
+            scope: scope.into(),
+            label: label.into(),
+            position,
+            credential_version: 1,
+        }
+    }
+
+    fn group(user: &str) -> RecordedGroup {
+        RecordedGroup {
+            service_id: 1,
+            username: user.into(),
+        }
+    }
+
+    fn plan(
+        d: &[(Desired, Vec<DesiredLink>)],
+        g: &[RecordedGroup],
+        l: &[RecordedLink],
+    ) -> Vec<AccountPlan> {
+        plan_server(d, g, l, "https://h", "https://h/portal", "cpanel")
+    }
+
+    #[test]
+    fn fresh_account_gets_group_and_all_links() {
+        let p = plan(
+            &[(
+                desired("bob", 1),
+                vec![link("a", "A", 1), link("b", "B", 2)],
+            )],
+            &[],
+            &[],
+        );
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].operations(), 3);
+        assert!(p[0].ensure_group);
+    }
+
+    #[test]
+    fn in_sync_account_costs_nothing() {
+        let p = plan(
+            &[(desired("bob", 1), vec![link("a", "A", 1)])],
+            &[group("bob")],
+            &[rec("bob", "a", "A", 1)],
+        );
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn rename_reorder_disable_cost_only_the_difference() {
+        let recorded = [
+            rec("bob", "a", "A", 1),
+            rec("bob", "b", "B", 2),
+            rec("bob", "c", "C", 3),
+        ];
+        // Rename b.
+        let p = plan(
+            &[(
+                desired("bob", 1),
+                vec![link("a", "A", 1), link("b", "Bee", 2), link("c", "C", 3)],
+            )],
+            &[group("bob")],
+            &recorded,
+        );
+        assert_eq!(p[0].operations(), 1);
+        // Swap a and b: two moves.
+        let p = plan(
+            &[(
+                desired("bob", 1),
+                vec![link("b", "B", 1), link("a", "A", 2), link("c", "C", 3)],
+            )],
+            &[group("bob")],
+            &recorded,
+        );
+        assert_eq!(p[0].operations(), 2);
+        // Hide c (and keep positions): one removal.
+        let p = plan(
+            &[(
+                desired("bob", 1),
+                vec![link("a", "A", 1), link("b", "B", 2)],
+            )],
+            &[group("bob")],
+            &recorded,
+        );
+        assert_eq!(
+            (p[0].operations(), p[0].remove.clone()),
+            (1, vec!["c".to_owned()])
+        );
+    }
+
+    #[test]
+    fn rotated_credential_repushes_every_link() {
+        let p = plan(
+            &[(desired("bob", 2), vec![link("a", "A", 1)])],
+            &[group("bob")],
+            &[rec("bob", "a", "A", 1)],
+        );
+        assert_eq!(p[0].links.len(), 1);
+    }
+
+    #[test]
+    fn no_longer_wanted_and_renamed_accounts_are_removed_first() {
+        let p = plan(
+            &[(desired("bobby", 1), vec![link("a", "A", 1)])],
+            &[group("bob")],
+            &[rec("bob", "a", "A", 1)],
+        );
+        assert_eq!(p.len(), 2);
+        assert!(p[0].deprovision && p[0].username == "bob");
+        assert!(!p[1].deprovision && p[1].username == "bobby" && p[1].ensure_group);
+        let p = plan(&[], &[group("bob")], &[rec("bob", "a", "A", 1)]);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].deprovision);
+        assert_eq!(p[0].forget().len(), 2);
+    }
+
+    #[test]
+    fn token_url_follows_the_contract() {
+        assert_eq!(
+            token_url("https://b.example/", "cpanel", "clientarea:invoices"),
+            "https://b.example/oauth/token?scope=clientarea%3Asso+clientarea%3Ainvoices&module=cpanel"
+        );
+        assert_eq!(
+            destination_url("https://b.example/portal", "/a?id={service_id}", 7),
+            "https://b.example/portal/a?id=7"
+        );
+    }
+}

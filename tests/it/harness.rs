@@ -1,0 +1,712 @@
+//! Fresh databases and in-process API apps for the storage and API tests.
+//!
+//! Every such test runs on SQLite and on PostgreSQL: [`on_both!`] turns `async fn name(backend)`
+//! into `name::sqlite` and `name::postgres`. Each run gets its own database: SQLite a file in a
+//! temporary directory; PostgreSQL `CREATE DATABASE panelink_t_<random>` on the server named by
+//! `PANELINK_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432`), dropped when the test
+//! ends. An unreachable server fails the PostgreSQL variants with a clear message; set
+//! `PANELINK_TEST_POSTGRES=off` to skip them on purpose.
+//!
+//! [`TestApp`] is the admin API from `panelink::api::app(state)`, called with
+//! `tower::ServiceExt::oneshot`, on a fresh database with the real cPanel and WP Squared plugins
+//! (compiled once per test process) and a Full Administrator token.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use futures::future::BoxFuture;
+use http_body_util::BodyExt;
+use panelink::api::{self, AppState, Limits};
+use panelink::catalog::Catalog;
+use panelink::crypto::SecretBox;
+use panelink::runtime::{Plugin, Plugins, Runtime};
+use panelink::storage::{Actor, Db};
+use panelink::sync_port::{
+    Events, RecordingSyncRequests, SyncDetail, SyncError, SyncRequest, SyncRequests, SyncState,
+    SyncSummary,
+};
+use serde_json::Value;
+use sqlx::Connection;
+use tower::ServiceExt;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
+
+fn postgres_base() -> Option<String> {
+    let value =
+        std::env::var("PANELINK_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
+    (value != "off").then(|| value.trim_end_matches('/').to_owned())
+}
+
+/// Run `f` on a fresh current-thread runtime in another thread (for set-up and clean-up that
+/// must not depend on the test's runtime).
+fn on_own_runtime<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(f)
+    })
+    .join()
+    .expect("helper thread panicked")
+}
+
+impl Backend {
+    /// `Some(Postgres)` when PostgreSQL tests are on (panics when the server is unreachable),
+    /// `None` when `PANELINK_TEST_POSTGRES=off`.
+    pub fn postgres() -> Option<Backend> {
+        static REACHABLE: OnceLock<Result<(), String>> = OnceLock::new();
+        let base = match postgres_base() {
+            Some(base) => base,
+            None => {
+                eprintln!("PANELINK_TEST_POSTGRES=off: skipping the PostgreSQL variant");
+                return None;
+            }
+        };
+        let reachable = REACHABLE.get_or_init(|| {
+            let url = format!("{base}/postgres");
+            on_own_runtime(async move {
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    sqlx::PgConnection::connect(&url),
+                )
+                .await
+                .map_err(|_| "timed out".to_owned())
+                .and_then(|r| r.map(drop).map_err(|e| e.to_string()))
+            })
+        });
+        if let Err(e) = reachable {
+            panic!(
+                "PostgreSQL is not reachable at {base} ({e}). Start it (CI does), point \
+                 PANELINK_TEST_POSTGRES at one (postgres://user@host:port), or set \
+                 PANELINK_TEST_POSTGRES=off to skip the PostgreSQL variants."
+            );
+        }
+        Some(Backend::Postgres)
+    }
+}
+
+/// Declare tests that run on both backends: for each `async fn name(backend: Backend)`, a module
+/// `name` with `#[tokio::test]`s `sqlite` and `postgres`.
+macro_rules! on_both {
+    ($($test:ident),+ $(,)?) => {$(
+        mod $test {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$test($crate::harness::Backend::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(backend) = $crate::harness::Backend::postgres() {
+                    super::$test(backend).await
+                }
+            }
+        }
+    )+};
+}
+pub(crate) use on_both;
+
+/// A fresh database (empty, or migrated with [`TestDb::migrated`]); dropped with the value.
+pub struct TestDb {
+    /// Its URL.
+    pub url: String,
+    postgres: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// A new database on `backend`.
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+                TestDb {
+                    url,
+                    postgres: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => Self::postgres(None).await,
+        }
+    }
+
+    /// A new database on `backend` with the migrations applied. On PostgreSQL it is a copy of a
+    /// migrated template (see [`postgres_template`]), which saves migrating every test's database.
+    pub async fn migrated(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => Self::new(backend).await,
+            Backend::Postgres => Self::postgres(Some(postgres_template())).await,
+        }
+    }
+
+    async fn postgres(template: Option<&str>) -> TestDb {
+        let base = postgres_base().expect("PostgreSQL tests are off");
+        let name = format!("panelink_t_{}", hex::encode(rand::random::<[u8; 6]>()));
+        let admin_url = format!("{base}/postgres");
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {admin_url}: {e}"));
+        let template = template
+            .map(|t| format!(" TEMPLATE {t}"))
+            .unwrap_or_default();
+        sqlx::query(&format!("CREATE DATABASE {name}{template}"))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}{template}: {e}"));
+        admin.close().await.ok();
+        TestDb {
+            // Commits need not wait for the disk in tests (each test's database is thrown
+            // away); this keeps the PostgreSQL variants fast on a busy machine.
+            url: format!("{base}/{name}?options=-c%20synchronous_commit%3Doff"),
+            postgres: Some((admin_url, name)),
+            _dir: None,
+        }
+    }
+}
+
+/// The name of a PostgreSQL database holding exactly the current migrations, created once and
+/// kept between runs: `panelink_tpl_<hash of host/migrations/postgres>`. It is built under a
+/// temporary name and renamed when complete, so a concurrent or interrupted run never sees a
+/// half-migrated template; a changed migration set gets a new name.
+fn postgres_template() -> &'static str {
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let dir = panelink_tests::repo_root().join("host/migrations/postgres");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("host/migrations/postgres")
+            .map(|e| e.expect("migration file").path())
+            .collect();
+        files.sort();
+        let mut hasher = std::hash::DefaultHasher::new();
+        for file in &files {
+            std::hash::Hash::hash(&file.file_name(), &mut hasher);
+            std::hash::Hash::hash(&std::fs::read(file).expect("migration file"), &mut hasher);
+        }
+        let name = format!("panelink_tpl_{:016x}", std::hash::Hasher::finish(&hasher));
+        let template = name.clone();
+        on_own_runtime(async move {
+            let base = postgres_base().expect("PostgreSQL tests are off");
+            let admin_url = format!("{base}/postgres");
+            let mut admin = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .expect("connect");
+            let exists: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                    .bind(&template)
+                    .fetch_optional(&mut admin)
+                    .await
+                    .expect("pg_database");
+            if exists.is_some() {
+                return;
+            }
+            let building = format!("{template}_b{}", hex::encode(rand::random::<[u8; 4]>()));
+            sqlx::query(&format!("CREATE DATABASE {building}"))
+                .execute(&mut admin)
+                .await
+                .expect("CREATE DATABASE");
+            let secrets = SecretBox::from_material(TEST_SECRET_KEY).expect("secret box");
+            let db = Db::connect(&format!("{base}/{building}"), Arc::new(secrets))
+                .await
+                .expect("connect to the template");
+            db.migrate().await.expect("migrate the template");
+            db.close().await;
+            let renamed = sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+                .execute(&mut admin)
+                .await;
+            if renamed.is_err() {
+                // Another run finished its template first.
+                let _ = sqlx::query(&format!("DROP DATABASE {building} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
+            }
+        });
+        name
+    })
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.postgres.take() {
+            on_own_runtime(async move {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        }
+    }
+}
+
+/// The key material tests seal secrets with.
+pub const TEST_SECRET_KEY: &str = "panelink test secret key material 0123456789";
+
+/// A migrated database on `backend`.
+pub async fn database(backend: Backend) -> (Db, TestDb) {
+    let test_db = TestDb::migrated(backend).await;
+    let secrets = SecretBox::from_material(TEST_SECRET_KEY).expect("secret box");
+    let db = Db::connect(&test_db.url, Arc::new(secrets))
+        .await
+        .expect("connect");
+    db.migrate().await.expect("migrate");
+    (db, test_db)
+}
+
+/// The plugin runtime and the shipped plugins, compiled once per test process.
+pub fn shipped_plugins() -> &'static (Runtime, Vec<Arc<Plugin>>) {
+    static PLUGINS: OnceLock<(Runtime, Vec<Arc<Plugin>>)> = OnceLock::new();
+    PLUGINS.get_or_init(|| {
+        on_own_runtime(async {
+            let runtime = Runtime::new(panelink_tests::runtime_config()).expect("plugin runtime");
+            let plugins = vec![
+                panelink_tests::load(&runtime, "cpanel").await,
+                panelink_tests::load(&runtime, "wpsquared").await,
+            ];
+            (runtime, plugins)
+        })
+    })
+}
+
+/// A sync engine stand-in that queues every request as a sync and reports it, so the API's
+/// rendering of syncs can be tested.
+#[derive(Default)]
+pub struct FakeEngine {
+    next: AtomicI64,
+    syncs: Mutex<BTreeMap<i64, SyncSummary>>,
+    requests: Mutex<Vec<SyncRequest>>,
+}
+
+impl FakeEngine {
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<SyncRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl SyncRequests for FakeEngine {
+    fn request(
+        &self,
+        request: SyncRequest,
+    ) -> BoxFuture<'_, Result<Option<SyncSummary>, SyncError>> {
+        let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+        let summary = SyncSummary {
+            id,
+            application: request.application.clone(),
+            kind: request.kind,
+            state: SyncState::Queued,
+            done: 0,
+            total: 3,
+            started_at: None,
+            finished_at: None,
+        };
+        self.syncs.lock().unwrap().insert(id, summary.clone());
+        self.requests.lock().unwrap().push(request);
+        Box::pin(async move { Ok(Some(summary)) })
+    }
+
+    fn latest<'a>(
+        &'a self,
+        application: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SyncSummary>, SyncError>> {
+        let latest = self
+            .syncs
+            .lock()
+            .unwrap()
+            .values()
+            .rev()
+            .find(|s| s.application == application)
+            .cloned();
+        Box::pin(async move { Ok(latest) })
+    }
+
+    fn get(&self, id: i64) -> BoxFuture<'_, Result<Option<SyncDetail>, SyncError>> {
+        let detail = self
+            .syncs
+            .lock()
+            .unwrap()
+            .get(&id)
+            .cloned()
+            .map(|summary| SyncDetail {
+                summary,
+                servers: Vec::new(),
+            });
+        Box::pin(async move { Ok(detail) })
+    }
+}
+
+/// Which sync engine a [`TestApp`] gets.
+pub enum Engine {
+    /// [`FakeEngine`]: every request becomes a queued sync.
+    Fake,
+    /// The host's default: requests are recorded, no syncs reported.
+    Recording,
+}
+
+/// An answer from the app.
+#[derive(Debug)]
+pub struct Answer {
+    /// Status.
+    pub status: StatusCode,
+    /// The body as JSON (`Value::Null` when it is not JSON).
+    pub json: Value,
+    /// The body as text.
+    pub text: String,
+    /// Content type.
+    pub content_type: String,
+}
+
+impl Answer {
+    /// `error.code` of an error body.
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// The admin API on a fresh database.
+pub struct TestApp {
+    /// The state behind the router.
+    pub state: AppState,
+    /// The database.
+    pub db: Db,
+    /// A Full Administrator's token.
+    pub token: String,
+    /// The fake engine, when used.
+    pub fake: Option<Arc<FakeEngine>>,
+    /// The recorder, when used.
+    pub recorder: Option<Arc<RecordingSyncRequests>>,
+    router: axum::Router,
+    _db: TestDb,
+}
+
+impl TestApp {
+    /// With the fake sync engine.
+    pub async fn new(backend: Backend) -> TestApp {
+        Self::with(backend, Engine::Fake).await
+    }
+
+    /// With the chosen sync engine.
+    pub async fn with(backend: Backend, engine: Engine) -> TestApp {
+        let (db, test_db) = database(backend).await;
+        let (runtime, plugins) = shipped_plugins();
+        let catalog = Arc::new(Catalog::new(
+            runtime.clone(),
+            Arc::new(Plugins::new()),
+            db.clone(),
+        ));
+        catalog.adopt(plugins).await.expect("adopting plugins");
+        let (sync, fake, recorder): (Arc<dyn SyncRequests>, _, _) = match engine {
+            Engine::Fake => {
+                let fake = Arc::new(FakeEngine::default());
+                (fake.clone(), Some(fake), None)
+            }
+            Engine::Recording => {
+                let recorder = Arc::new(RecordingSyncRequests::new());
+                (recorder.clone(), None, Some(recorder))
+            }
+        };
+        let state = AppState::new(db.clone(), catalog, sync, Events::new(), Limits::default());
+        state.set_ready(true);
+        let email = panelink::model::Email::parse("root@example.com").unwrap();
+        let (_, token) = db
+            .create_admin(&Actor::cli(), &email, "Full Administrator")
+            .await
+            .expect("admin");
+        TestApp {
+            router: api::app(state.clone()),
+            state,
+            db,
+            token: token.expose().to_owned(),
+            fake,
+            recorder,
+            _db: test_db,
+        }
+    }
+
+    /// Send a request; the response's body is not read (for streams).
+    pub async fn router_response(&self, request: Request<Body>) -> axum::response::Response {
+        self.router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible")
+    }
+
+    /// Send a request.
+    pub async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Answer {
+            status,
+            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            text,
+            content_type,
+        }
+    }
+
+    /// A request with an optional bearer token and raw body.
+    pub fn request(
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Request<Body> {
+        let mut builder = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).expect("method"))
+            .uri(path);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        builder
+            .body(body.map(Body::from).unwrap_or_else(Body::empty))
+            .expect("request")
+    }
+
+    /// Call as the Full Administrator with a JSON body.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+        self.call_as(&self.token.clone(), method, path, body).await
+    }
+
+    /// Call with a token and a JSON body.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let body = body.map(|b| serde_json::to_vec(&b).unwrap());
+        self.send(Self::request(method, path, Some(token), body))
+            .await
+    }
+
+    /// Create a role with these permissions and an admin holding it; returns the token.
+    pub async fn token_with(&self, role: &str, permissions: &[&str]) -> String {
+        let created = self
+            .call(
+                "POST",
+                "/api/v1/roles",
+                Some(serde_json::json!({"name": role, "permissions": permissions})),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let email = format!("{}@example.com", role.to_lowercase().replace(' ', "-"));
+        let admin = self
+            .call(
+                "POST",
+                "/api/v1/admins",
+                Some(serde_json::json!({"email": email, "role": role})),
+            )
+            .await;
+        assert_eq!(admin.status, StatusCode::CREATED, "{}", admin.text);
+        admin.json["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Every row of the database.
+    pub async fn snapshot(&self) -> Vec<String> {
+        self.db.snapshot().await.expect("snapshot")
+    }
+
+    /// Create fixtures through the API: a cPanel server, a client, a user, an active service.
+    pub async fn fixtures(&self) -> Fixtures {
+        let server = self
+            .call(
+                "POST",
+                "/api/v1/servers",
+                Some(serde_json::json!({
+                    "name": "cp1", "module": "cpanel", "hostname": "127.0.0.1", "port": 9,
+                    "secure": false, "username": "root", "api_token": "FIXTURETOKEN"
+                })),
+            )
+            .await;
+        assert_eq!(server.status, StatusCode::CREATED, "{}", server.text);
+        let client = self
+            .call(
+                "POST",
+                "/api/v1/clients",
+                Some(serde_json::json!({"name": "Acme", "email": "owner@acme.example"})),
+            )
+            .await;
+        assert_eq!(client.status, StatusCode::CREATED, "{}", client.text);
+        let client_id = client.json["id"].as_i64().unwrap();
+        let user = self
+            .call(
+                "POST",
+                &format!("/api/v1/clients/{client_id}/users"),
+                Some(serde_json::json!({"email": "dev@acme.example", "permissions": ["sso"]})),
+            )
+            .await;
+        assert_eq!(user.status, StatusCode::CREATED, "{}", user.text);
+        let server_id = server.json["id"].as_i64().unwrap();
+        let service = self
+            .call(
+                "POST",
+                "/api/v1/services",
+                Some(serde_json::json!({
+                    "client_id": client_id, "server_id": server_id, "username": "acme",
+                    "domain": "acme.example", "status": "active"
+                })),
+            )
+            .await;
+        assert_eq!(service.status, StatusCode::CREATED, "{}", service.text);
+        Fixtures {
+            server_id,
+            client_id,
+            user_id: user.json["id"].as_i64().unwrap(),
+            service_id: service.json["id"].as_i64().unwrap(),
+        }
+    }
+}
+
+/// Ids the fixtures created.
+#[derive(Debug, Clone, Copy)]
+pub struct Fixtures {
+    /// A cPanel server (in use by the service).
+    pub server_id: i64,
+    /// A client.
+    pub client_id: i64,
+    /// A non-owner user of the client.
+    pub user_id: i64,
+    /// An active service on the server.
+    pub service_id: i64,
+}
+
+/// The routes `api.md` names (plus the documented extras), with the permission each needs.
+pub fn documented_routes() -> HashMap<(&'static str, &'static str), Option<&'static str>> {
+    const ADMINS: Option<&str> = Some("manage_admins");
+    const SERVERS: Option<&str> = Some("manage_servers");
+    const CLIENTS: Option<&str> = Some("manage_clients");
+    const LINKS: Option<&str> = Some("configure_application_links");
+    const PLUGINS: Option<&str> = Some("manage_plugins");
+    HashMap::from([
+        (("GET", "/healthz"), None),
+        (("GET", "/readyz"), None),
+        (("GET", "/metrics"), None),
+        (("GET", "/api/v1/openapi.json"), None),
+        (("POST", "/api/v1/roles"), ADMINS),
+        (("GET", "/api/v1/roles"), ADMINS),
+        (("POST", "/api/v1/admins"), ADMINS),
+        (("GET", "/api/v1/admins"), ADMINS),
+        (("GET", "/api/v1/audit"), ADMINS),
+        (("POST", "/api/v1/servers"), SERVERS),
+        (("GET", "/api/v1/servers"), SERVERS),
+        (("GET", "/api/v1/servers/{id}"), SERVERS),
+        (("PATCH", "/api/v1/servers/{id}"), SERVERS),
+        (("DELETE", "/api/v1/servers/{id}"), SERVERS),
+        (("POST", "/api/v1/servers/{id}/check"), SERVERS),
+        (("POST", "/api/v1/clients"), CLIENTS),
+        (("GET", "/api/v1/clients"), CLIENTS),
+        (("GET", "/api/v1/clients/{id}"), CLIENTS),
+        (("PATCH", "/api/v1/clients/{id}"), CLIENTS),
+        (("POST", "/api/v1/clients/{id}/users"), CLIENTS),
+        (("GET", "/api/v1/clients/{id}/users"), CLIENTS),
+        (("PATCH", "/api/v1/clients/{id}/users/{user_id}"), CLIENTS),
+        (("POST", "/api/v1/services"), CLIENTS),
+        (("GET", "/api/v1/services"), CLIENTS),
+        (("GET", "/api/v1/services/{id}"), CLIENTS),
+        (("PATCH", "/api/v1/services/{id}"), CLIENTS),
+        (("GET", "/api/v1/applications"), LINKS),
+        (("GET", "/api/v1/applications/{id}"), LINKS),
+        (("PATCH", "/api/v1/applications/{id}"), LINKS),
+        (("GET", "/api/v1/applications/{id}/links"), LINKS),
+        (("PUT", "/api/v1/applications/{id}/links"), LINKS),
+        (("GET", "/api/v1/applications/{id}/log"), LINKS),
+        (("POST", "/api/v1/applications/{id}/sync"), LINKS),
+        (("GET", "/api/v1/syncs/{id}"), LINKS),
+        (("GET", "/api/v1/events"), LINKS),
+        (("GET", "/api/v1/plugins"), PLUGINS),
+        (("POST", "/api/v1/plugins"), PLUGINS),
+        (
+            ("POST", "/api/v1/plugins/{name}/versions/{version}/activate"),
+            PLUGINS,
+        ),
+        (("POST", "/api/v1/plugins/{name}/rollback"), PLUGINS),
+    ])
+}
+
+/// The OpenAPI document's operations: (method, path) → the permission its security names.
+pub fn documented_operations(doc: &Value) -> BTreeMap<(String, String), Option<String>> {
+    let mut out = BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            let permission = op["security"].as_array().and_then(|reqs| {
+                reqs.iter()
+                    .find_map(|r| r["bearer"].as_array()?.first()?.as_str().map(str::to_owned))
+            });
+            out.insert((method.to_uppercase(), path.clone()), permission);
+        }
+    }
+    out
+}
+
+/// A log capture: a `tracing` subscriber for the current thread that writes every event (all
+/// levels) into a buffer.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Install for the current thread until the guard drops. The panel simulator's own lines are
+    /// left out: it is the panel, and legitimately knows its token.
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace,panel_sim=off"))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,677 @@
+//! The sync engine against panel-sim, with the real plugins, on SQLite and PostgreSQL: exact
+//! final states, minimal panel calls, crash and restart, two hosts, faults.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use panel_sim::{FaultKind, PanelSim, SimConfig, SimHandle};
+use panelink::adapter::Secret;
+use panelink::model::{
+    ApplicationId, ClientStatus, DisplayName, Email, Hostname, LinkSetting, Name, Port, Scope,
+    ServiceStatus, Username,
+};
+use panelink::runtime::{Plugins, Runtime};
+use panelink::storage::{Actor, Db, NewClient, NewServer, NewService, ServicePatch};
+use panelink::sync::{SyncConfig, SyncEngine};
+use panelink::sync_port::{Events, SyncKind, SyncRequest, SyncState, SyncSummary};
+use tokio::sync::oneshot;
+
+use crate::harness::{Backend, TestDb, database, on_both};
+
+const PUBLIC_URL: &str = "https://billing.example";
+
+/// A fleet: panel-sim servers, their services in storage, and a running sync engine.
+struct Fleet {
+    db: Db,
+    _test_db: TestDb,
+    plugins: Arc<Plugins>,
+    sims: Vec<SimHandle>,
+    server_ids: Vec<i64>,
+    /// service id → (server index, username, status)
+    services: BTreeMap<i64, (usize, String, ServiceStatus)>,
+    engine: Option<Running>,
+}
+
+struct Running {
+    engine: Arc<SyncEngine>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn config() -> SyncConfig {
+    SyncConfig {
+        workers: 4,
+        batch_accounts: 3,
+        per_server_concurrency: 2,
+        lease: Duration::from_secs(2),
+        poll_interval: Duration::from_millis(50),
+        retry_base: Duration::from_millis(20),
+        retry_max: Duration::from_millis(200),
+        retry_budget: 4,
+        public_url: PUBLIC_URL.into(),
+        client_area_url: format!("{PUBLIC_URL}/portal"),
+        ..SyncConfig::default()
+    }
+}
+
+fn runtime_with_timeout(timeout: Duration) -> Runtime {
+    let mut c = panelink_tests::runtime_config();
+    c.http.request_timeout = timeout;
+    Runtime::new(c).expect("runtime")
+}
+
+async fn plugins(runtime: &Runtime) -> Arc<Plugins> {
+    let plugins = Arc::new(Plugins::new());
+    for name in ["cpanel", "wpsquared"] {
+        plugins.activate(panelink_tests::load(runtime, name).await);
+    }
+    plugins
+}
+
+impl Fleet {
+    /// `servers` panel-sim servers with `accounts` accounts each, every account a service of one
+    /// client. Service statuses cycle through `statuses`.
+    async fn new(
+        backend: Backend,
+        servers: usize,
+        accounts: usize,
+        statuses: &[ServiceStatus],
+    ) -> Fleet {
+        let (db, test_db) = database(backend).await;
+        let runtime = runtime_with_timeout(Duration::from_secs(2));
+        let plugins = plugins(&runtime).await;
+        for p in plugins.all() {
+            db.ensure_application(p.id()).await.expect("application");
+        }
+        let actor = Actor::system();
+        let client = db
+            .create_client(
+                &actor,
+                &NewClient {
+                    name: Name::parse("Acme").unwrap(),
+                    email: Email::parse("owner@acme.example").unwrap(),
+                    status: ClientStatus::Active,
+                    allow_sso: true,
+                },
+            )
+            .await
+            .expect("client");
+        let mut fleet = Fleet {
+            db,
+            _test_db: test_db,
+            plugins,
+            sims: Vec::new(),
+            server_ids: Vec::new(),
+            services: BTreeMap::new(),
+            engine: None,
+        };
+        let mut n = 0;
+        for i in 0..servers {
+            let sim = PanelSim::start(
+                SimConfig::new()
+                    .sample_accounts(accounts)
+                    .hang_for(Duration::from_secs(10)),
+            )
+            .await
+            .expect("panel-sim");
+            let server = fleet
+                .db
+                .create_server(
+                    &actor,
+                    &NewServer {
+                        name: Name::parse(&format!("sim{i}")).unwrap(),
+                        module: ApplicationId::parse("cpanel").unwrap(),
+                        hostname: Hostname::parse("127.0.0.1").unwrap(),
+                        port: Port::new(i64::from(sim.addr().port())).unwrap(),
+                        secure: false,
+                        username: Username::parse(&sim.api_user()).unwrap(),
+                        api_token: Secret::new(sim.api_token()),
+                        enabled: true,
+                    },
+                )
+                .await
+                .expect("server");
+            for (user, domain) in sim.accounts() {
+                let status = statuses[n % statuses.len()];
+                n += 1;
+                let service = fleet
+                    .db
+                    .create_service(
+                        &actor,
+                        &NewService {
+                            client_id: client.id,
+                            server_id: server.id,
+                            username: Username::parse(&user).unwrap(),
+                            domain: Hostname::parse(&domain).unwrap(),
+                            status,
+                        },
+                    )
+                    .await
+                    .expect("service");
+                fleet.services.insert(service.id, (i, user, status));
+            }
+            fleet.sims.push(sim);
+            fleet.server_ids.push(server.id);
+        }
+        fleet
+    }
+
+    fn start(&mut self, config: SyncConfig) -> Arc<SyncEngine> {
+        let engine = Arc::new(SyncEngine::new(
+            self.db.clone(),
+            self.plugins.clone(),
+            Events::new(),
+            config,
+        ));
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(engine.clone().run(async move {
+            let _ = rx.await;
+        }));
+        self.engine = Some(Running {
+            engine: engine.clone(),
+            stop,
+            task,
+        });
+        engine
+    }
+
+    fn engine(&self) -> &Arc<SyncEngine> {
+        &self.engine.as_ref().expect("engine running").engine
+    }
+
+    /// Stop the engine through its shutdown future and wait for it.
+    async fn stop(&mut self) {
+        if let Some(running) = self.engine.take() {
+            let _ = running.stop.send(());
+            running.task.await.expect("engine task");
+        }
+    }
+
+    async fn request(&self, kind: SyncKind) -> SyncSummary {
+        self.engine()
+            .schedule(SyncRequest {
+                application: "cpanel".into(),
+                kind,
+                service_id: None,
+                requested_by: None,
+            })
+            .await
+            .expect("schedule")
+            .expect("a sync")
+    }
+
+    async fn set_enabled(&self, enabled: bool) -> SyncSummary {
+        self.db
+            .set_application_enabled(&Actor::system(), "cpanel", enabled)
+            .await
+            .expect("enable");
+        self.request(if enabled {
+            SyncKind::Enable
+        } else {
+            SyncKind::Disable
+        })
+        .await
+    }
+
+    async fn configure(&self, links: &[(&str, &str, bool)]) -> SyncSummary {
+        let settings: Vec<LinkSetting> = links
+            .iter()
+            .map(|(scope, name, enabled)| LinkSetting {
+                scope: Scope::parse(scope).unwrap(),
+                display_name: DisplayName::parse(name).unwrap(),
+                enabled: *enabled,
+            })
+            .collect();
+        self.db
+            .save_link_settings(&Actor::system(), "cpanel", &settings)
+            .await
+            .expect("save links");
+        self.request(SyncKind::Configure).await
+    }
+
+    /// Wait (bounded) until a sync has finished.
+    async fn finished(&self, id: i64) -> SyncSummary {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = self
+                .db
+                .sync_summary(id)
+                .await
+                .expect("summary")
+                .expect("sync");
+            if s.finished_at.is_some() {
+                return s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "sync {id} did not finish: {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn reset_counters(&self) {
+        for sim in &self.sims {
+            sim.reset_counters();
+        }
+    }
+
+    /// Panel calls of one function since the last reset. A sync whose unit needed a retry
+    /// (the test machine was too slow for the request timeout) repeats a batch, so the counts
+    /// are only compared for syncs that needed none.
+    fn calls(&self, function: &str) -> u64 {
+        self.sims.iter().map(|s| s.calls(function)).sum()
+    }
+
+    fn accounts_with_links(&self) -> usize {
+        self.services
+            .values()
+            .filter(|(_, _, st)| st.gets_links())
+            .count()
+    }
+
+    /// Every account has exactly `expected` (scope, label) in this order, or nothing at all when
+    /// its service does not get links.
+    fn assert_exact(&self, expected: &[(&str, &str)]) {
+        for (service_id, (i, user, status)) in &self.services {
+            let sim = &self.sims[*i];
+            let links = sim.links(user);
+            let groups = sim.groups(user);
+            if !status.gets_links() || expected.is_empty() {
+                assert!(links.is_empty(), "{user} ({status:?}) has links {links:?}");
+                assert!(groups.is_empty(), "{user} ({status:?}) has a group");
+                continue;
+            }
+            assert_eq!(groups.len(), 1, "{user}: groups {groups:?}");
+            let want: Vec<String> = expected
+                .iter()
+                .map(|(s, _)| format!("PANELINK_{}", s.replace(':', "_")))
+                .collect();
+            let mut have: Vec<&String> = links.keys().collect();
+            have.sort();
+            let mut want_sorted: Vec<&String> = want.iter().collect();
+            want_sorted.sort();
+            assert_eq!(have, want_sorted, "{user}: links");
+            for (pos, ((scope, label), app)) in expected.iter().zip(&want).enumerate() {
+                let link = &links[app];
+                assert_eq!(link.get("label"), Some(*label), "{user} {scope}");
+                assert_eq!(
+                    link.get("order"),
+                    Some((pos + 1).to_string().as_str()),
+                    "{user} {scope}"
+                );
+                assert!(
+                    link.get("url")
+                        .is_some_and(|u| u.starts_with(&format!("{PUBLIC_URL}/portal/"))),
+                    "{user} {scope}: {:?}",
+                    link.get("url")
+                );
+                assert!(
+                    link.get("url").is_some_and(|u| !u.contains("{service_id}")),
+                    "{service_id}"
+                );
+            }
+        }
+    }
+}
+
+/// The 14 default links as (scope, label).
+fn defaults() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("clientarea:upgrade", "Upgrade/Downgrade"),
+        (
+            "clientarea:shopping_cart_domain_register",
+            "Register New Domain",
+        ),
+        (
+            "clientarea:shopping_cart_domain_transfer",
+            "Transfer a Domain",
+        ),
+        ("clientarea:submit_ticket", "Open Ticket"),
+        ("clientarea:tickets", "View Ticket History"),
+        ("clientarea:announcements", "News & Announcements"),
+        ("clientarea:downloads", "Download Resources"),
+        ("clientarea:knowledgebase", "Search our Knowledgebase"),
+        ("clientarea:network_status", "Check Network Status"),
+        ("clientarea:profile", "Manage Profile"),
+        ("clientarea:product_details", "View Billing Information"),
+        ("clientarea:billing_info", "Manage Billing Information"),
+        ("clientarea:emails", "View Email History"),
+        ("clientarea:invoices", "View Invoice History"),
+    ]
+}
+
+const ALL_STATUSES: &[ServiceStatus] = &[
+    ServiceStatus::Active,
+    ServiceStatus::Suspended,
+    ServiceStatus::Pending,
+    ServiceStatus::Terminated,
+    ServiceStatus::Cancelled,
+    ServiceStatus::Active,
+];
+
+on_both!(
+    enable_gives_exactly_the_configured_links,
+    changes_cost_exactly_the_difference,
+    disable_removes_links_and_group_and_revokes_credentials,
+    service_changes_follow_by_themselves,
+    stopped_mid_sync_resumes_exactly,
+    transient_faults_converge_and_a_dead_server_fails_alone,
+    panel_errors_are_warnings_and_do_not_stop_the_rest,
+);
+
+async fn enable_gives_exactly_the_configured_links(backend: Backend) {
+    let mut fleet = Fleet::new(backend, 2, 6, ALL_STATUSES).await;
+    fleet.start(config());
+    let sync = fleet.set_enabled(true).await;
+    assert!(matches!(sync.state, SyncState::Queued | SyncState::Running));
+    let done = fleet.finished(sync.id).await;
+    assert_eq!(done.state, SyncState::Completed, "{done:?}");
+    assert_eq!(done.done, done.total);
+    assert_eq!(done.total as usize, fleet.accounts_with_links());
+    assert!(!fleet.db.application_syncing("cpanel").await.unwrap());
+    fleet.assert_exact(&defaults());
+
+    let log = fleet.db.log("cpanel").await.unwrap();
+    assert_eq!(
+        log.first().map(|e| e.message.as_str()),
+        Some("Attempting to enable Application Links for cPanel")
+    );
+    assert_eq!(
+        log.last().map(|e| e.message.as_str()),
+        Some("Process completed")
+    );
+    let detail = fleet.db.sync_detail(sync.id).await.unwrap().unwrap();
+    assert_eq!(detail.servers.len(), 2);
+    assert!(
+        detail
+            .servers
+            .iter()
+            .all(|s| s.state == SyncState::Completed && s.done == s.total)
+    );
+
+    // Nothing changed: a repair costs no link calls at all.
+    fleet.reset_counters();
+    let repair = fleet.request(SyncKind::Repair).await;
+    fleet.finished(repair.id).await;
+    assert_eq!(fleet.calls("create_integration_link"), 0);
+    assert_eq!(fleet.calls("remove_integration_link"), 0);
+    fleet.stop().await;
+}
+
+async fn changes_cost_exactly_the_difference(backend: Backend) {
+    let mut fleet = Fleet::new(backend, 2, 4, &[ServiceStatus::Active]).await;
+    fleet.start(config());
+    let s = fleet.set_enabled(true).await;
+    fleet.finished(s.id).await;
+    let n = fleet.accounts_with_links() as u64;
+    let mut links = defaults();
+    let as_settings = |links: &[(&'static str, &'static str)], hidden: &[&str]| {
+        links
+            .iter()
+            .map(|(s, l)| (*s, *l, !hidden.contains(s)))
+            .collect::<Vec<_>>()
+    };
+
+    // Rename one link: one create_integration_link per account.
+    links[13].1 = "Invoices";
+    fleet.reset_counters();
+    let s = fleet.configure(&as_settings(&links, &[])).await;
+    fleet.finished(s.id).await;
+    assert_eq!(fleet.calls("create_integration_link"), n);
+    assert_eq!(fleet.calls("remove_integration_link"), 0);
+    assert_eq!(fleet.calls("create_integration_group"), 0);
+    fleet.assert_exact(&links);
+
+    // Swap two links: two per account.
+    links.swap(0, 1);
+    fleet.reset_counters();
+    let s = fleet.configure(&as_settings(&links, &[])).await;
+    fleet.finished(s.id).await;
+    assert_eq!(fleet.calls("create_integration_link"), 2 * n);
+    fleet.assert_exact(&links);
+
+    // Disable the last link: one removal per account.
+    fleet.reset_counters();
+    let s = fleet
+        .configure(&as_settings(&links, &["clientarea:invoices"]))
+        .await;
+    fleet.finished(s.id).await;
+    assert_eq!(fleet.calls("remove_integration_link"), n);
+    assert_eq!(fleet.calls("create_integration_link"), 0);
+    fleet.assert_exact(&links[..13]);
+
+    // Re-enable it: one creation per account.
+    fleet.reset_counters();
+    let s = fleet.configure(&as_settings(&links, &[])).await;
+    fleet.finished(s.id).await;
+    assert_eq!(fleet.calls("create_integration_link"), n);
+    assert_eq!(fleet.calls("remove_integration_link"), 0);
+    fleet.assert_exact(&links);
+    fleet.stop().await;
+}
+
+async fn disable_removes_links_and_group_and_revokes_credentials(backend: Backend) {
+    let mut fleet = Fleet::new(backend, 1, 4, &[ServiceStatus::Active]).await;
+    fleet.start(config());
+    let s = fleet.set_enabled(true).await;
+    fleet.finished(s.id).await;
+    let server = fleet.server_ids[0];
+    assert_eq!(
+        fleet.db.credentials_on_server(server).await.unwrap().len(),
+        4
+    );
+
+    let s = fleet.set_enabled(false).await;
+    let done = fleet.finished(s.id).await;
+    assert_eq!(done.state, SyncState::Completed, "{done:?}");
+    fleet.assert_exact(&[]);
+    assert!(
+        fleet
+            .db
+            .credentials_on_server(server)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let log = fleet.db.log("cpanel").await.unwrap();
+    assert_eq!(
+        log.first().map(|e| e.message.as_str()),
+        Some("Attempting to disable Application Links for cPanel")
+    );
+
+    // Re-enabling mints fresh credentials and pushes everything again.
+    let s = fleet.set_enabled(true).await;
+    fleet.finished(s.id).await;
+    fleet.assert_exact(&defaults());
+    assert_eq!(
+        fleet.db.credentials_on_server(server).await.unwrap().len(),
+        4
+    );
+    fleet.stop().await;
+}
+
+async fn service_changes_follow_by_themselves(backend: Backend) {
+    let mut fleet = Fleet::new(backend, 2, 3, &[ServiceStatus::Active]).await;
+    fleet.start(config());
+    let s = fleet.set_enabled(true).await;
+    fleet.finished(s.id).await;
+    let (&service_id, (i, user, _)) = fleet.services.iter().next().unwrap();
+    let user = user.clone();
+    let i = *i;
+
+    // Terminate: its links go, its credential is revoked.
+    fleet
+        .db
+        .update_service(
+            &Actor::system(),
+            service_id,
+            &ServicePatch {
+                status: Some(ServiceStatus::Terminated),
+                ..ServicePatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    fleet.reset_counters();
+    let s = fleet
+        .engine()
+        .schedule(SyncRequest {
+            application: "cpanel".into(),
+            kind: SyncKind::Service,
+            service_id: Some(service_id),
+            requested_by: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    fleet.finished(s.id).await;
+    fleet.services.get_mut(&service_id).unwrap().2 = ServiceStatus::Terminated;
+    fleet.assert_exact(&defaults());
+    assert!(fleet.sims[i].links(&user).is_empty());
+    // Only that account was touched.
+    assert_eq!(fleet.calls("remove_integration_link"), 14);
+    assert_eq!(fleet.calls("create_integration_link"), 0);
+    fleet.stop().await;
+}
+
+async fn stopped_mid_sync_resumes_exactly(backend: Backend) {
+    let mut fleet = Fleet::new(backend, 2, 12, &[ServiceStatus::Active]).await;
+    for sim in &fleet.sims {
+        sim.set_request_latency(Duration::from_millis(30));
+    }
+    let mut c = config();
+    c.per_server_concurrency = 1;
+    c.batch_accounts = 1;
+    fleet.start(c.clone());
+    let s = fleet.set_enabled(true).await;
+    // Wait until the sync is part-way, then stop the engine through its shutdown future.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = fleet.db.sync_summary(s.id).await.unwrap().unwrap();
+        if now.done >= 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no progress: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fleet.stop().await;
+    let stopped = fleet.db.sync_summary(s.id).await.unwrap().unwrap();
+    assert!(
+        stopped.finished_at.is_none(),
+        "finished before the stop: {stopped:?}"
+    );
+    assert!(stopped.done < 24);
+
+    // A new engine (another node id) resumes it: the stopped one gave its leases back.
+    fleet.start(c);
+    let done = fleet.finished(s.id).await;
+    assert_eq!(done.state, SyncState::Completed);
+    fleet.assert_exact(&defaults());
+    fleet.stop().await;
+}
+
+async fn transient_faults_converge_and_a_dead_server_fails_alone(backend: Backend) {
+    let mut fleet = Fleet::new(backend, 3, 5, &[ServiceStatus::Active]).await;
+    // Server 0: 20% HTTP 500s and timeouts. Server 2: down for good.
+    fleet.sims[0].set_fault_kinds([FaultKind::Http500, FaultKind::Timeout]);
+    fleet.sims[0].reseed(Some(7));
+    fleet.sims[0].set_fault_rate(0.2);
+    fleet.sims[2].set_down(true);
+    let mut c = config();
+    c.retry_budget = 30;
+    fleet.start(c);
+    let s = fleet.set_enabled(true).await;
+    let done = fleet.finished(s.id).await;
+    assert_eq!(done.state, SyncState::Failed, "{done:?}");
+    let detail = fleet.db.sync_detail(s.id).await.unwrap().unwrap();
+    let by_server: BTreeMap<i64, _> = detail.servers.iter().map(|p| (p.server_id, p)).collect();
+    assert_eq!(by_server[&fleet.server_ids[0]].state, SyncState::Completed);
+    assert_eq!(by_server[&fleet.server_ids[1]].state, SyncState::Completed);
+    let dead = by_server[&fleet.server_ids[2]];
+    assert_eq!(dead.state, SyncState::Failed);
+    assert!(
+        dead.last_error.as_deref().is_some_and(|e| !e.is_empty()),
+        "{dead:?}"
+    );
+    assert!(fleet.sims[0].faults_injected() > 0);
+    // The two live servers are exact; the dead one has nothing.
+    fleet.services.retain(|_, (i, _, _)| *i != 2);
+    fleet.assert_exact(&defaults());
+    let log = fleet.db.log("cpanel").await.unwrap();
+    assert!(log.iter().any(
+        |e| e.level == panelink::adapter::LogLevel::Warning && e.message.starts_with("sim2: ")
+    ));
+    fleet.stop().await;
+}
+
+async fn panel_errors_are_warnings_and_do_not_stop_the_rest(backend: Backend) {
+    let mut fleet = Fleet::new(backend, 1, 4, &[ServiceStatus::Active]).await;
+    // The billing side knows an account the server does not.
+    let (&gone, (_, user, _)) = fleet.services.iter().next().unwrap();
+    let user = user.clone();
+    assert!(fleet.sims[0].remove_account(&user));
+    fleet.start(config());
+    let s = fleet.set_enabled(true).await;
+    let done = fleet.finished(s.id).await;
+    assert_eq!(done.state, SyncState::CompletedWithWarnings, "{done:?}");
+    let log = fleet.db.log("cpanel").await.unwrap();
+    let warnings: Vec<_> = log
+        .iter()
+        .filter(|e| e.level == panelink::adapter::LogLevel::Warning)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(
+        warnings[0].message,
+        format!("You do not have a user named “{user}”.")
+    );
+    assert_eq!(warnings[0].service_id, Some(gone));
+    assert_eq!(fleet.db.warning_count("cpanel").await.unwrap(), 1);
+    fleet.services.remove(&gone);
+    fleet.assert_exact(&defaults());
+    fleet.stop().await;
+}
+
+/// Two hosts on one PostgreSQL: both take part, each server is worked by one at a time, and
+/// when one dies mid-sync (its task aborted, leases left behind) the other finishes its work.
+#[tokio::test]
+async fn two_hosts_share_the_work_and_survive_one_dying() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let mut fleet = Fleet::new(backend, 4, 6, &[ServiceStatus::Active]).await;
+    for sim in &fleet.sims {
+        sim.set_request_latency(Duration::from_millis(20));
+    }
+    let mut c = config();
+    c.workers = 2;
+    c.batch_accounts = 1;
+    c.per_server_concurrency = 1;
+    let a = fleet.start(c.clone());
+    let running_a = fleet.engine.take().unwrap();
+    let b = fleet.start(c);
+    let s = fleet.set_enabled(true).await;
+    // Let both work a little, then kill A without a clean stop.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while a.batches_pushed() == 0 || b.batches_pushed() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both hosts should get work"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    running_a.task.abort();
+    let _ = running_a.task.await;
+    let done = fleet.finished(s.id).await;
+    assert_eq!(done.state, SyncState::Completed, "{done:?}");
+    fleet.assert_exact(&defaults());
+    // No account got its links twice over: every account's creations equal its link count,
+    // except the at most one batch per server A was in when it died.
+    let total: u64 = fleet.calls("create_integration_link");
+    assert!(total >= 24 * 14 && total <= 24 * 14 + 4 * 14, "{total}");
+    fleet.stop().await;
+}

@@ -1,0 +1,287 @@
+//! The `sso` benchmark: complete click flows per second through the real HTTP server, as a panel
+//! server and browsers drive them — `POST /oauth/token` with a link's credential, then
+//! `GET /oauth/sso?access_token=…` (the redirect is not followed) — on SQLite and on PostgreSQL.
+//!
+//! Set-up per backend: a fresh database, `panelink` served in-process on port 0 with the rate
+//! limits off, 50 clients with one active service each, every service with an SSO credential and
+//! its 14 links on record. Then `concurrency` workers run flows back to back over the services
+//! (round robin) for a fixed time; a flow's latency is both requests. The HTTP client runs in the
+//! same process and shares the machine's cores with the server: the figures include its cost.
+//!
+//! PostgreSQL is the one at `PANELINK_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432`;
+//! `off` skips it). Target on SQLite: ≥ 2,000 flows/s with p99 < 10 ms.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use panelink::adapter::Secret;
+use panelink::config::{Config, Layer};
+use panelink::crypto::SecretBox;
+use panelink::model::{
+    ApplicationId, ClientStatus, Email, Hostname, Name, Port, ServiceStatus, Username,
+};
+use panelink::storage::sync::{RecordChange, RecordedLink};
+use panelink::storage::{Actor, Db, NewClient, NewServer, NewService};
+use sqlx::Connection as _;
+
+const SECRET_KEY: &str = "panelink sso benchmark secret key material";
+const SERVICES: usize = 50;
+const WARM_UP: Duration = Duration::from_secs(1);
+const MEASURE: Duration = Duration::from_secs(4);
+const CONCURRENCY: &[usize] = &[1, 8, 32];
+const SCOPES: &[&str] = &[
+    "clientarea:upgrade",
+    "clientarea:submit_ticket",
+    "clientarea:invoices",
+    "clientarea:product_details",
+];
+
+/// Run the benchmark and print its figures.
+pub async fn run() -> anyhow::Result<()> {
+    println!("== sso: click flows (token + redemption, redirect not followed) ==");
+    let sqlite_dir = tempfile::tempdir()?;
+    let sqlite_url = format!(
+        "sqlite://{}?mode=rwc",
+        sqlite_dir.path().join("bench.db").display()
+    );
+    backend("sqlite", &sqlite_url).await?;
+    let base = std::env::var("PANELINK_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+    if base == "off" {
+        println!("  postgres: skipped (PANELINK_TEST_POSTGRES=off)");
+        return Ok(());
+    }
+    let base = base.trim_end_matches('/').to_owned();
+    let name = format!("panelink_bench_{}", hex::encode(rand::random::<[u8; 6]>()));
+    let admin_url = format!("{base}/postgres");
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .with_context(|| {
+            format!("connecting to {admin_url} (set PANELINK_TEST_POSTGRES=off to skip)")
+        })?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    let result = backend("postgres", &format!("{base}/{name}")).await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    result
+}
+
+/// One credential and what to ask for with it.
+struct Link {
+    subscriber_id: String,
+    secret: Secret,
+}
+
+async fn backend(label: &str, database_url: &str) -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    let mut config = Config::resolve([Layer {
+        listen: Some("127.0.0.1:0".into()),
+        database_url: Some(database_url.to_owned()),
+        data_dir: Some(data.path().to_path_buf()),
+        secret_key: Some(SECRET_KEY.into()),
+        plugin_dir: Some(crate::plugin_dir()),
+        log_level: Some("warn".into()),
+        ..Layer::default()
+    }])?;
+    config.sso.rate_limit_per_address = 0;
+    config.sso.rate_limit_per_credential = 0;
+    let host = panelink::boot::Host::start(
+        config,
+        panelink::boot::Options {
+            runtime: crate::runtime_config(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let base = format!("http://{}", host.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(host.run(async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        if Instant::now() > deadline {
+            bail!("the host did not get ready in 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let db = Db::connect(
+        database_url,
+        Arc::new(SecretBox::from_material(SECRET_KEY)?),
+    )
+    .await?;
+    let links = Arc::new(fixtures(&db).await?);
+
+    for &concurrency in CONCURRENCY {
+        let (flows, elapsed, mut samples) = measure(&http, &base, &links, concurrency).await?;
+        samples.sort();
+        let n = samples.len();
+        let p = |q: usize| samples[(n * q / 100).min(n - 1)];
+        println!(
+            "  {label:<8} concurrency {concurrency:>2}: {:>6.0} flows/s  p50 {:>5.2} ms  p99 {:>5.2} ms  ({flows} flows)",
+            flows as f64 / elapsed.as_secs_f64(),
+            p(50).as_secs_f64() * 1e3,
+            p(99).as_secs_f64() * 1e3,
+        );
+    }
+    db.close().await;
+    let _ = stop.send(());
+    running.await??;
+    Ok(())
+}
+
+/// Clients, services, credentials and recorded links.
+fn text<T>(r: Result<T, String>) -> anyhow::Result<T> {
+    r.map_err(anyhow::Error::msg)
+}
+
+async fn fixtures(db: &Db) -> anyhow::Result<Vec<Link>> {
+    let actor = Actor::cli();
+    let server = db
+        .create_server(
+            &actor,
+            &NewServer {
+                name: text(Name::parse("bench"))?,
+                module: text(ApplicationId::parse("cpanel"))?,
+                hostname: text(Hostname::parse("127.0.0.1"))?,
+                port: text(Port::new(9))?,
+                secure: false,
+                username: text(Username::parse("root"))?,
+                api_token: Secret::new("unused"),
+                enabled: true,
+            },
+        )
+        .await?;
+    db.set_application_enabled(&actor, "cpanel", true).await?;
+    let mut links = Vec::with_capacity(SERVICES);
+    for i in 0..SERVICES {
+        let client = db
+            .create_client(
+                &actor,
+                &NewClient {
+                    name: text(Name::parse(&format!("Client {i}")))?,
+                    email: text(Email::parse(&format!("owner{i}@example.com")))?,
+                    status: ClientStatus::Active,
+                    allow_sso: true,
+                },
+            )
+            .await?;
+        let service = db
+            .create_service(
+                &actor,
+                &NewService {
+                    client_id: client.id,
+                    server_id: server.id,
+                    username: text(Username::parse(&format!("user{i}")))?,
+                    domain: text(Hostname::parse(&format!("user{i}.example")))?,
+                    status: ServiceStatus::Active,
+                },
+            )
+            .await?;
+        let (subscriber_id, secret) = db.mint_sso_credential(service.id).await?;
+        let changes: Vec<RecordChange> = SCOPES
+            .iter()
+            .enumerate()
+            .map(|(position, scope)| {
+                RecordChange::Link(RecordedLink {
+                    service_id: service.id,
+                    username: format!("user{i}"),
+                    scope: (*scope).to_owned(),
+                    label: (*scope).to_owned(),
+                    position: position as i64 + 1,
+                    credential_version: 1,
+                })
+            })
+            .collect();
+        db.record_changes("cpanel", server.id, &changes, None)
+            .await?;
+        links.push(Link {
+            subscriber_id,
+            secret,
+        });
+    }
+    Ok(links)
+}
+
+/// Run `concurrency` workers for the warm-up, then for the measured time.
+async fn measure(
+    http: &reqwest::Client,
+    base: &str,
+    links: &Arc<Vec<Link>>,
+    concurrency: usize,
+) -> anyhow::Result<(usize, Duration, Vec<Duration>)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let run = |until: Instant| {
+        let started = Instant::now();
+        let workers: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (http, base, links, next) =
+                    (http.clone(), base.to_owned(), links.clone(), next.clone());
+                tokio::spawn(async move {
+                    let mut samples = Vec::new();
+                    while Instant::now() < until {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let link = &links[n % links.len()];
+                        let scope = SCOPES[n / links.len() % SCOPES.len()];
+                        let started = Instant::now();
+                        flow(&http, &base, link, scope).await?;
+                        samples.push(started.elapsed());
+                    }
+                    anyhow::Ok(samples)
+                })
+            })
+            .collect();
+        async move {
+            let mut all = Vec::new();
+            for worker in workers {
+                all.extend(worker.await??);
+            }
+            anyhow::Ok((all.len(), started.elapsed(), all))
+        }
+    };
+    run(Instant::now() + WARM_UP).await?;
+    run(Instant::now() + MEASURE).await
+}
+
+/// One click: the panel's token call, then the browser's redemption.
+async fn flow(http: &reqwest::Client, base: &str, link: &Link, scope: &str) -> anyhow::Result<()> {
+    let answer = http
+        .post(format!(
+            "{base}/oauth/token?scope=clientarea%3Asso+{}&module=cpanel",
+            scope.replace(':', "%3A")
+        ))
+        .form(&[
+            ("subscriber_unique_id", link.subscriber_id.as_str()),
+            ("token", link.secret.expose()),
+            ("attempt", "1"),
+        ])
+        .send()
+        .await?;
+    if answer.status() != 200 {
+        bail!("token endpoint answered {}", answer.status());
+    }
+    let answer: serde_json::Value = answer.json().await?;
+    let redirect = answer["redirect_url"].as_str().context("no redirect_url")?;
+    let landed = http.get(redirect).send().await?;
+    if landed.status() != 302 {
+        bail!("redemption answered {}", landed.status());
+    }
+    Ok(())
+}

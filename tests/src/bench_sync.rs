@@ -1,0 +1,301 @@
+//! The `sync` benchmark: a fleet of simulated panel servers driven by the sync engine, against
+//! the physical limit of its configuration and against the way existing systems do it.
+//!
+//! Size from the environment: `PANELINK_BENCH_SERVERS` (default 50), `PANELINK_BENCH_ACCOUNTS`
+//! (default 1000), `PANELINK_BENCH_LATENCY_MS` (default 20).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use panel_sim::{PanelSim, SimConfig, SimHandle};
+use panelink::adapter::Secret;
+use panelink::crypto::SecretBox;
+use panelink::model::{
+    ApplicationId, ClientStatus, DisplayName, Email, Hostname, LinkSetting, Name, Port, Scope,
+    ServiceStatus, Username,
+};
+use panelink::runtime::{Plugins, Runtime};
+use panelink::storage::{Actor, Db, NewClient, NewServer, NewService};
+use panelink::sync::{SyncConfig, SyncEngine};
+use panelink::sync_port::{Events, SyncKind, SyncRequest};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn cpu_time() -> Duration {
+    // user + system time of this process, from /proc/self/stat (clock ticks of 1/100 s).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+fn text<T>(r: Result<T, String>) -> anyhow::Result<T> {
+    r.map_err(anyhow::Error::msg)
+}
+
+/// Run the benchmark and print its figures.
+pub async fn run() -> anyhow::Result<()> {
+    let servers = env("PANELINK_BENCH_SERVERS", 50);
+    let accounts = env("PANELINK_BENCH_ACCOUNTS", 1000);
+    let latency = Duration::from_millis(env("PANELINK_BENCH_LATENCY_MS", 20) as u64);
+    println!(
+        "\n== sync: {servers} servers x {accounts} accounts x 14 links, {} ms per request ==",
+        latency.as_millis()
+    );
+
+    let dir = tempfile::tempdir()?;
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("bench.db").display()
+    );
+    let db = Db::connect(
+        &url,
+        Arc::new(SecretBox::from_material(
+            "bench key material 0123456789abcdef",
+        )?),
+    )
+    .await?;
+    db.migrate().await?;
+    let runtime = Runtime::new(crate::runtime_config())?;
+    let plugins = Arc::new(Plugins::new());
+    plugins.activate(crate::load(&runtime, "cpanel").await);
+    db.ensure_application("cpanel").await?;
+
+    let actor = Actor::cli();
+    let client = db
+        .create_client(
+            &actor,
+            &NewClient {
+                name: text(Name::parse("Bench"))?,
+                email: text(Email::parse("bench@example.com"))?,
+                status: ClientStatus::Active,
+                allow_sso: true,
+            },
+        )
+        .await?;
+    let mut sims: Vec<SimHandle> = Vec::new();
+    for i in 0..servers {
+        let sim = PanelSim::start(
+            SimConfig::new()
+                .sample_accounts(accounts)
+                .request_latency(latency),
+        )
+        .await?;
+        let server = db
+            .create_server(
+                &actor,
+                &NewServer {
+                    name: text(Name::parse(&format!("sim{i}")))?,
+                    module: text(ApplicationId::parse("cpanel"))?,
+                    hostname: text(Hostname::parse("127.0.0.1"))?,
+                    port: text(Port::new(i64::from(sim.addr().port())))?,
+                    secure: false,
+                    username: text(Username::parse(&sim.api_user()))?,
+                    api_token: Secret::new(sim.api_token()),
+                    enabled: true,
+                },
+            )
+            .await?;
+        for (user, domain) in sim.accounts() {
+            db.create_service(
+                &actor,
+                &NewService {
+                    client_id: client.id,
+                    server_id: server.id,
+                    username: text(Username::parse(&user))?,
+                    domain: text(Hostname::parse(&domain))?,
+                    status: ServiceStatus::Active,
+                },
+            )
+            .await?;
+        }
+        sims.push(sim);
+    }
+
+    let config = SyncConfig {
+        workers: servers.max(1),
+        batch_accounts: 20,
+        max_commands_per_request: 300,
+        per_server_concurrency: 1,
+        poll_interval: Duration::from_millis(50),
+        ..SyncConfig::default()
+    };
+    let commands_per_request = config.batch_accounts * 15;
+    let engine = Arc::new(SyncEngine::new(
+        db.clone(),
+        plugins.clone(),
+        Events::new(),
+        config.clone(),
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(engine.clone().run(async move {
+        let _ = stopped.await;
+    }));
+
+    let wait = |id: i64| {
+        let db = db.clone();
+        async move {
+            loop {
+                let s = db.sync_summary(id).await?.expect("sync");
+                if s.finished_at.is_some() {
+                    return anyhow::Ok(s);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+
+    // 1. Full push (enable).
+    db.set_application_enabled(&actor, "cpanel", true).await?;
+    let (cpu0, t0) = (cpu_time(), Instant::now());
+    let sync = engine
+        .schedule(SyncRequest {
+            application: "cpanel".into(),
+            kind: SyncKind::Enable,
+            service_id: None,
+            requested_by: None,
+        })
+        .await?
+        .expect("sync");
+    let done = wait(sync.id).await?;
+    let full_wall = t0.elapsed();
+    let full_cpu = cpu_time() - cpu0;
+    let calls: u64 = sims.iter().map(|s| s.counters().total_calls()).sum();
+    let requests: u64 = sims.iter().map(|s| s.http_requests()).sum();
+    let per_server_requests = (accounts * 15).div_ceil(commands_per_request) + 3;
+    let limit = latency * per_server_requests as u32;
+    println!(
+        "  full push: {:?} in {:.2} s wall ({} panel calls, {} HTTP requests)",
+        done.state,
+        full_wall.as_secs_f64(),
+        calls,
+        requests
+    );
+    println!(
+        "    physical limit: {per_server_requests} requests per server x {} ms, servers in parallel = {:.2} s; ratio {:.2}x",
+        latency.as_millis(),
+        limit.as_secs_f64(),
+        full_wall.as_secs_f64() / limit.as_secs_f64()
+    );
+    println!(
+        "    host CPU (engine + plugins + storage + the simulators, one process): {:.2} s, {:.1} µs per panel call",
+        full_cpu.as_secs_f64(),
+        full_cpu.as_secs_f64() * 1e6 / calls.max(1) as f64
+    );
+
+    // 2. A one-label change.
+    for sim in &sims {
+        sim.reset_counters();
+    }
+    let mut links: Vec<LinkSetting> = plugins
+        .get("cpanel")
+        .expect("cpanel")
+        .description
+        .links
+        .iter()
+        .map(|l| {
+            Ok(LinkSetting {
+                scope: text(Scope::parse(&l.scope))?,
+                display_name: text(DisplayName::parse(&l.default_label))?,
+                enabled: true,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    links[13].display_name = text(DisplayName::parse("Invoices"))?;
+    db.save_link_settings(&actor, "cpanel", &links).await?;
+    let t1 = Instant::now();
+    let sync = engine
+        .schedule(SyncRequest {
+            application: "cpanel".into(),
+            kind: SyncKind::Configure,
+            service_id: None,
+            requested_by: None,
+        })
+        .await?
+        .expect("sync");
+    wait(sync.id).await?;
+    let label_wall = t1.elapsed();
+    let label_calls: u64 = sims.iter().map(|s| s.counters().total_calls()).sum();
+    println!(
+        "  one-label change: {:.2} s wall, {label_calls} panel calls",
+        label_wall.as_secs_f64()
+    );
+    let _ = stop.send(());
+    task.await?;
+
+    // 3. The same change the way existing systems do it: servers one after another, every
+    //    account's links removed and created again, through the same plugin.
+    for sim in &sims {
+        sim.reset_counters();
+    }
+    let plugin = plugins.get("cpanel").expect("cpanel");
+    let settings = panelink::adapter::Settings::default();
+    let t2 = Instant::now();
+    for (i, sim) in sims.iter().enumerate() {
+        let target = db.server_target(i64::try_from(i + 1)?).await?;
+        let usernames: Vec<String> = sim.accounts().keys().cloned().collect();
+        for chunk in usernames.chunks(20) {
+            plugin.deprovision(&target, &settings, chunk).await?;
+        }
+        let work = sequential_work(&plugin.description, &usernames);
+        for chunk in work.chunks(20) {
+            plugin.provision(&target, &settings, chunk).await?;
+        }
+    }
+    let seq_wall = t2.elapsed();
+    let seq_calls: u64 = sims.iter().map(|s| s.counters().total_calls()).sum();
+    println!(
+        "  the sequential full re-push: {:.2} s wall, {seq_calls} panel calls",
+        seq_wall.as_secs_f64()
+    );
+    println!(
+        "  one-label change, Panelink vs sequential: {:.1}x faster, {:.1}x fewer panel calls",
+        seq_wall.as_secs_f64() / label_wall.as_secs_f64(),
+        seq_calls as f64 / label_calls.max(1) as f64
+    );
+    Ok(())
+}
+
+fn sequential_work(
+    description: &panelink::adapter::Description,
+    usernames: &[String],
+) -> Vec<panelink::adapter::AccountWork> {
+    usernames
+        .iter()
+        .map(|u| panelink::adapter::AccountWork {
+            username: u.clone(),
+            domain: String::new(),
+            credential: panelink::adapter::Credential {
+                subscriber_id: format!("sub-{u}"),
+                secret: Secret::new("0123456789abcdef"),
+            },
+            ensure_group: true,
+            links: description
+                .links
+                .iter()
+                .zip(1..)
+                .map(|(l, order)| panelink::adapter::LinkPush {
+                    scope: l.scope.clone(),
+                    label: l.default_label.clone(),
+                    order,
+                    token_url: "https://billing.example/oauth/token".into(),
+                    url: "https://billing.example/portal".into(),
+                })
+                .collect(),
+            remove: Vec::new(),
+        })
+        .collect()
+}
