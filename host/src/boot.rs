@@ -19,7 +19,8 @@ use crate::config::{Config, redact_url};
 use crate::crypto::SecretBox;
 use crate::runtime::{Plugins, Runtime, RuntimeConfig};
 use crate::storage::Db;
-use crate::sync_port::{Events, RecordingSyncRequests, SyncRequests};
+use crate::sync::{SyncConfig, SyncEngine};
+use crate::sync_port::{Events, SyncRequests};
 
 /// What a host is built with besides its configuration.
 #[derive(Default)]
@@ -49,6 +50,7 @@ pub struct Host {
     addr: SocketAddr,
     state: AppState,
     plugin_dir: std::path::PathBuf,
+    engine: Option<Arc<SyncEngine>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -63,9 +65,29 @@ impl Host {
         let db = open_database(&config).await?;
         let runtime = Runtime::new(options.runtime).context("starting the plugin runtime")?;
         let catalog = Arc::new(Catalog::new(runtime, Arc::new(Plugins::new()), db.clone()));
-        let sync = options
-            .sync
-            .unwrap_or_else(|| Arc::new(RecordingSyncRequests::new()));
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        // The URLs panels and browsers reach this host at, as actually bound.
+        let sso = crate::sso::Sso::from_config(&config, addr);
+        // The real sync engine unless the caller brought its own stand-in.
+        let (sync, engine): (Arc<dyn SyncRequests>, _) = match options.sync {
+            Some(sync) => (sync, None),
+            None => {
+                let engine = Arc::new(SyncEngine::new(
+                    db.clone(),
+                    catalog.plugins().clone(),
+                    options.events.clone(),
+                    SyncConfig {
+                        public_url: sso.public_url().to_owned(),
+                        client_area_url: sso.client_area_url().to_owned(),
+                        ..SyncConfig::default()
+                    },
+                ));
+                (engine.clone(), Some(engine))
+            }
+        };
         let state = AppState::new(
             db,
             catalog,
@@ -76,16 +98,13 @@ impl Host {
                 max_plugin_bytes: config.max_plugin_bytes,
             },
         );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
-        let addr = listener.local_addr()?;
-        let state = state.with_sso(crate::sso::Sso::from_config(&config, addr));
+        let state = state.with_sso(sso);
         Ok(Self {
             listener,
             addr,
             state,
             plugin_dir: config.plugin_dir,
+            engine,
         })
     }
 
@@ -109,24 +128,48 @@ impl Host {
             addr,
             state,
             plugin_dir,
+            engine,
         } = self;
+        // One stop signal for the HTTP server and the sync workers.
+        let stop = tokio_util::sync::CancellationToken::new();
+        {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stop.cancel();
+            });
+        }
         tracing::info!(%addr, "listening");
         let loader = {
             let state = state.clone();
+            let stop = stop.clone();
             async move {
                 let catalog = state.catalog();
                 let loaded = catalog.load_dir(&plugin_dir).await;
                 match catalog.adopt(&loaded).await {
                     Ok(()) => {
+                        // The sync workers start once the plugins they drive are loaded; work
+                        // left queued by an earlier run (or a crash) is picked up from here.
+                        let workers = engine
+                            .map(|engine| tokio::spawn(engine.run(stop.clone().cancelled_owned())));
                         state.set_ready(true);
                         tracing::info!(plugins = catalog.plugins().all().len(), "ready");
+                        workers
                     }
-                    Err(e) => tracing::error!(error = %e, "plugins could not be set up; not ready"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "plugins could not be set up; not ready");
+                        None
+                    }
                 }
             }
         };
-        let server = api::serve(listener, state, shutdown);
-        let (served, ()) = tokio::join!(server, loader);
+        let server = api::serve(listener, state, stop.clone().cancelled_owned());
+        let (served, workers) = tokio::join!(server, loader);
+        if let Some(workers) = workers {
+            // The workers stop at their next batch boundary; what is unfinished stays queued.
+            stop.cancel();
+            let _ = workers.await;
+        }
         served.context("serving HTTP")?;
         tracing::info!("stopped");
         Ok(())

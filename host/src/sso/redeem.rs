@@ -264,6 +264,7 @@ pub async fn redeem(State(state): State<AppState>, request: Request) -> Response
     }
     let sso = state.sso();
     let session_token = new_token();
+    let turn = sso.write_turn(state.db()).await;
     let lookup = match state
         .db()
         .redeem_sso_token(&hash_token(&token), |lookup| {
@@ -282,6 +283,7 @@ pub async fn redeem(State(state): State<AppState>, request: Request) -> Response
             );
         }
     };
+    drop(turn);
     let service_id = lookup.info().map(|i| i.service_id);
     match verdict(&lookup) {
         Verdict::SignIn {

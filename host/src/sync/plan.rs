@@ -50,6 +50,9 @@ pub struct AccountPlan {
     recorded_scopes: Vec<String>,
 }
 
+/// What the record holds for one account: whether it has the group, and its links by scope.
+type Recorded<'a> = (bool, BTreeMap<&'a str, &'a RecordedLink>);
+
 /// `<public_url>/oauth/token?scope=clientarea%3Asso+<scope>&module=<application>`.
 pub fn token_url(public_url: &str, application: &str, scope: &str) -> String {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -83,8 +86,7 @@ pub fn plan_server(
     application: &str,
 ) -> Vec<AccountPlan> {
     // What the record holds, per (service, user).
-    let mut recorded: BTreeMap<(i64, &str), (bool, BTreeMap<&str, &RecordedLink>)> =
-        BTreeMap::new();
+    let mut recorded: BTreeMap<(i64, &str), Recorded<'_>> = BTreeMap::new();
     for g in groups {
         recorded
             .entry((g.service_id, g.username.as_str()))
