@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod crash;
 mod harness;
 mod plugins;
 mod sandbox;

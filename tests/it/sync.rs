@@ -359,6 +359,7 @@ on_both!(
     stopped_mid_sync_resumes_exactly,
     transient_faults_converge_and_a_dead_server_fails_alone,
     panel_errors_are_warnings_and_do_not_stop_the_rest,
+    drift_is_found_and_repaired,
 );
 
 async fn enable_gives_exactly_the_configured_links(backend: Backend) {
@@ -673,5 +674,40 @@ async fn two_hosts_share_the_work_and_survive_one_dying() {
     // except the at most one batch per server A was in when it died.
     let total: u64 = fleet.calls("create_integration_link");
     assert!((24 * 14..=24 * 14 + 4 * 14).contains(&total), "{total}");
+    fleet.stop().await;
+}
+
+async fn drift_is_found_and_repaired(backend: Backend) {
+    let mut fleet = Fleet::new(backend, 1, 3, &[ServiceStatus::Active]).await;
+    fleet.start(config());
+    let s = fleet.set_enabled(true).await;
+    fleet.finished(s.id).await;
+    assert_eq!(fleet.engine().check_drift().await.unwrap(), 0);
+
+    // Someone removes a link on the panel behind Panelink's back.
+    let sim = &fleet.sims[0];
+    let user = sim.accounts().keys().next().unwrap().clone();
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(sim.url("remove_integration_link"))
+        .header("Authorization", sim.auth_header())
+        .form(&[
+            ("api.version", "1"),
+            ("user", user.as_str()),
+            ("app", "PANELINK_clientarea_emails"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["metadata"]["result"], 1, "{answer}");
+    assert_eq!(sim.links(&user).len(), 13);
+
+    assert_eq!(fleet.engine().check_drift().await.unwrap(), 1);
+    let repair = fleet.db.latest_sync("cpanel").await.unwrap().unwrap();
+    assert_eq!(repair.kind, SyncKind::Repair);
+    fleet.finished(repair.id).await;
+    fleet.assert_exact(&defaults());
     fleet.stop().await;
 }

@@ -285,6 +285,15 @@ impl Db {
         Ok(None)
     }
 
+    /// Forget every lease. Only for SQLite, where one process is the only host: leases left by
+    /// an earlier run of this process (killed mid-sync) need not be waited out.
+    pub async fn clear_leases(&self) -> Result<()> {
+        sqlx::query("DELETE FROM server_leases")
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Extend a lease this owner holds; `false` when it was lost (expired and taken over).
     pub async fn renew_lease(&self, server_id: i64, owner: &str, until_ms: i64) -> Result<bool> {
         let n = sqlx::query(

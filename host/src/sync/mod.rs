@@ -308,6 +308,12 @@ impl SyncEngine {
     /// boundary; what is unfinished stays queued in the database for the next start (or another
     /// host, once the lease expires).
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send) {
+        if self.db.backend() == storage::Backend::Sqlite {
+            // SQLite has one host; leases of an earlier run of it (killed mid-sync) are stale.
+            if let Err(e) = self.db.clear_leases().await {
+                tracing::warn!(error = %e, "could not clear stale leases");
+            }
+        }
         let token = tokio_util::sync::CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..self.config.workers.max(1) {
