@@ -130,15 +130,21 @@ async fn backend(label: &str, database_url: &str) -> anyhow::Result<()> {
     let links = Arc::new(fixtures(&db).await?);
 
     for &concurrency in CONCURRENCY {
-        let (flows, elapsed, mut samples) = measure(&http, &base, &links, concurrency).await?;
-        samples.sort();
-        let n = samples.len();
-        let p = |q: usize| samples[(n * q / 100).min(n - 1)];
+        let (elapsed, samples) = measure(&http, &base, &links, concurrency).await?;
+        let flows = samples.len();
+        let (mut flow, mut token): (Vec<_>, Vec<_>) =
+            samples.iter().map(|s| (s.flow, s.token)).unzip();
+        let mut redeem: Vec<_> = samples.iter().map(|s| s.flow - s.token).collect();
         println!(
-            "  {label:<8} concurrency {concurrency:>2}: {:>6.0} flows/s  p50 {:>5.2} ms  p99 {:>5.2} ms  ({flows} flows)",
+            "  {label:<8} concurrency {concurrency:>2}: {:>5.0} flows/s  flow p50 {} p99 {}  \
+             (token p50 {} p99 {}, redemption p50 {} p99 {}; {flows} flows)",
             flows as f64 / elapsed.as_secs_f64(),
-            p(50).as_secs_f64() * 1e3,
-            p(99).as_secs_f64() * 1e3,
+            ms(&mut flow, 50),
+            ms(&mut flow, 99),
+            ms(&mut token, 50),
+            ms(&mut token, 99),
+            ms(&mut redeem, 50),
+            ms(&mut redeem, 99),
         );
     }
     db.close().await;
@@ -147,11 +153,30 @@ async fn backend(label: &str, database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Clients, services, credentials and recorded links.
+/// A model type's parse result as an `anyhow` one.
 fn text<T>(r: Result<T, String>) -> anyhow::Result<T> {
     r.map_err(anyhow::Error::msg)
 }
 
+/// The `q`th percentile of samples, in milliseconds.
+fn ms(samples: &mut [Duration], q: usize) -> String {
+    samples.sort_unstable();
+    let n = samples.len();
+    format!(
+        "{:.2} ms",
+        samples[(n * q / 100).min(n - 1)].as_secs_f64() * 1e3
+    )
+}
+
+/// One flow's timings.
+struct Sample {
+    /// Both requests.
+    flow: Duration,
+    /// The token request.
+    token: Duration,
+}
+
+/// Clients, services, credentials and recorded links.
 async fn fixtures(db: &Db) -> anyhow::Result<Vec<Link>> {
     let actor = Actor::cli();
     let server = db
@@ -226,7 +251,7 @@ async fn measure(
     base: &str,
     links: &Arc<Vec<Link>>,
     concurrency: usize,
-) -> anyhow::Result<(usize, Duration, Vec<Duration>)> {
+) -> anyhow::Result<(Duration, Vec<Sample>)> {
     let next = Arc::new(AtomicUsize::new(0));
     let run = |until: Instant| {
         let started = Instant::now();
@@ -241,8 +266,11 @@ async fn measure(
                         let link = &links[n % links.len()];
                         let scope = SCOPES[n / links.len() % SCOPES.len()];
                         let started = Instant::now();
-                        flow(&http, &base, link, scope).await?;
-                        samples.push(started.elapsed());
+                        let token = flow(&http, &base, link, scope, started).await?;
+                        samples.push(Sample {
+                            flow: started.elapsed(),
+                            token,
+                        });
                     }
                     anyhow::Ok(samples)
                 })
@@ -253,15 +281,22 @@ async fn measure(
             for worker in workers {
                 all.extend(worker.await??);
             }
-            anyhow::Ok((all.len(), started.elapsed(), all))
+            anyhow::Ok((started.elapsed(), all))
         }
     };
     run(Instant::now() + WARM_UP).await?;
     run(Instant::now() + MEASURE).await
 }
 
-/// One click: the panel's token call, then the browser's redemption.
-async fn flow(http: &reqwest::Client, base: &str, link: &Link, scope: &str) -> anyhow::Result<()> {
+/// One click: the panel's token call, then the browser's redemption. Returns how long the token
+/// call took.
+async fn flow(
+    http: &reqwest::Client,
+    base: &str,
+    link: &Link,
+    scope: &str,
+    started: Instant,
+) -> anyhow::Result<Duration> {
     let answer = http
         .post(format!(
             "{base}/oauth/token?scope=clientarea%3Asso+{}&module=cpanel",
@@ -279,9 +314,10 @@ async fn flow(http: &reqwest::Client, base: &str, link: &Link, scope: &str) -> a
     }
     let answer: serde_json::Value = answer.json().await?;
     let redirect = answer["redirect_url"].as_str().context("no redirect_url")?;
+    let token = started.elapsed();
     let landed = http.get(redirect).send().await?;
     if landed.status() != 302 {
         bail!("redemption answered {}", landed.status());
     }
-    Ok(())
+    Ok(token)
 }

@@ -127,13 +127,13 @@ pub async fn run() -> anyhow::Result<()> {
 
     let config = SyncConfig {
         workers: servers.max(1),
-        batch_accounts: 20,
         max_commands_per_request: 300,
         per_server_concurrency: 1,
         poll_interval: Duration::from_millis(50),
         ..SyncConfig::default()
     };
-    let commands_per_request = config.batch_accounts * 15;
+    // Whole accounts per request: 300 commands hold 20 accounts of 15 commands.
+    let commands_per_request = (config.max_commands_per_request as usize / 15) * 15;
     let engine = Arc::new(SyncEngine::new(
         db.clone(),
         plugins.clone(),

@@ -231,22 +231,7 @@ impl Db {
     /// Append entries to an application's log, in order, in one transaction.
     pub async fn append_log(&self, application: &str, entries: &[NewLogEntry]) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        let now = now_ms();
-        for e in entries {
-            sqlx::query(
-                "INSERT INTO app_log (application, sync_id, at, level, message, server_id, \
-                 service_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(application)
-            .bind(e.sync_id)
-            .bind(now)
-            .bind(e.level.as_str())
-            .bind(&e.message)
-            .bind(e.server_id)
-            .bind(e.service_id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_log(&mut tx, application, entries).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -285,4 +270,29 @@ impl Db {
         .fetch_one(self.pool())
         .await?)
     }
+}
+
+/// Insert log entries on a connection (inside the caller's transaction).
+pub(crate) async fn insert_log(
+    conn: &mut sqlx::AnyConnection,
+    application: &str,
+    entries: &[NewLogEntry],
+) -> Result<()> {
+    let now = now_ms();
+    for e in entries {
+        sqlx::query(
+            "INSERT INTO app_log (application, sync_id, at, level, message, server_id, \
+             service_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(application)
+        .bind(e.sync_id)
+        .bind(now)
+        .bind(e.level.as_str())
+        .bind(&e.message)
+        .bind(e.server_id)
+        .bind(e.service_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }

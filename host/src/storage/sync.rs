@@ -390,11 +390,15 @@ impl Db {
 
     /// Finish a unit; when it was the sync's last, finish the sync with the overall state.
     /// Returns the sync's summary after the change.
+    /// `closing` is appended to the application log in the same transaction when this unit
+    /// closes the sync, so a finished sync's log is always complete.
     pub async fn finish_unit(
         &self,
+        application: &str,
         sync_id: i64,
         server_id: i64,
         failed_with: Option<&str>,
+        closing: &[super::NewLogEntry],
     ) -> Result<Option<SyncSummary>> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
@@ -467,6 +471,7 @@ impl Db {
             .bind(sync_id)
             .execute(&mut *tx)
             .await?;
+            super::apps::insert_log(&mut tx, application, closing).await?;
         }
         tx.commit().await?;
         self.sync_summary(sync_id).await

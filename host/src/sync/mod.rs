@@ -42,7 +42,8 @@ pub struct SyncConfig {
     pub workers: usize,
     /// Plugin calls (HTTP requests) in flight to one server at once.
     pub per_server_concurrency: usize,
-    /// Accounts per plugin call.
+    /// Most accounts per plugin call. A call also carries at most `max_commands_per_request`
+    /// panel operations, so a small change packs many accounts into one request.
     pub batch_accounts: usize,
     /// Panel calls per HTTP request (a WHM `batch`).
     pub max_commands_per_request: u32,
@@ -81,7 +82,7 @@ impl Default for SyncConfig {
         Self {
             workers: 16,
             per_server_concurrency: 2,
-            batch_accounts: 20,
+            batch_accounts: 300,
             max_commands_per_request: 300,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(2),
@@ -408,41 +409,45 @@ impl SyncEngine {
     }
 
     async fn finish(&self, unit: &Unit, failed_with: Option<&str>) {
+        // What the log says if this unit closes the sync.
+        let mut closing = Vec::new();
+        let supported = self
+            .db
+            .servers_of(&unit.application, true)
+            .await
+            .map(|s| s.iter().filter(|s| s.supported == Some(true)).count())
+            .unwrap_or(0);
+        if supported == 0 && unit.kind != SyncKind::Disable {
+            closing.push(Self::entry(
+                unit.sync_id,
+                LogLevel::Notice,
+                format!(
+                    "No server of {} supports Application Links",
+                    self.app_name(&unit.application)
+                ),
+                None,
+                None,
+            ));
+        }
+        closing.push(Self::entry(
+            unit.sync_id,
+            LogLevel::Debug,
+            "Process completed",
+            None,
+            None,
+        ));
         match self
             .db
-            .finish_unit(unit.sync_id, unit.server_id, failed_with)
+            .finish_unit(
+                &unit.application,
+                unit.sync_id,
+                unit.server_id,
+                failed_with,
+                &closing,
+            )
             .await
         {
             Ok(Some(summary)) => {
-                if summary.finished_at.is_some() {
-                    let mut entries = Vec::new();
-                    let supported = self
-                        .db
-                        .servers_of(&unit.application, true)
-                        .await
-                        .map(|s| s.iter().filter(|s| s.supported == Some(true)).count())
-                        .unwrap_or(0);
-                    if supported == 0 && unit.kind != SyncKind::Disable {
-                        entries.push(Self::entry(
-                            unit.sync_id,
-                            LogLevel::Notice,
-                            format!(
-                                "No server of {} supports Application Links",
-                                self.app_name(&unit.application)
-                            ),
-                            None,
-                            None,
-                        ));
-                    }
-                    entries.push(Self::entry(
-                        unit.sync_id,
-                        LogLevel::Debug,
-                        "Process completed",
-                        None,
-                        None,
-                    ));
-                    self.log(&unit.application, entries).await;
-                }
                 let app = summary.application.clone();
                 self.events.publish(Event::Sync(summary));
                 self.events.publish(Event::Application { id: app });
@@ -607,10 +612,19 @@ impl SyncEngine {
         let settings = self.config.settings();
         let (removals, pushes): (Vec<_>, Vec<_>) = plans.into_iter().partition(|p| p.deprovision);
         for phase in [removals, pushes] {
-            let batches: Vec<Vec<AccountPlan>> = phase
-                .chunks(self.config.batch_accounts.max(1))
-                .map(<[AccountPlan]>::to_vec)
-                .collect();
+            let removal_cost = plugin.description.links.len() + 1;
+            let batches = pack(
+                phase,
+                self.config.batch_accounts,
+                self.config.max_commands_per_request as usize,
+                |p| {
+                    if p.deprovision {
+                        removal_cost
+                    } else {
+                        p.operations()
+                    }
+                },
+            );
             let revocable = &revocable;
             let mut results = stream::iter(batches.into_iter().map(|batch| {
                 let (plugin, target, settings) = (&plugin, &target, &settings);
@@ -832,6 +846,34 @@ impl SyncEngine {
         }
         Ok(drifted)
     }
+}
+
+/// Pack plans into batches of at most `max_accounts` accounts and about `max_operations`
+/// operations (an account is never split; one larger than the cap goes alone).
+fn pack(
+    plans: Vec<AccountPlan>,
+    max_accounts: usize,
+    max_operations: usize,
+    cost: impl Fn(&AccountPlan) -> usize,
+) -> Vec<Vec<AccountPlan>> {
+    let mut batches = Vec::new();
+    let mut current: Vec<AccountPlan> = Vec::new();
+    let mut operations = 0;
+    for plan in plans {
+        let c = cost(&plan);
+        if !current.is_empty()
+            && (current.len() >= max_accounts.max(1) || operations + c > max_operations.max(1))
+        {
+            batches.push(std::mem::take(&mut current));
+            operations = 0;
+        }
+        operations += c;
+        current.push(plan);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
 }
 
 /// Why a unit stopped early.
