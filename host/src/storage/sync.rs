@@ -570,27 +570,7 @@ impl Db {
                     .execute(&mut *tx)
                     .await?;
                 }
-                RecordChange::Link(link) => {
-                    sqlx::query(
-                        "INSERT INTO account_links (service_id, application, scope, server_id, \
-                         username, label, position, credential_version) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                         ON CONFLICT (service_id, application, scope) DO UPDATE SET \
-                         server_id = excluded.server_id, username = excluded.username, \
-                         label = excluded.label, position = excluded.position, \
-                         credential_version = excluded.credential_version",
-                    )
-                    .bind(link.service_id)
-                    .bind(application)
-                    .bind(&link.scope)
-                    .bind(server_id)
-                    .bind(&link.username)
-                    .bind(&link.label)
-                    .bind(link.position)
-                    .bind(link.credential_version)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                RecordChange::Link(_) => {} // below, many rows a statement
                 RecordChange::LinkRemoved { service_id, scope } => {
                     sqlx::query(
                         "DELETE FROM account_links WHERE service_id = $1 AND application = $2 \
@@ -604,6 +584,56 @@ impl Db {
                     .await?;
                 }
             }
+        }
+        let links: Vec<&RecordedLink> = changes
+            .iter()
+            .filter_map(|c| match c {
+                RecordChange::Link(l) => Some(l),
+                _ => None,
+            })
+            .collect();
+        // Many rows a statement: a full push records hundreds of links a batch.
+        for chunk in links.chunks(200) {
+            let mut sql = String::from(
+                "INSERT INTO account_links (service_id, application, scope, server_id, \
+                 username, label, position, credential_version) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let p = i * 8;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8
+                ));
+            }
+            sql.push_str(
+                " ON CONFLICT (service_id, application, scope) DO UPDATE SET \
+                 server_id = excluded.server_id, username = excluded.username, \
+                 label = excluded.label, position = excluded.position, \
+                 credential_version = excluded.credential_version",
+            );
+            let mut query = sqlx::query(&sql);
+            for link in chunk {
+                query = query
+                    .bind(link.service_id)
+                    .bind(application)
+                    .bind(&link.scope)
+                    .bind(server_id)
+                    .bind(&link.username)
+                    .bind(&link.label)
+                    .bind(link.position)
+                    .bind(link.credential_version);
+            }
+            query.execute(&mut *tx).await?;
         }
         if let Some((sync_id, done, warnings)) = progress {
             sqlx::query(
