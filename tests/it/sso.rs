@@ -3,9 +3,13 @@
 //! at `/oauth/sso` (a client that does not follow redirects), and the portal with the session
 //! cookie; on SQLite and PostgreSQL.
 //!
-//! Set-up per account: client and service through the admin API, the SSO credential minted with
-//! `Db::mint_sso_credential`, the 14 links pushed to panel-sim by the cPanel plugin (as the sync
-//! engine would) and recorded in `account_links`.
+//! Set-up per account: client and service through the admin API. With [`Provisioning::Engine`]
+//! the host's real sync engine then mints the service's credential and pushes its links to
+//! panel-sim (the test waits until the panel and the record have them); with
+//! [`Provisioning::Manual`] the host only records sync requests, and the test mints the
+//! credential with `Db::mint_sso_credential`, pushes the links with the real cPanel plugin and
+//! records them itself, so that later changes (status, server, application) reach the token
+//! endpoint without the engine reacting to them first.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -38,14 +42,25 @@ use crate::harness::{Backend, LogCapture, TEST_SECRET_KEY, TestDb, on_both, ship
 on_both!(
     every_link_signs_in_and_lands_on_its_destination,
     token_endpoint_refusals,
+    links_the_engine_removes_stop_signing_in,
     redemption_refusals_sign_nobody_in,
     one_of_fifty_parallel_redemptions_wins,
     portal_owner_settings_and_users,
     token_endpoint_rate_limits,
 );
 
+/// Who puts the links on the panel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Provisioning {
+    /// The host's sync engine.
+    Engine,
+    /// The test, with the real plugin; the host's sync requests are only recorded.
+    Manual,
+}
+
 /// The running host, panel-sim, and a handle on the same database.
 struct World {
+    provisioning: Provisioning,
     base: String,
     db: Db,
     sim: SimHandle,
@@ -73,8 +88,25 @@ fn app_name(scope: &str) -> String {
     format!("PANELINK_{}", scope.replace(':', "_"))
 }
 
+/// The cPanel plugin's links, but those of `skip`.
+fn cpanel_links(skip: &[&str]) -> Vec<LinkSpec> {
+    let (_, plugins) = shipped_plugins();
+    let plugin = plugins.iter().find(|p| p.id() == "cpanel").unwrap();
+    plugin
+        .description
+        .links
+        .iter()
+        .filter(|l| !skip.contains(&l.scope.as_str()))
+        .cloned()
+        .collect()
+}
+
 impl World {
-    async fn start(backend: Backend, sso: impl FnOnce(&mut SsoConfig)) -> World {
+    async fn start(
+        backend: Backend,
+        provisioning: Provisioning,
+        sso: impl FnOnce(&mut SsoConfig),
+    ) -> World {
         let test_db = TestDb::new(backend).await;
         let data = tempfile::tempdir().unwrap();
         let mut config = Config::resolve([Layer {
@@ -89,6 +121,9 @@ impl World {
         sso(&mut config.sso);
         let options = panelink::boot::Options {
             runtime: panelink_tests::runtime_config(),
+            sync: (provisioning == Provisioning::Manual).then(|| {
+                Arc::new(RecordingSyncRequests::new()) as Arc<dyn panelink::sync_port::SyncRequests>
+            }),
             ..Default::default()
         };
         let host = panelink::boot::Host::start(config, options).await.unwrap();
@@ -126,6 +161,7 @@ impl World {
             .unwrap();
         let sim = PanelSim::start(SimConfig::new()).await.unwrap();
         let mut world = World {
+            provisioning,
             base,
             db,
             sim,
@@ -187,6 +223,7 @@ impl World {
     /// A client (owner `<user>@example.com`) with an active service `user` whose links —
     /// every scope but `skip` — are on panel-sim and on record.
     async fn account(&self, user: &str, skip: &[&str]) -> Account {
+        self.sim.add_account(user, format!("{user}.example"));
         let client = self
             .admin_call(
                 "POST",
@@ -205,20 +242,85 @@ impl World {
             )
             .await;
         let service_id = service["id"].as_i64().unwrap();
+        match self.provisioning {
+            Provisioning::Engine => {
+                self.provisioned_by_engine(user, client_id, owner_id, service_id, skip)
+                    .await
+            }
+            Provisioning::Manual => {
+                self.provision(user, client_id, owner_id, service_id, skip)
+                    .await
+            }
+        }
+    }
+
+    /// Wait (bounded) until the sync engine has put the service's links on panel-sim and on
+    /// record; the credential it minted.
+    async fn provisioned_by_engine(
+        &self,
+        user: &str,
+        client_id: i64,
+        owner_id: i64,
+        service_id: i64,
+        skip: &[&str],
+    ) -> Account {
+        let links = cpanel_links(skip);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let on_panel = self.sim.links(user).len();
+            let (_, recorded) = self
+                .db
+                .recorded_state(self.server_id, "cpanel")
+                .await
+                .unwrap();
+            let on_record = recorded
+                .iter()
+                .filter(|l| l.service_id == service_id)
+                .count();
+            if on_panel == links.len() && on_record == links.len() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the sync engine did not provision {user} in 20 s ({on_panel} on the panel, \
+                 {on_record} on record)"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (subscriber_id, secret, _) = self
+            .db
+            .sso_credential(service_id)
+            .await
+            .unwrap()
+            .expect("the engine minted a credential");
+        let link = self.sim.link(user, &app_name(&links[0].scope)).unwrap();
+        assert_eq!(link.subscriber_unique_id(), Some(subscriber_id.as_str()));
+        Account {
+            client_id,
+            owner_id,
+            service_id,
+            user: user.into(),
+            subscriber_id,
+            secret,
+            links,
+        }
+    }
+
+    /// Mint the credential, push the links with the real plugin, record them.
+    async fn provision(
+        &self,
+        user: &str,
+        client_id: i64,
+        owner_id: i64,
+        service_id: i64,
+        skip: &[&str],
+    ) -> Account {
         let (subscriber_id, secret) = self.db.mint_sso_credential(service_id).await.unwrap();
         let again = self.db.mint_sso_credential(service_id).await.unwrap();
         assert_eq!(again.0, subscriber_id, "minting is idempotent");
-
-        self.sim.add_account(user, format!("{user}.example"));
+        let links = cpanel_links(skip);
         let (_, plugins) = shipped_plugins();
         let plugin = plugins.iter().find(|p| p.id() == "cpanel").unwrap();
-        let links: Vec<LinkSpec> = plugin
-            .description
-            .links
-            .iter()
-            .filter(|l| !skip.contains(&l.scope.as_str()))
-            .cloned()
-            .collect();
         let pushes: Vec<LinkPush> = links
             .iter()
             .enumerate()
@@ -404,7 +506,7 @@ fn csrf_of(page: &str) -> String {
 async fn every_link_signs_in_and_lands_on_its_destination(backend: Backend) {
     let capture = LogCapture::default();
     let _guard = capture.install();
-    let world = World::start(backend, |_| {}).await;
+    let world = World::start(backend, Provisioning::Engine, |_| {}).await;
     let account = world.account("acme", &[]).await;
     assert_eq!(account.links.len(), 14);
     let mut bodies = Vec::new();
@@ -521,7 +623,7 @@ async fn every_link_signs_in_and_lands_on_its_destination(backend: Backend) {
 }
 
 async fn token_endpoint_refusals(backend: Backend) {
-    let world = World::start(backend, |_| {}).await;
+    let world = World::start(backend, Provisioning::Manual, |_| {}).await;
     let account = world.account("acme", &["clientarea:downloads"]).await;
     let good = [
         ("subscriber_unique_id", account.subscriber_id.as_str()),
@@ -797,8 +899,91 @@ async fn token_endpoint_refusals(backend: Backend) {
     world.stop().await;
 }
 
+/// With the real sync engine: a link the admin hides is not on the panel and its scope is
+/// refused; terminating the service removes its links and revokes its credential.
+async fn links_the_engine_removes_stop_signing_in(backend: Backend) {
+    let world = World::start(backend, Provisioning::Engine, |_| {}).await;
+    let hidden = "clientarea:downloads";
+    let saved = world
+        .admin_call("GET", "/api/v1/applications/cpanel/links", Value::Null)
+        .await;
+    let links: Vec<Value> = saved["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            json!({"scope": l["scope"], "display_name": l["display_name"],
+                   "enabled": l["scope"] != hidden})
+        })
+        .collect();
+    world
+        .admin_call(
+            "PUT",
+            "/api/v1/applications/cpanel/links",
+            json!({"links": links}),
+        )
+        .await;
+    let account = world.account("acme", &[hidden]).await;
+    assert!(world.sim.link("acme", &app_name(hidden)).is_none());
+    let credential = [
+        ("subscriber_unique_id", account.subscriber_id.as_str()),
+        ("token", account.secret.expose()),
+    ];
+    let query = format!(
+        "scope=clientarea%3Asso+{}&module=cpanel",
+        hidden.replace(':', "%3A")
+    );
+    let (status, answer, _) = world.token_request(&query, &credential).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope"))
+    );
+    let url = world.token_url(&account, "clientarea:invoices").await;
+    assert_eq!(world.redeem(&url).await.0, StatusCode::FOUND);
+
+    world
+        .admin_call(
+            "PATCH",
+            &format!("/api/v1/services/{}", account.service_id),
+            json!({"status": "terminated"}),
+        )
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !world.sim.links("acme").is_empty()
+        || world
+            .db
+            .sso_credential(account.service_id)
+            .await
+            .unwrap()
+            .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the engine did not remove the links and revoke the credential in 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, answer, _) = world.token_request(QUERY_INVOICES, &credential).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    assert!(matches!(
+        world
+            .sim
+            .click("acme", &app_name("clientarea:invoices"))
+            .await,
+        Err(panel_sim::ClickError::NoSuchLink { .. })
+    ));
+    assert_eq!(world.sessions(&account).await, 1);
+    world.stop().await;
+}
+
 async fn redemption_refusals_sign_nobody_in(backend: Backend) {
-    let world = World::start(backend, |sso| sso.token_ttl = Duration::from_secs(1)).await;
+    let world = World::start(backend, Provisioning::Engine, |sso| {
+        sso.token_ttl = Duration::from_secs(1)
+    })
+    .await;
     let account = world.account("acme", &[]).await;
     let scope = "clientarea:tickets";
     let refused = async |url: &str, status: StatusCode, title: &str| {
@@ -925,7 +1110,7 @@ async fn redemption_refusals_sign_nobody_in(backend: Backend) {
 }
 
 async fn one_of_fifty_parallel_redemptions_wins(backend: Backend) {
-    let world = World::start(backend, |_| {}).await;
+    let world = World::start(backend, Provisioning::Engine, |_| {}).await;
     let account = world.account("acme", &[]).await;
     let url = world.token_url(&account, "clientarea:invoices").await;
     let redemptions = (0..50).map(|_| world.redeem(&url));
@@ -955,7 +1140,7 @@ async fn one_of_fifty_parallel_redemptions_wins(backend: Backend) {
 }
 
 async fn portal_owner_settings_and_users(backend: Backend) {
-    let world = World::start(backend, |_| {}).await;
+    let world = World::start(backend, Provisioning::Engine, |_| {}).await;
     let account = world.account("acme", &[]).await;
     let dev = world
         .admin_call(
