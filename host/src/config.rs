@@ -10,6 +10,9 @@
 //! - `log_level`: a tracing filter such as `info` (default) or `panelink=debug,info`;
 //! - `max_body_bytes`: the JSON body limit of the admin API (default 1 MiB);
 //! - `max_plugin_bytes`: the largest plugin upload (default 64 MiB);
+//! - `sync_workers`: servers the sync engine of this host works on at once (default 16);
+//! - `sync_drift_interval`: seconds between drift checks, which list every account's links
+//!   and repair differences (default 21600, six hours; 0 turns it off);
 //! - `sso_token_ttl`: lifetime of a single sign-on access token in seconds (default 60);
 //! - `portal_session_ttl`: lifetime of a client portal session in seconds (default 28800);
 //! - `sso_rate_limit_per_address` / `sso_rate_limit_per_credential`: token requests a minute one
@@ -97,6 +100,10 @@ pub struct Layer {
     pub max_body_bytes: Option<u64>,
     /// `max_plugin_bytes`.
     pub max_plugin_bytes: Option<u64>,
+    /// `sync_workers`.
+    pub sync_workers: Option<u64>,
+    /// `sync_drift_interval` (seconds, 0: off).
+    pub sync_drift_interval: Option<u64>,
     /// `sso_token_ttl` (seconds).
     pub sso_token_ttl: Option<u64>,
     /// `portal_session_ttl` (seconds).
@@ -145,6 +152,13 @@ impl Layer {
                 "MAX_PLUGIN_BYTES" => {
                     layer.max_plugin_bytes = Some(parse_env_number("max_plugin_bytes", &value)?)
                 }
+                "SYNC_WORKERS" => {
+                    layer.sync_workers = Some(parse_env_number("sync_workers", &value)?)
+                }
+                "SYNC_DRIFT_INTERVAL" => {
+                    layer.sync_drift_interval =
+                        Some(parse_env_number("sync_drift_interval", &value)?)
+                }
                 "SSO_TOKEN_TTL" => {
                     layer.sso_token_ttl = Some(parse_env_number("sso_token_ttl", &value)?)
                 }
@@ -183,6 +197,8 @@ impl Layer {
             log_level: over.log_level.or(self.log_level),
             max_body_bytes: over.max_body_bytes.or(self.max_body_bytes),
             max_plugin_bytes: over.max_plugin_bytes.or(self.max_plugin_bytes),
+            sync_workers: over.sync_workers.or(self.sync_workers),
+            sync_drift_interval: over.sync_drift_interval.or(self.sync_drift_interval),
             sso_token_ttl: over.sso_token_ttl.or(self.sso_token_ttl),
             portal_session_ttl: over.portal_session_ttl.or(self.portal_session_ttl),
             sso_rate_limit_per_address: over
@@ -332,6 +348,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Plugin upload limit in bytes.
     pub max_plugin_bytes: usize,
+    /// Servers worked on at once by this host's sync engine.
+    pub sync_workers: usize,
+    /// Interval of the drift check; `None`: off.
+    pub sync_drift_interval: Option<Duration>,
     /// Single sign-on and client portal settings.
     pub sso: SsoConfig,
 }
@@ -357,6 +377,8 @@ impl std::fmt::Debug for Config {
             .field("log_level", &self.log_level)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_plugin_bytes", &self.max_plugin_bytes)
+            .field("sync_workers", &self.sync_workers)
+            .field("sync_drift_interval", &self.sync_drift_interval)
             .field("sso", &self.sso)
             .finish()
     }
@@ -437,6 +459,20 @@ impl Config {
             log_level: layer.log_level.unwrap_or_else(|| "info".to_owned()),
             max_body_bytes: bytes("max_body_bytes", layer.max_body_bytes, 1024 * 1024)?,
             max_plugin_bytes: bytes("max_plugin_bytes", layer.max_plugin_bytes, 64 * 1024 * 1024)?,
+            sync_workers: match layer.sync_workers {
+                None => 16,
+                Some(n @ 1..=1024) => n as usize,
+                Some(_) => {
+                    return Err(Error::Invalid {
+                        key: "sync_workers",
+                        message: "must be between 1 and 1024".into(),
+                    });
+                }
+            },
+            sync_drift_interval: match layer.sync_drift_interval.unwrap_or(6 * 3600) {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
             sso,
         })
     }
