@@ -5,6 +5,8 @@
 //!   code compiled natively.
 //!
 //! - `sync`: a fleet of simulated servers driven by the sync engine (see `bench_sync`).
+//! - `sso`: complete click flows (token + redemption) per second with latencies, on SQLite and
+//!   PostgreSQL (see `bench_sso`).
 //!
 //! Speed targets live here, never in timed tests.
 
@@ -26,6 +28,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("sync") {
         rt.block_on(panelink_tests::bench_sync::run())?;
+    }
+    if wants("sso") {
+        rt.block_on(panelink_tests::bench_sso::run())?;
     }
     Ok(())
 }
