@@ -227,7 +227,7 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
     let source = source_addr(request.extensions());
     if let Some(addr) = source {
         sso.per_address.check(&addr).map_err(|wait| {
-            tracing::warn!(%addr, "single sign-on token requests rate limited (address)");
+            tracing::debug!(%addr, "single sign-on token requests rate limited (address)");
             OAuthError::rate_limited(wait)
         })?;
     }
@@ -261,7 +261,7 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
     sso.per_credential
         .check(subscriber_id.as_str())
         .map_err(|wait| {
-            tracing::warn!("single sign-on token requests rate limited (credential)");
+            tracing::debug!("single sign-on token requests rate limited (credential)");
             OAuthError::rate_limited(wait)
         })?;
 

@@ -1,6 +1,7 @@
-//! Single sign-on state: the per-service SSO credentials (the table belongs to the sync
-//! migration, the functions that mint, rotate, revoke and check them live here), the one-time
-//! access tokens, client portal sessions and the client activity log.
+//! Single sign-on state: the per-service SSO credentials one service at a time (the table and
+//! the batch functions belong to the sync engine, `storage::sync`; the single-service ones the
+//! engine's callers and tests use, and the check of a presented credential, live here), the
+//! one-time access tokens, client portal sessions and the client activity log.
 //!
 //! Nothing secret is stored in the clear: credential secrets are sealed with
 //! [`crate::crypto::SecretBox`] (context [`CREDENTIAL_CONTEXT`]); access tokens and session
@@ -10,7 +11,6 @@
 //! RETURNING …`, so of any number of concurrent redemptions exactly one wins, on both backends;
 //! the session and the activity entry of that redemption are written in the same transaction.
 
-use rand::RngCore;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use subtle::ConstantTimeEq;
@@ -242,25 +242,17 @@ pub struct PortalSession {
     pub expires_at: i64,
 }
 
-/// 16 random bytes as hex, the unguessable part of a subscriber id.
-fn new_subscriber_id() -> String {
-    let mut raw = [0u8; 16];
-    rand::rng().fill_bytes(&mut raw);
-    format!("svc_{}", hex::encode(raw))
-}
-
-/// 32 random bytes as hex: a credential secret.
-fn new_credential_secret() -> Secret {
-    let mut raw = [0u8; 32];
-    rand::rng().fill_bytes(&mut raw);
-    Secret::new(hex::encode(raw))
-}
-
 /// A foreign-key violation on `services` means the service does not exist.
-fn service_missing(e: sqlx::Error) -> Error {
-    match e.as_database_error() {
-        Some(db) if db.is_foreign_key_violation() => Error::NotFound("service"),
-        _ => Error::Database(e),
+fn service_missing(e: Error) -> Error {
+    match &e {
+        Error::Database(db)
+            if db
+                .as_database_error()
+                .is_some_and(|d| d.is_foreign_key_violation()) =>
+        {
+            Error::NotFound("service")
+        }
+        _ => e,
     }
 }
 
@@ -352,31 +344,18 @@ impl Db {
     }
 
     /// The service's live SSO credential, minted when it has none (or only a revoked one, whose
-    /// version is bumped): a random `svc_<hex>` subscriber id and a 32-byte random secret.
-    /// Idempotent: a service with a live credential keeps it. Unknown service: `NotFound`.
+    /// version is bumped). Idempotent: a service with a live credential keeps it. Unknown
+    /// service: `NotFound`. (One service's share of [`Db::mint_credentials`].)
     pub async fn mint_sso_credential(&self, service_id: i64) -> Result<(String, Secret)> {
         if let Some((subscriber_id, secret, _)) = self.sso_credential(service_id).await? {
             return Ok((subscriber_id, secret));
         }
-        let subscriber_id = new_subscriber_id();
-        let secret = new_credential_secret();
-        let minted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO sso_credentials (service_id, subscriber_id, secret_sealed, version, \
-             created_at) VALUES ($1, $2, $3, 1, $4) \
-             ON CONFLICT (service_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, \
-             secret_sealed = excluded.secret_sealed, version = sso_credentials.version + 1, \
-             rotated_at = excluded.created_at, revoked_at = NULL \
-             WHERE sso_credentials.revoked_at IS NOT NULL RETURNING version",
-        )
-        .bind(service_id)
-        .bind(&subscriber_id)
-        .bind(self.seal_secret(CREDENTIAL_CONTEXT, &secret))
-        .bind(now_ms())
-        .fetch_optional(self.pool())
-        .await
-        .map_err(service_missing)?;
-        if minted.is_some() {
-            return Ok((subscriber_id, secret));
+        let minted = self
+            .mint_credentials(&[service_id], false)
+            .await
+            .map_err(service_missing)?;
+        if let Some(credential) = minted.into_values().next() {
+            return Ok((credential.subscriber_id, credential.secret));
         }
         // Another minter won the race: theirs is the live one.
         self.sso_credential(service_id)
@@ -388,36 +367,24 @@ impl Db {
     /// Replace the service's SSO credential with a new one (minting one when it has none); the
     /// old one stops working at once. Returns the new subscriber id, secret and version.
     pub async fn rotate_sso_credential(&self, service_id: i64) -> Result<(String, Secret, i64)> {
-        let subscriber_id = new_subscriber_id();
-        let secret = new_credential_secret();
-        let version: i64 = sqlx::query_scalar(
-            "INSERT INTO sso_credentials (service_id, subscriber_id, secret_sealed, version, \
-             created_at) VALUES ($1, $2, $3, 1, $4) \
-             ON CONFLICT (service_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, \
-             secret_sealed = excluded.secret_sealed, version = sso_credentials.version + 1, \
-             rotated_at = excluded.created_at, revoked_at = NULL RETURNING version",
-        )
-        .bind(service_id)
-        .bind(&subscriber_id)
-        .bind(self.seal_secret(CREDENTIAL_CONTEXT, &secret))
-        .bind(now_ms())
-        .fetch_one(self.pool())
-        .await
-        .map_err(service_missing)?;
-        Ok((subscriber_id, secret, version))
+        let credential = self
+            .mint_credentials(&[service_id], true)
+            .await
+            .map_err(service_missing)?
+            .into_values()
+            .next()
+            .ok_or_else(|| Error::Corrupt("rotating a credential wrote no row".into()))?;
+        Ok((
+            credential.subscriber_id,
+            credential.secret,
+            credential.version,
+        ))
     }
 
     /// Revoke the service's SSO credential (its links are gone or going). No credential, or an
     /// already revoked one, is fine.
     pub async fn revoke_sso_credential(&self, service_id: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE sso_credentials SET revoked_at = $2 WHERE service_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(service_id)
-        .bind(now_ms())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        self.revoke_credentials(&[service_id]).await
     }
 
     /// Check a presented credential (`subscriber_unique_id` + `token`) and describe what it
@@ -487,7 +454,7 @@ impl Db {
         .bind(token.expires_at)
         .execute(self.pool())
         .await
-        .map_err(service_missing)?;
+        .map_err(|e| service_missing(e.into()))?;
         Ok(())
     }
 
