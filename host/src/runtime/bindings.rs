@@ -10,8 +10,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::panelink::adapter::plugin as guest;
-pub use panelink::adapter::{http, log, types};
+pub use self::exports::panelink::adapter::plugin as guest;
+pub use self::panelink::adapter::{http, log, types};
 
 impl From<types::LinkGroup> for host::LinkGroup {
     fn from(g: types::LinkGroup) -> Self {
