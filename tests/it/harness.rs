@@ -689,15 +689,32 @@ impl LogCapture {
 
     /// Install for the current thread until the guard drops. The panel simulator's own lines are
     /// left out: it is the panel, and legitimately knows its token.
-    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+    ///
+    /// One capture at a time in the process: tracing's per-callsite interest and global
+    /// maximum level are shared by every thread's subscriber, and two captures coming and going
+    /// on different threads at once could make one of them miss events.
+    pub fn install(&self) -> CaptureGuard {
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let writer = self.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("trace,panel_sim=off"))
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
-        tracing::subscriber::set_default(subscriber)
+        CaptureGuard {
+            _default: tracing::subscriber::set_default(subscriber),
+            _turn: turn,
+        }
     }
+}
+
+/// An installed [`LogCapture`]; dropping it uninstalls the capture.
+pub struct CaptureGuard {
+    _default: tracing::subscriber::DefaultGuard,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl std::io::Write for LogCapture {
