@@ -82,6 +82,7 @@ impl Host {
                     SyncConfig {
                         public_url: sso.public_url().to_owned(),
                         client_area_url: sso.client_area_url().to_owned(),
+                        destinations: config.sso.destinations.clone(),
                         workers: config.sync_workers,
                         drift_interval: config.sync_drift_interval,
                         ..SyncConfig::default()

@@ -9,7 +9,7 @@
 //! [`effective_links`] merges a plugin's supported links with what an admin saved: the one rule of
 //! "what links does this application show, in which order, under which name".
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use crate::adapter::{LinkGroup, LinkSpec};
@@ -479,6 +479,26 @@ pub fn effective_links(spec: &[LinkSpec], saved: &[LinkSetting]) -> Vec<Effectiv
     out
 }
 
+/// The client-area path template a link of `scope` lands on: the configured override
+/// (`sso_destinations`), else the plugin's default, else `/`. One rule for the link's fallback URL
+/// (pushed by the sync engine) and for where single sign-on lands.
+pub fn destination_template<'a>(
+    overrides: &'a BTreeMap<String, String>,
+    scope: &str,
+    default: Option<&'a str>,
+) -> &'a str {
+    overrides
+        .get(scope)
+        .map(String::as_str)
+        .or(default)
+        .unwrap_or("/")
+}
+
+/// A destination template with the service id filled in.
+pub fn fill_destination(template: &str, service_id: i64) -> String {
+    template.replace("{service_id}", &service_id.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,6 +619,23 @@ mod tests {
                 ("a:a", "A", 2, true),
                 ("a:b", "label a:b", 3, true)
             ]
+        );
+    }
+
+    #[test]
+    fn destination_prefers_the_override_then_the_plugin() {
+        let mut overrides = BTreeMap::new();
+        overrides.insert(
+            "clientarea:invoices".to_owned(),
+            "/billing?s={service_id}".to_owned(),
+        );
+        let t = destination_template(&overrides, "clientarea:invoices", Some("/invoices"));
+        assert_eq!(fill_destination(t, 7), "/billing?s=7");
+        let t = destination_template(&overrides, "clientarea:emails", Some("/emails"));
+        assert_eq!(t, "/emails");
+        assert_eq!(
+            destination_template(&overrides, "clientarea:other", None),
+            "/"
         );
     }
 }

@@ -159,18 +159,18 @@ impl Sso {
         scope: &str,
         service_id: i64,
     ) -> String {
-        let path = self.config.destinations.get(scope).cloned().or_else(|| {
-            catalog.plugins().get(application).and_then(|plugin| {
-                plugin
-                    .description
-                    .links
-                    .iter()
-                    .find(|l| l.scope == scope)
-                    .map(|l| l.destination.clone())
-            })
+        let plugin = catalog.plugins().get(application);
+        let default = plugin.as_ref().and_then(|p| {
+            p.description
+                .links
+                .iter()
+                .find(|l| l.scope == scope)
+                .map(|l| l.destination.as_str())
         });
-        path.unwrap_or_else(|| "/".to_owned())
-            .replace("{service_id}", &service_id.to_string())
+        crate::model::fill_destination(
+            crate::model::destination_template(&self.config.destinations, scope, default),
+            service_id,
+        )
     }
 
     /// `Set-Cookie` for a new session.

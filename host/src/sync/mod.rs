@@ -65,6 +65,8 @@ pub struct SyncConfig {
     pub public_url: String,
     /// Where SSO lands customers.
     pub client_area_url: String,
+    /// Client-area paths per scope overriding the plugins' defaults (`sso_destinations`).
+    pub destinations: std::collections::BTreeMap<String, String>,
     /// Panel-side names (app prefix, group id and label).
     pub app_prefix: String,
     /// Panel-side group id.
@@ -93,6 +95,7 @@ impl Default for SyncConfig {
             drift_interval: None,
             public_url: "http://127.0.0.1:8080".into(),
             client_area_url: "http://127.0.0.1:8080/portal".into(),
+            destinations: std::collections::BTreeMap::new(),
             app_prefix: "PANELINK".into(),
             group_id: "panelink".into(),
             group_label: "Billing & Support".into(),
@@ -663,10 +666,15 @@ impl SyncEngine {
             .into_iter()
             .filter(|l| l.enabled)
             .map(|l| DesiredLink {
+                destination: crate::model::destination_template(
+                    &self.config.destinations,
+                    &l.scope,
+                    Some(&l.destination),
+                )
+                .to_owned(),
                 scope: l.scope,
                 label: l.display_name,
                 order: l.order,
-                destination: l.destination,
             })
             .collect();
         if links.is_empty() {

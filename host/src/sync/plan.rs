@@ -70,7 +70,7 @@ pub fn destination_url(client_area_url: &str, destination: &str, service_id: i64
     format!(
         "{}{}",
         client_area_url.trim_end_matches('/'),
-        destination.replace("{service_id}", &service_id.to_string())
+        crate::model::fill_destination(destination, service_id)
     )
 }
 
