@@ -598,23 +598,7 @@ impl Db {
                 "INSERT INTO account_links (service_id, application, scope, server_id, \
                  username, label, position, credential_version) VALUES ",
             );
-            for i in 0..chunk.len() {
-                let p = i * 8;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6,
-                    p + 7,
-                    p + 8
-                ));
-            }
+            sql.push_str(&self.placeholder_rows(chunk.len(), 8));
             sql.push_str(
                 " ON CONFLICT (service_id, application, scope) DO UPDATE SET \
                  server_id = excluded.server_id, username = excluded.username, \

@@ -10,6 +10,10 @@
 //!
 //! Speed targets live here, never in timed tests.
 
+/// The same allocator as the `panelink` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,10 @@
 //! user name, so the application log has warnings to show once links are enabled. Prints the URL
 //! and the admin token, then runs until Ctrl-C.
 
+/// The same allocator as the `panelink` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
