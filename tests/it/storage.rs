@@ -10,8 +10,9 @@ use panelink::model::{
     Permission, Port, Scope, ServiceStatus, Username,
 };
 use panelink::storage::{
-    Actor, Error, NewClient, NewLogEntry, NewPluginVersion, NewServer, NewService, PluginSource,
-    ServerPatch, ServiceFilter, ServicePatch,
+    ActivityOutcome, Actor, Error, NewActivity, NewClient, NewLogEntry, NewPluginVersion,
+    NewServer, NewService, NewSsoToken, PluginSource, RedeemWrites, ServerPatch, ServiceFilter,
+    ServicePatch, TokenLookup,
 };
 
 use crate::harness::{Backend, database, on_both};
@@ -27,6 +28,7 @@ on_both!(
     application_log_holds_the_last_operation,
     plugin_versions_record_activate_and_roll_back,
     changes_are_audited_without_secrets,
+    sso_writes_commit_together_and_fail_alone,
 );
 
 fn server(name: &str, module: &str, token: &str) -> NewServer {
@@ -633,4 +635,117 @@ async fn changes_are_audited_without_secrets(backend: Backend) {
     for e in &entries {
         assert!(!e.detail.contains("AUDITSECRET"), "{e:?}");
     }
+}
+
+/// Single sign-on's writes go through the group-commit writer (on SQLite many share one
+/// transaction and one statement): a bad one among many concurrent ones fails alone, each
+/// token is consumed once even when redeemed twice at the same time, and every redemption's
+/// writes are there.
+async fn sso_writes_commit_together_and_fail_alone(backend: Backend) {
+    let (db, _guard) = database(backend).await;
+    let actor = Actor::cli();
+    let c = db.create_client(&actor, &client("Acme")).await.unwrap();
+    let srv = db
+        .create_server(&actor, &server("one", "cpanel", "t0k3n"))
+        .await
+        .unwrap();
+    let service = db
+        .create_service(
+            &actor,
+            &NewService {
+                client_id: c.id,
+                server_id: srv.id,
+                username: Username::parse("acme").unwrap(),
+                domain: Hostname::parse("acme.example").unwrap(),
+                status: ServiceStatus::Active,
+            },
+        )
+        .await
+        .unwrap();
+    let issue = |hash: String, service_id: i64| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            db.create_sso_token(&NewSsoToken {
+                token_hash: &hash,
+                service_id,
+                application: "cpanel",
+                scope: "clientarea:invoices",
+                destination: "/invoices",
+                source: None,
+                expires_at: panelink::storage::now_ms() + 60_000,
+            })
+            .await
+        })
+    };
+    let mut issued = Vec::new();
+    for i in 0..30 {
+        // The 13th names a service that does not exist.
+        let service_id = if i == 13 {
+            service.id + 1000
+        } else {
+            service.id
+        };
+        issued.push((i, issue(format!("{i:064x}"), service_id)));
+    }
+    for (i, task) in issued {
+        let outcome = task.await.unwrap();
+        if i == 13 {
+            assert!(
+                matches!(outcome, Err(Error::NotFound("service"))),
+                "{outcome:?}"
+            );
+        } else {
+            outcome.unwrap();
+        }
+    }
+
+    let redeem = |hash: String| {
+        let db = db.clone();
+        let client_id = c.id;
+        tokio::spawn(async move {
+            db.redeem_sso_token(&hash, move |lookup| RedeemWrites {
+                session: None,
+                activity: lookup.info().map(|_| NewActivity {
+                    client_id,
+                    event: "sso_login",
+                    outcome: ActivityOutcome::Success,
+                    user_id: None,
+                    service_id: None,
+                    actor: "sso".into(),
+                    source: None,
+                    detail: "test".into(),
+                }),
+            })
+            .await
+            .unwrap()
+        })
+    };
+    // Every good token twice at once, the failed one and an unknown one once.
+    let mut waves = Vec::new();
+    for i in 0..30 {
+        waves.push((i, redeem(format!("{i:064x}")), redeem(format!("{i:064x}"))));
+    }
+    let unknown = redeem(format!("{:064x}", 999));
+    for (i, a, b) in waves {
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        if i == 13 {
+            assert_eq!((a, b), (TokenLookup::Unknown, TokenLookup::Unknown));
+            continue;
+        }
+        let outcomes = [&a, &b];
+        let redeemed = outcomes
+            .iter()
+            .filter(|l| matches!(l, TokenLookup::Redeemed(_)))
+            .count();
+        let used = outcomes
+            .iter()
+            .filter(|l| matches!(l, TokenLookup::Used(_)))
+            .count();
+        assert_eq!((redeemed, used), (1, 1), "token {i}: {a:?} / {b:?}");
+        assert_eq!(a.info().unwrap().destination, "/invoices");
+        assert_eq!(a.info().unwrap().account.as_ref().unwrap().client_id, c.id);
+    }
+    assert_eq!(unknown.await.unwrap(), TokenLookup::Unknown);
+    // One activity entry per redemption of an existing token: 29 tokens x 2.
+    assert_eq!(db.client_activity(c.id, 1000).await.unwrap().len(), 58);
 }

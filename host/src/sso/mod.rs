@@ -48,7 +48,7 @@ use sha2::{Digest, Sha256};
 use crate::api::AppState;
 use crate::catalog::Catalog;
 use crate::config::{Config, SsoConfig};
-use crate::storage::{Backend, Db, now_ms};
+use crate::storage::{Db, now_ms};
 
 pub use limit::RateLimiter;
 
@@ -75,7 +75,6 @@ pub struct Sso {
     per_address: RateLimiter<IpAddr>,
     per_credential: RateLimiter<String>,
     next_purge: AtomicI64,
-    sqlite_writes: tokio::sync::Mutex<()>,
 }
 
 impl Default for Sso {
@@ -110,7 +109,6 @@ impl Sso {
             per_credential: RateLimiter::new(config.rate_limit_per_credential),
             config,
             next_purge: AtomicI64::new(now_ms() + PURGE_EVERY_MS),
-            sqlite_writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -208,17 +206,6 @@ impl Sso {
             });
         }
         true
-    }
-
-    /// On SQLite, a turn at writing: SQLite has one writer at a time, and a writer that finds
-    /// the lock taken sleeps in SQLite's busy handler (1, 2, 5, … 100 ms steps), which under
-    /// load costs far more than the write. Single sign-on's writes (token issue, redemption)
-    /// queue here instead, in arrival order. On PostgreSQL: no gate.
-    async fn write_turn(&self, db: &Db) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match db.backend() {
-            Backend::Sqlite => Some(self.sqlite_writes.lock().await),
-            Backend::Postgres => None,
-        }
     }
 
     /// Delete old tokens and sessions in the background, at most every ten minutes.

@@ -8,12 +8,13 @@
 //! missing, unknown, used or expired; 403 when the account may not sign in).
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{Sso, html, new_token, source_addr, token_shaped};
+use super::{html, new_token, source_addr, token_shaped};
 use crate::api::AppState;
 use crate::crypto::hash_token;
 use crate::model::ClientStatus;
@@ -185,7 +186,7 @@ fn verdict(lookup: &TokenLookup) -> Verdict {
 /// The writes of a verdict: a session for a sign-in, an activity entry whenever the account is
 /// known.
 fn writes(
-    sso: &Sso,
+    session_ttl: Duration,
     lookup: &TokenLookup,
     session_token: &str,
     source: Option<IpAddr>,
@@ -205,9 +206,8 @@ fn writes(
                 client_id,
                 user_id,
                 service_id,
-                expires_at: now_ms().saturating_add(
-                    i64::try_from(sso.config().session_ttl.as_millis()).unwrap_or(i64::MAX),
-                ),
+                expires_at: now_ms()
+                    .saturating_add(i64::try_from(session_ttl.as_millis()).unwrap_or(i64::MAX)),
             }),
             activity: Some(NewActivity {
                 client_id,
@@ -264,11 +264,12 @@ pub async fn redeem(State(state): State<AppState>, request: Request) -> Response
     }
     let sso = state.sso();
     let session_token = new_token();
-    let turn = sso.write_turn(state.db()).await;
+    let session_ttl = sso.config().session_ttl;
+    let cookie_value = session_token.clone();
     let lookup = match state
         .db()
-        .redeem_sso_token(&hash_token(&token), |lookup| {
-            writes(sso, lookup, &session_token, source)
+        .redeem_sso_token(&hash_token(&token), move |lookup| {
+            writes(session_ttl, lookup, &cookie_value, source)
         })
         .await
     {
@@ -283,7 +284,6 @@ pub async fn redeem(State(state): State<AppState>, request: Request) -> Response
             );
         }
     };
-    drop(turn);
     let service_id = lookup.info().map(|i| i.service_id);
     match verdict(&lookup) {
         Verdict::SignIn {

@@ -337,7 +337,6 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
     let access_token = new_token();
     let ttl_ms = i64::try_from(config.token_ttl.as_millis()).unwrap_or(i64::MAX);
     let source_text = source.map(|a| a.to_string());
-    let turn = sso.write_turn(state.db()).await;
     state
         .db()
         .create_sso_token(&NewSsoToken {
@@ -351,7 +350,6 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
         })
         .await
         .map_err(|e| OAuthError::server_error(&e))?;
-    drop(turn);
     sso.purge_when_due(state.db());
     tracing::info!(
         service_id = subject.service_id,

@@ -36,6 +36,7 @@ pub mod plugins;
 pub mod servers;
 pub mod sso;
 pub mod sync;
+mod writer;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -83,6 +84,9 @@ pub enum Error {
     /// The database URL is not usable.
     #[error("bad database_url: {0}")]
     Url(String),
+    /// The group-commit writer stopped (the runtime is shutting down).
+    #[error("the database writer stopped")]
+    WriterGone,
 }
 
 /// `Result` with [`Error`].
@@ -138,6 +142,7 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
     secrets: Arc<SecretBox>,
+    sso_writes: Arc<writer::Writer<sso::SsoWrite>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -150,6 +155,67 @@ impl std::fmt::Debug for Db {
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The `VALUES` rows of a many-row statement: `rows` groups of `columns` placeholders, numbered
+/// from `first` on PostgreSQL. SQLite gets anonymous `?` (bound in order of appearance): with
+/// numbered ones sqlx resolves each parameter's name by a linear scan in SQLite, quadratic in
+/// the statement's size (a tenth of a full sync's CPU).
+pub(crate) fn placeholder_rows(
+    backend: Backend,
+    first: usize,
+    rows: usize,
+    columns: usize,
+) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ",(" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push(',');
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(first + row * columns + column).to_string());
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// SQLite's WAL checkpoints, off the write path: a passive checkpoint (it never blocks readers
+/// or the writer) every quarter second, until the pool is closed.
+async fn checkpoints(pool: AnyPool) {
+    let mut every = tokio::time::interval(Duration::from_millis(250));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %e, "SQLite checkpoint failed");
+        }
+    }
+}
+
+/// The backend of a connection.
+pub(crate) fn backend_of(conn: &AnyConnection) -> Backend {
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
 
 /// Milliseconds since the Unix epoch, the stored form of every timestamp.
 pub fn now_ms() -> i64 {
@@ -204,6 +270,13 @@ impl Db {
                         sqlx::query("PRAGMA mmap_size = 268435456")
                             .execute(&mut *conn)
                             .await?;
+                        // Checkpoints (the one step that syncs the database file) run in the
+                        // background (see `checkpoints`), not in whichever commit crosses the
+                        // threshold: that commit's caller would wait for an fsync. This is only
+                        // the safety net should the background task fall behind.
+                        sqlx::query("PRAGMA wal_autocheckpoint = 16384")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -223,10 +296,14 @@ impl Db {
                 ));
             }
         }
+        if backend == Backend::Sqlite {
+            tokio::spawn(checkpoints(pool.clone()));
+        }
         Ok(Self {
             pool,
             backend,
             secrets,
+            sso_writes: Arc::default(),
         })
     }
 
@@ -277,31 +354,12 @@ impl Db {
         })
     }
 
-    /// The pool, for query functions of other storage submodules.
-    /// The `VALUES` rows of a many-row statement: `rows` groups of `columns` placeholders.
-    /// SQLite gets anonymous `?`: with numbered ones sqlx resolves each parameter's name by a
-    /// linear scan in SQLite, quadratic in the statement's size (a tenth of a full sync's CPU).
+    /// The `VALUES` rows of a many-row statement: see [`placeholder_rows`].
     pub(crate) fn placeholder_rows(&self, rows: usize, columns: usize) -> String {
-        let mut sql = String::with_capacity(rows * columns * 5);
-        for row in 0..rows {
-            sql.push_str(if row == 0 { "(" } else { ",(" });
-            for column in 0..columns {
-                if column > 0 {
-                    sql.push(',');
-                }
-                match self.backend {
-                    Backend::Sqlite => sql.push('?'),
-                    Backend::Postgres => {
-                        sql.push('$');
-                        sql.push_str(&(row * columns + column + 1).to_string());
-                    }
-                }
-            }
-            sql.push(')');
-        }
-        sql
+        placeholder_rows(self.backend, 1, rows, columns)
     }
 
+    /// The pool, for query functions of other storage submodules.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }

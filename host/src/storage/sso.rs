@@ -16,7 +16,14 @@ use sqlx::{AnyConnection, Row};
 use subtle::ConstantTimeEq;
 
 use super::sync::CREDENTIAL_CONTEXT;
-use super::{Db, Error, Result, flag, now_ms, parsed};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::sync::oneshot;
+
+use super::writer::BatchOp;
+use super::{Backend, Db, Error, Result, backend_of, flag, now_ms, parsed, placeholder_rows};
 use crate::adapter::Secret;
 use crate::model::{ClientStatus, ServiceStatus};
 
@@ -242,6 +249,32 @@ pub struct PortalSession {
     pub expires_at: i64,
 }
 
+/// [`NewSsoToken`] owned, for the writer.
+#[derive(Clone)]
+pub(crate) struct OwnedToken {
+    token_hash: String,
+    service_id: i64,
+    application: String,
+    scope: String,
+    destination: String,
+    source: Option<String>,
+    expires_at: i64,
+}
+
+impl From<&NewSsoToken<'_>> for OwnedToken {
+    fn from(t: &NewSsoToken<'_>) -> Self {
+        Self {
+            token_hash: t.token_hash.to_owned(),
+            service_id: t.service_id,
+            application: t.application.to_owned(),
+            scope: t.scope.to_owned(),
+            destination: t.destination.to_owned(),
+            source: t.source.map(str::to_owned),
+            expires_at: t.expires_at,
+        }
+    }
+}
+
 /// A foreign-key violation on `services` means the service does not exist.
 fn service_missing(e: Error) -> Error {
     match &e {
@@ -274,23 +307,28 @@ fn account_from(row: &AnyRow) -> Result<AccountState> {
     })
 }
 
-/// The account of a service, read inside the redemption's transaction.
-async fn account_of_service(
-    conn: &mut AnyConnection,
-    service_id: i64,
-) -> Result<Option<AccountState>> {
-    let row = sqlx::query(
-        "SELECT s.client_id, c.status, c.allow_sso, u.id AS owner_id, u.email AS owner_email, \
-                EXISTS (SELECT 1 FROM client_user_permissions p \
-                        WHERE p.user_id = u.id AND p.permission = 'sso') AS owner_sso \
-         FROM services s JOIN clients c ON c.id = s.client_id \
-         LEFT JOIN client_users u ON u.client_id = c.id AND u.owner = TRUE \
-         WHERE s.id = $1",
-    )
-    .bind(service_id)
-    .fetch_optional(conn)
-    .await?;
-    row.as_ref().map(account_from).transpose()
+/// The account of a token's service as columns of a statement on `sso_tokens` (the redemption's
+/// `UPDATE … RETURNING` and its fallback `SELECT`): read in the same statement that consumes
+/// the token, so it is the account as it is at that moment. `client_id` is NULL when the
+/// service is gone.
+const ACCOUNT_COLUMNS: &str = "\
+    (SELECT s.client_id FROM services s WHERE s.id = sso_tokens.service_id) AS client_id, \
+    (SELECT c.status FROM services s JOIN clients c ON c.id = s.client_id \
+     WHERE s.id = sso_tokens.service_id) AS status, \
+    (SELECT c.allow_sso FROM services s JOIN clients c ON c.id = s.client_id \
+     WHERE s.id = sso_tokens.service_id) AS allow_sso, \
+    (SELECT u.id FROM services s JOIN client_users u ON u.client_id = s.client_id \
+     AND u.owner = TRUE WHERE s.id = sso_tokens.service_id ORDER BY u.id LIMIT 1) AS owner_id, \
+    (SELECT u.email FROM services s JOIN client_users u ON u.client_id = s.client_id \
+     AND u.owner = TRUE WHERE s.id = sso_tokens.service_id ORDER BY u.id LIMIT 1) AS owner_email, \
+    EXISTS (SELECT 1 FROM services s JOIN client_users u ON u.client_id = s.client_id \
+            AND u.owner = TRUE JOIN client_user_permissions p ON p.user_id = u.id \
+            AND p.permission = 'sso' WHERE s.id = sso_tokens.service_id) AS owner_sso";
+
+/// The account columns of [`ACCOUNT_COLUMNS`], when the service still exists.
+fn account_in(row: &AnyRow) -> Result<Option<AccountState>> {
+    let client_id: Option<i64> = row.try_get("client_id")?;
+    client_id.map(|_| account_from(row)).transpose()
 }
 
 fn token_info(row: &AnyRow, account: Option<AccountState>) -> Result<TokenInfo> {
@@ -304,22 +342,223 @@ fn token_info(row: &AnyRow, account: Option<AccountState>) -> Result<TokenInfo> 
 }
 
 async fn insert_activity(conn: &mut AnyConnection, a: &NewActivity, at: i64) -> Result<()> {
-    sqlx::query(
+    insert_activities(conn, &[a], at).await
+}
+
+/// Activity entries in one statement.
+async fn insert_activities(
+    conn: &mut AnyConnection,
+    entries: &[&NewActivity],
+    at: i64,
+) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
         "INSERT INTO client_activity (client_id, at, event, outcome, user_id, service_id, actor, \
-         source, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(a.client_id)
-    .bind(at)
-    .bind(a.event)
-    .bind(a.outcome.as_str())
-    .bind(a.user_id)
-    .bind(a.service_id)
-    .bind(&a.actor)
-    .bind(a.source.as_deref())
-    .bind(&a.detail)
-    .execute(conn)
-    .await?;
+         source, detail) VALUES {}",
+        placeholder_rows(backend_of(conn), 1, entries.len(), 9)
+    );
+    let mut query = sqlx::query(&sql);
+    for a in entries {
+        query = query
+            .bind(a.client_id)
+            .bind(at)
+            .bind(a.event)
+            .bind(a.outcome.as_str())
+            .bind(a.user_id)
+            .bind(a.service_id)
+            .bind(a.actor.clone())
+            .bind(a.source.clone())
+            .bind(a.detail.clone());
+    }
+    query.execute(conn).await?;
     Ok(())
+}
+
+/// How a redemption decides what to write once it knows the token and the account.
+type Decide = Arc<dyn Fn(&TokenLookup) -> RedeemWrites + Send + Sync>;
+
+/// Single sign-on's writes, applied in batches by the group-commit writer ([`super::writer`]):
+/// of the operations waiting, all token issues become one `INSERT`, all redemptions one
+/// consuming `UPDATE … RETURNING` (plus one `SELECT` for tokens it did not consume) and one
+/// `INSERT` each for their sessions and activity entries.
+pub(crate) enum SsoWrite {
+    /// Store an issued token.
+    Issue {
+        token: OwnedToken,
+        done: oneshot::Sender<Result<()>>,
+    },
+    /// Consume a token and write what `decide` says.
+    Redeem {
+        token_hash: String,
+        decide: Decide,
+        outcome: Option<TokenLookup>,
+        done: oneshot::Sender<Result<TokenLookup>>,
+    },
+}
+
+impl BatchOp for SsoWrite {
+    fn apply<'c>(conn: &'c mut AnyConnection, ops: &'c mut [Self]) -> BoxFuture<'c, Result<()>> {
+        Box::pin(apply_sso_writes(conn, ops))
+    }
+
+    fn answer(self, committed: Result<()>) {
+        match self {
+            SsoWrite::Issue { done, .. } => {
+                let _ = done.send(committed);
+            }
+            SsoWrite::Redeem { outcome, done, .. } => {
+                let _ = done.send(committed.and_then(|()| outcome.ok_or(Error::WriterGone)));
+            }
+        }
+    }
+}
+
+async fn apply_sso_writes(conn: &mut AnyConnection, ops: &mut [SsoWrite]) -> Result<()> {
+    let backend = backend_of(conn);
+    let now = now_ms();
+    let issues: Vec<&OwnedToken> = ops
+        .iter()
+        .filter_map(|op| match op {
+            SsoWrite::Issue { token, .. } => Some(token),
+            SsoWrite::Redeem { .. } => None,
+        })
+        .collect();
+    if !issues.is_empty() {
+        let sql = format!(
+            "INSERT INTO sso_tokens (token_hash, service_id, application, scope, destination, \
+             source, created_at, expires_at) VALUES {}",
+            placeholder_rows(backend, 1, issues.len(), 8)
+        );
+        let mut query = sqlx::query(&sql);
+        for t in &issues {
+            query = query
+                .bind(t.token_hash.clone())
+                .bind(t.service_id)
+                .bind(t.application.clone())
+                .bind(t.scope.clone())
+                .bind(t.destination.clone())
+                .bind(t.source.clone())
+                .bind(now)
+                .bind(t.expires_at);
+        }
+        query
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| service_missing(e.into()))?;
+    }
+
+    let mut hashes: Vec<&str> = Vec::new();
+    for op in ops.iter() {
+        if let SsoWrite::Redeem { token_hash, .. } = op
+            && !hashes.contains(&token_hash.as_str())
+        {
+            hashes.push(token_hash);
+        }
+    }
+    if hashes.is_empty() {
+        return Ok(());
+    }
+    // Consume every unused, unexpired one; each row is consumed (and returned) once.
+    let sql = format!(
+        "UPDATE sso_tokens SET used_at = {} WHERE used_at IS NULL AND expires_at > {} \
+         AND token_hash IN {} \
+         RETURNING token_hash, service_id, application, scope, destination, {ACCOUNT_COLUMNS}",
+        placeholder_rows(backend, 1, 1, 1),
+        placeholder_rows(backend, 2, 1, 1),
+        in_list(backend, 3, hashes.len()),
+    );
+    let mut query = sqlx::query(&sql).bind(now).bind(now);
+    for hash in &hashes {
+        query = query.bind(hash.to_string());
+    }
+    let mut consumed: HashMap<String, TokenInfo> = HashMap::new();
+    for row in query.fetch_all(&mut *conn).await? {
+        consumed.insert(
+            row.try_get("token_hash")?,
+            token_info(&row, account_in(&row)?)?,
+        );
+    }
+    // The others: used before, expired, or unknown.
+    let others: Vec<&str> = hashes
+        .iter()
+        .copied()
+        .filter(|h| !consumed.contains_key(*h))
+        .collect();
+    let mut found: HashMap<String, (bool, TokenInfo)> = HashMap::new();
+    if !others.is_empty() {
+        let sql = format!(
+            "SELECT token_hash, service_id, application, scope, destination, used_at, \
+             {ACCOUNT_COLUMNS} FROM sso_tokens WHERE token_hash IN {}",
+            in_list(backend, 1, others.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for hash in &others {
+            query = query.bind(hash.to_string());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let used_at: Option<i64> = row.try_get("used_at")?;
+            found.insert(
+                row.try_get("token_hash")?,
+                (used_at.is_some(), token_info(&row, account_in(&row)?)?),
+            );
+        }
+    }
+
+    let mut sessions = Vec::new();
+    let mut activities = Vec::new();
+    for op in ops.iter_mut() {
+        let SsoWrite::Redeem {
+            token_hash,
+            decide,
+            outcome,
+            ..
+        } = op
+        else {
+            continue;
+        };
+        let lookup = if let Some(info) = consumed.remove(token_hash.as_str()) {
+            // Later redemptions of the same token in this batch find it used.
+            found.insert(token_hash.clone(), (true, info.clone()));
+            TokenLookup::Redeemed(info)
+        } else {
+            match found.get(token_hash.as_str()) {
+                None => TokenLookup::Unknown,
+                Some((true, info)) => TokenLookup::Used(info.clone()),
+                Some((false, info)) => TokenLookup::Expired(info.clone()),
+            }
+        };
+        let writes = decide(&lookup);
+        sessions.extend(writes.session);
+        activities.extend(writes.activity);
+        *outcome = Some(lookup);
+    }
+    if !sessions.is_empty() {
+        let sql = format!(
+            "INSERT INTO portal_sessions (token_hash, client_id, user_id, service_id, \
+             created_at, expires_at) VALUES {}",
+            placeholder_rows(backend, 1, sessions.len(), 6)
+        );
+        let mut query = sqlx::query(&sql);
+        for session in &sessions {
+            query = query
+                .bind(session.token_hash.clone())
+                .bind(session.client_id)
+                .bind(session.user_id)
+                .bind(session.service_id)
+                .bind(now)
+                .bind(session.expires_at);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let activities: Vec<&NewActivity> = activities.iter().collect();
+    insert_activities(conn, &activities, now).await
+}
+
+/// `(p, p, …)` for an `IN`.
+fn in_list(backend: Backend, first: usize, count: usize) -> String {
+    placeholder_rows(backend, first, 1, count)
 }
 
 impl Db {
@@ -440,22 +679,12 @@ impl Db {
 
     /// Store a new access token.
     pub async fn create_sso_token(&self, token: &NewSsoToken<'_>) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sso_tokens (token_hash, service_id, application, scope, destination, \
-             source, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(token.token_hash)
-        .bind(token.service_id)
-        .bind(token.application)
-        .bind(token.scope)
-        .bind(token.destination)
-        .bind(token.source)
-        .bind(now_ms())
-        .bind(token.expires_at)
-        .execute(self.pool())
-        .await
-        .map_err(|e| service_missing(e.into()))?;
-        Ok(())
+        let (done, answer) = oneshot::channel();
+        let token = OwnedToken::from(token);
+        self.sso_writes
+            .submit(self, SsoWrite::Issue { token, done })
+            .await;
+        answer.await.map_err(|_| Error::WriterGone)?
     }
 
     /// Redeem an access token, in one transaction: consume it (only if unused and unexpired:
@@ -464,69 +693,17 @@ impl Db {
     pub async fn redeem_sso_token(
         &self,
         token_hash: &str,
-        decide: impl FnOnce(&TokenLookup) -> RedeemWrites,
+        decide: impl Fn(&TokenLookup) -> RedeemWrites + Send + Sync + 'static,
     ) -> Result<TokenLookup> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let consumed = sqlx::query(
-            "UPDATE sso_tokens SET used_at = $2 \
-             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
-             RETURNING service_id, application, scope, destination",
-        )
-        .bind(token_hash)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let lookup = match consumed {
-            Some(row) => {
-                let service_id: i64 = row.try_get("service_id")?;
-                let account = account_of_service(&mut tx, service_id).await?;
-                TokenLookup::Redeemed(token_info(&row, account)?)
-            }
-            None => {
-                let row = sqlx::query(
-                    "SELECT service_id, application, scope, destination, used_at \
-                     FROM sso_tokens WHERE token_hash = $1",
-                )
-                .bind(token_hash)
-                .fetch_optional(&mut *tx)
-                .await?;
-                match row {
-                    None => TokenLookup::Unknown,
-                    Some(row) => {
-                        let service_id: i64 = row.try_get("service_id")?;
-                        let used_at: Option<i64> = row.try_get("used_at")?;
-                        let account = account_of_service(&mut tx, service_id).await?;
-                        let info = token_info(&row, account)?;
-                        if used_at.is_some() {
-                            TokenLookup::Used(info)
-                        } else {
-                            TokenLookup::Expired(info)
-                        }
-                    }
-                }
-            }
+        let (done, answer) = oneshot::channel();
+        let op = SsoWrite::Redeem {
+            token_hash: token_hash.to_owned(),
+            decide: Arc::new(decide),
+            outcome: None,
+            done,
         };
-        let writes = decide(&lookup);
-        if let Some(session) = &writes.session {
-            sqlx::query(
-                "INSERT INTO portal_sessions (token_hash, client_id, user_id, service_id, \
-                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&session.token_hash)
-            .bind(session.client_id)
-            .bind(session.user_id)
-            .bind(session.service_id)
-            .bind(now)
-            .bind(session.expires_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some(activity) = &writes.activity {
-            insert_activity(&mut tx, activity, now).await?;
-        }
-        tx.commit().await?;
-        Ok(lookup)
+        self.sso_writes.submit(self, op).await;
+        answer.await.map_err(|_| Error::WriterGone)?
     }
 
     /// The live session with this cookie hash, with the account as it is now.
