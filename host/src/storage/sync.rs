@@ -543,22 +543,7 @@ impl Db {
         let mut tx = self.begin_write().await?;
         for change in changes {
             match change {
-                RecordChange::Group {
-                    service_id,
-                    username,
-                } => {
-                    sqlx::query(
-                        "INSERT INTO account_groups (service_id, application, server_id, username) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (service_id, application) DO UPDATE \
-                         SET server_id = excluded.server_id, username = excluded.username",
-                    )
-                    .bind(service_id)
-                    .bind(application)
-                    .bind(server_id)
-                    .bind(username)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                RecordChange::Group { .. } => {} // below, many rows a statement
                 RecordChange::GroupRemoved { service_id } => {
                     sqlx::query(
                         "DELETE FROM account_groups WHERE service_id = $1 AND application = $2 \
@@ -584,6 +569,33 @@ impl Db {
                     .await?;
                 }
             }
+        }
+        let groups: Vec<(i64, &str)> = changes
+            .iter()
+            .filter_map(|c| match c {
+                RecordChange::Group {
+                    service_id,
+                    username,
+                } => Some((*service_id, username.as_str())),
+                _ => None,
+            })
+            .collect();
+        for chunk in groups.chunks(200) {
+            let sql = format!(
+                "INSERT INTO account_groups (service_id, application, server_id, username) \
+                 VALUES {} ON CONFLICT (service_id, application) DO UPDATE \
+                 SET server_id = excluded.server_id, username = excluded.username",
+                self.placeholder_rows(chunk.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for (service_id, username) in chunk {
+                query = query
+                    .bind(*service_id)
+                    .bind(application)
+                    .bind(server_id)
+                    .bind(*username);
+            }
+            query.execute(&mut *tx).await?;
         }
         let links: Vec<&RecordedLink> = changes
             .iter()
