@@ -639,6 +639,7 @@ pub fn documented_routes() -> HashMap<(&'static str, &'static str), Option<&'sta
         (("GET", "/api/v1/services"), CLIENTS),
         (("GET", "/api/v1/services/{id}"), CLIENTS),
         (("PATCH", "/api/v1/services/{id}"), CLIENTS),
+        (("POST", "/api/v1/services/{id}/credential"), CLIENTS),
         (("GET", "/api/v1/applications"), LINKS),
         (("GET", "/api/v1/applications/{id}"), LINKS),
         (("PATCH", "/api/v1/applications/{id}"), LINKS),

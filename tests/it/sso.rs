@@ -43,6 +43,7 @@ on_both!(
     every_link_signs_in_and_lands_on_its_destination,
     token_endpoint_refusals,
     links_the_engine_removes_stop_signing_in,
+    an_admin_rotates_a_service_credential,
     redemption_refusals_sign_nobody_in,
     one_of_fifty_parallel_redemptions_wins,
     portal_owner_settings_and_users,
@@ -976,6 +977,111 @@ async fn links_the_engine_removes_stop_signing_in(backend: Backend) {
         Err(panel_sim::ClickError::NoSuchLink { .. })
     ));
     assert_eq!(world.sessions(&account).await, 1);
+    world.stop().await;
+}
+
+/// `POST /api/v1/services/{id}/credential`: the old credential stops working at once, the sync
+/// engine pushes the new one to every link of the service, and a click signs in again; the
+/// answer holds no secret; nothing to rotate without links.
+async fn an_admin_rotates_a_service_credential(backend: Backend) {
+    let world = World::start(backend, Provisioning::Engine, |_| {}).await;
+    let account = world.account("acme", &[]).await;
+    let old = [
+        ("subscriber_unique_id", account.subscriber_id.as_str()),
+        ("token", account.secret.expose()),
+    ];
+    let (status, answer) = world
+        .admin_try(
+            "POST",
+            &format!("/api/v1/services/{}/credential", account.service_id),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["service_id"], account.service_id);
+    assert_eq!(answer["credential_version"], 2);
+    assert!(answer["sync"]["id"].is_i64(), "{answer}");
+    let (subscriber_id, secret, version) = world
+        .db
+        .sso_credential(account.service_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(version, 2);
+    assert_ne!(subscriber_id, account.subscriber_id);
+    let text = answer.to_string();
+    assert!(!text.contains(secret.expose()) && !text.contains(&subscriber_id));
+
+    // The old credential is refused at once.
+    let (status, refused, _) = world.token_request(QUERY_INVOICES, &old).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    // The engine pushes the new one to every link.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let on_panel = account
+            .links
+            .iter()
+            .filter(|l| {
+                world
+                    .sim
+                    .link("acme", &app_name(&l.scope))
+                    .is_some_and(|p| p.subscriber_unique_id() == Some(subscriber_id.as_str()))
+            })
+            .count();
+        if on_panel == account.links.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the engine did not push the rotated credential in 20 s ({on_panel} links have it)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let url = world.token_url(&account, "clientarea:invoices").await;
+    assert_eq!(world.redeem(&url).await.0, StatusCode::FOUND);
+    assert!(
+        world
+            .db
+            .audit_log(50)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.action == "rotate_credential"
+                && e.target == format!("service:{}", account.service_id)
+                && !e.detail.contains(secret.expose()))
+    );
+
+    // A service without links has no credential to rotate; an unknown one is not found.
+    let client = world
+        .admin_call(
+            "POST",
+            "/api/v1/clients",
+            json!({"name": "Pending Ltd", "email": "pending@example.com"}),
+        )
+        .await;
+    let pending = world
+        .admin_call(
+            "POST",
+            "/api/v1/services",
+            json!({"client_id": client["id"], "server_id": world.server_id,
+                   "username": "pending", "domain": "pending.example", "status": "pending"}),
+        )
+        .await;
+    let (status, body) = world
+        .admin_try(
+            "POST",
+            &format!("/api/v1/services/{}/credential", pending["id"]),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = world
+        .admin_try("POST", "/api/v1/services/999999/credential", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     world.stop().await;
 }
 

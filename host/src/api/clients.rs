@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::applications::schedule_if_enabled;
+use super::applications::{SyncView, schedule_if_enabled};
 use super::error::{ApiError, Check, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Authorized, ManageClients};
 use super::{AppState, rfc3339};
@@ -569,4 +569,56 @@ pub async fn update_service(
         .await?;
     }
     Ok(Json(service.into()))
+}
+
+/// A rotated credential: its new version and the sync that pushes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialRotated {
+    /// The service.
+    pub service_id: i64,
+    /// The credential's new version (the secret itself is never returned).
+    pub credential_version: i64,
+    /// The sync pushing the new credential to the service's links (null when the application
+    /// is disabled).
+    pub sync: Option<SyncView>,
+}
+
+/// Rotate a service's single sign-on credential: a new subscriber id and secret replace the old
+/// ones at once (links still holding the old ones stop signing in), and a sync pushes the new
+/// ones to the service's links.
+#[utoipa::path(post, path = "/api/v1/services/{id}/credential", tag = "clients",
+    params(("id" = i64, Path, description = "Service id")),
+    security(("bearer" = ["manage_clients"])),
+    responses(
+        (status = 202, body = CredentialRotated),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The service has no links, so no credential", body = ErrorBody),
+    ))]
+pub async fn rotate_credential(
+    auth: Authorized<ManageClients>,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<(StatusCode, Json<CredentialRotated>), ApiError> {
+    let service = state.db().service(id).await?;
+    let version = state
+        .db()
+        .rotate_live_credential(&auth.principal.actor(), id)
+        .await?;
+    let module = state.db().server(service.server_id).await?.module;
+    let sync = schedule_if_enabled(
+        &state,
+        &module,
+        SyncKind::Service,
+        Some(id),
+        auth.principal.admin_id,
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(CredentialRotated {
+            service_id: id,
+            credential_version: version,
+            sync: sync.map(Into::into),
+        }),
+    ))
 }

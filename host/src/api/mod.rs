@@ -227,6 +227,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(clients::update_user))
         .routes(routes!(clients::create_service, clients::list_services))
         .routes(routes!(clients::get_service, clients::update_service))
+        .routes(routes!(clients::rotate_credential))
         .routes(routes!(applications::list))
         .routes(routes!(applications::get, applications::update))
         .routes(routes!(applications::get_links, applications::put_links))

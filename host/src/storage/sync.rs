@@ -698,9 +698,7 @@ impl Db {
         let mut out = HashMap::with_capacity(service_ids.len());
         let mut tx = self.begin_write().await?;
         for &service_id in service_ids {
-            let subscriber_id = format!("svc{service_id}_{}", random_hex(8));
-            let secret = Secret::new(random_hex(32));
-            let sealed = self.seal_secret(CREDENTIAL_CONTEXT, &secret);
+            let (subscriber_id, secret, sealed) = self.new_credential(service_id);
             let guard = if rotate {
                 ""
             } else {
@@ -732,6 +730,60 @@ impl Db {
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// A fresh credential for a service: subscriber id, secret, and the secret sealed.
+    fn new_credential(&self, service_id: i64) -> (String, Secret, String) {
+        let subscriber_id = format!("svc{service_id}_{}", random_hex(8));
+        let secret = Secret::new(random_hex(32));
+        let sealed = self.seal_secret(CREDENTIAL_CONTEXT, &secret);
+        (subscriber_id, secret, sealed)
+    }
+
+    /// An admin's rotation of a service's live credential: a new subscriber id and secret
+    /// replace the old ones at once (the old stop working), the version goes up so that the sync
+    /// engine pushes the new ones, and the audit log says who did it. Returns the new version.
+    /// A service without a live credential (it has no links) has nothing to rotate: `Conflict`.
+    pub async fn rotate_live_credential(
+        &self,
+        actor: &super::Actor,
+        service_id: i64,
+    ) -> Result<i64> {
+        let (subscriber_id, _secret, sealed) = self.new_credential(service_id);
+        let mut tx = self.begin_write().await?;
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE sso_credentials SET subscriber_id = $2, secret_sealed = $3, \
+             version = version + 1, rotated_at = $4 \
+             WHERE service_id = $1 AND revoked_at IS NULL RETURNING version",
+        )
+        .bind(service_id)
+        .bind(&subscriber_id)
+        .bind(&sealed)
+        .bind(now_ms())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(version) = version else {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM services WHERE id = $1")
+                .bind(service_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Err(match exists {
+                None => super::Error::NotFound("service"),
+                Some(_) => super::Error::Conflict(
+                    "the service has no live single sign-on credential (it has no links)".into(),
+                ),
+            });
+        };
+        super::audit(
+            &mut tx,
+            actor,
+            "rotate_credential",
+            &format!("service:{service_id}"),
+            &format!("credential version {version}"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(version)
     }
 
     /// Revoke the SSO credentials of services (their links are gone or going).
