@@ -242,6 +242,13 @@ pub async fn run() -> anyhow::Result<()> {
         limit.as_secs_f64(),
         full_wall.as_secs_f64() / limit.as_secs_f64()
     );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let floor = (host_cpu + sim_cpu) / u32::try_from(cores).unwrap_or(1);
+    println!(
+        "    CPU floor on this machine: (host + simulators) / {cores} cores = {:.2} s; wall / floor {:.2}",
+        floor.as_secs_f64(),
+        full_wall.as_secs_f64() / floor.as_secs_f64().max(1e-9)
+    );
     println!(
         "    host CPU (engine + plugins + storage): {:.2} s, {:.1} µs per panel call; the simulators: {:.2} s, {:.1} µs per command",
         host_cpu.as_secs_f64(),

@@ -294,20 +294,6 @@ impl Db {
         Ok(())
     }
 
-    /// Extend a lease this owner holds; `false` when it was lost (expired and taken over).
-    pub async fn renew_lease(&self, server_id: i64, owner: &str, until_ms: i64) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE server_leases SET until_ms = $1 WHERE server_id = $2 AND owner = $3",
-        )
-        .bind(until_ms)
-        .bind(server_id)
-        .bind(owner)
-        .execute(self.pool())
-        .await?
-        .rows_affected();
-        Ok(n == 1)
-    }
-
     /// Give a lease back.
     pub async fn release_lease(&self, server_id: i64, owner: &str) -> Result<()> {
         sqlx::query("DELETE FROM server_leases WHERE server_id = $1 AND owner = $2")
@@ -540,6 +526,23 @@ impl Db {
         changes: &[RecordChange],
         progress: Option<(i64, u64, u64)>,
     ) -> Result<()> {
+        self.record_batch(application, server_id, changes, progress, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`Db::record_changes`] and, in the same transaction, the renewal of the server's lease
+    /// (`owner`, until `until_ms`) when given: a batch costs one write transaction. Returns
+    /// whether the lease is still held (always `true` without one). The record is written
+    /// either way: it says what the panel confirmed.
+    pub async fn record_batch(
+        &self,
+        application: &str,
+        server_id: i64,
+        changes: &[RecordChange],
+        progress: Option<(i64, u64, u64)>,
+        lease: Option<(&str, i64)>,
+    ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         for change in changes {
             match change {
@@ -643,8 +646,21 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
+        let mut held = true;
+        if let Some((owner, until_ms)) = lease {
+            held = sqlx::query(
+                "UPDATE server_leases SET until_ms = $1 WHERE server_id = $2 AND owner = $3",
+            )
+            .bind(until_ms)
+            .bind(server_id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(held)
     }
 
     /// Servers with recorded links of an application (some may no longer be its servers).
@@ -696,36 +712,49 @@ impl Db {
     ) -> Result<HashMap<i64, StoredCredential>> {
         let now = now_ms();
         let mut out = HashMap::with_capacity(service_ids.len());
+        // On conflict the earlier credential is replaced only when rotating or when it was
+        // revoked; `rotated_at` takes the new row's `created_at` (now).
+        let guard = if rotate {
+            ""
+        } else {
+            " WHERE sso_credentials.revoked_at IS NOT NULL"
+        };
         let mut tx = self.begin_write().await?;
-        for &service_id in service_ids {
-            let (subscriber_id, secret, sealed) = self.new_credential(service_id);
-            let guard = if rotate {
-                ""
-            } else {
-                " WHERE sso_credentials.revoked_at IS NOT NULL"
-            };
-            let version: Option<i64> = sqlx::query_scalar(&format!(
+        for chunk in service_ids.chunks(200) {
+            let mut fresh: HashMap<i64, (String, Secret)> = HashMap::with_capacity(chunk.len());
+            let sql = format!(
                 "INSERT INTO sso_credentials (service_id, subscriber_id, secret_sealed, version, \
-                 created_at) VALUES ($1, $2, $3, 1, $4) \
+                 created_at) VALUES {} \
                  ON CONFLICT (service_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, \
                  secret_sealed = excluded.secret_sealed, version = sso_credentials.version + 1, \
-                 rotated_at = $4, revoked_at = NULL{guard} RETURNING version"
-            ))
-            .bind(service_id)
-            .bind(&subscriber_id)
-            .bind(&sealed)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(version) = version {
-                out.insert(
-                    service_id,
-                    StoredCredential {
-                        subscriber_id,
-                        secret,
-                        version,
-                    },
-                );
+                 rotated_at = excluded.created_at, revoked_at = NULL{guard} \
+                 RETURNING service_id, version",
+                self.placeholder_rows(chunk.len(), 5)
+            );
+            let mut query = sqlx::query(&sql);
+            for &service_id in chunk {
+                let (subscriber_id, secret, sealed) = self.new_credential(service_id);
+                query = query
+                    .bind(service_id)
+                    .bind(subscriber_id.clone())
+                    .bind(sealed)
+                    .bind(1_i64)
+                    .bind(now);
+                fresh.insert(service_id, (subscriber_id, secret));
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                let service_id: i64 = row.try_get("service_id")?;
+                let version: i64 = row.try_get("version")?;
+                if let Some((subscriber_id, secret)) = fresh.remove(&service_id) {
+                    out.insert(
+                        service_id,
+                        StoredCredential {
+                            subscriber_id,
+                            secret,
+                            version,
+                        },
+                    );
+                }
             }
         }
         tx.commit().await?;

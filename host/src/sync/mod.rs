@@ -386,14 +386,6 @@ impl SyncEngine {
         self.wake.notify_waiters();
     }
 
-    async fn renew(&self, server_id: i64) -> bool {
-        let until = now_ms() + self.config.lease.as_millis() as i64;
-        self.db
-            .renew_lease(server_id, &self.config.node_id, until)
-            .await
-            .unwrap_or(false)
-    }
-
     fn backoff(&self, attempts: i64) -> Duration {
         let exp = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
         let base = self.config.retry_base.saturating_mul(1 << exp);
@@ -767,12 +759,15 @@ impl SyncEngine {
         self.batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let warnings = entries.len() as u64;
-        self.db
-            .record_changes(
+        let until = now_ms() + self.config.lease.as_millis() as i64;
+        let held = self
+            .db
+            .record_batch(
                 &unit.application,
                 unit.server_id,
                 &changes,
                 Some((unit.sync_id, batch.len() as u64, warnings)),
+                Some((&self.config.node_id, until)),
             )
             .await?;
         self.log(&unit.application, entries).await;
@@ -784,7 +779,7 @@ impl SyncEngine {
             self.db.revoke_credentials(&revoke).await?;
         }
         self.publish_sync(unit.sync_id).await;
-        Ok(self.renew(unit.server_id).await)
+        Ok(held)
     }
 
     async fn drift_loop(&self, interval: Duration, token: tokio_util::sync::CancellationToken) {
