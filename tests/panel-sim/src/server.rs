@@ -295,14 +295,18 @@ async fn handle(
 
     let answer = match whm::param(&params, "api.version").map(str::trim) {
         Some("1") => whm::dispatch(&shared, &function, &params).await,
-        None | Some("0") => api0(&shared, &function),
+        None | Some("0") => api0(&shared, &function).to_string(),
         Some(other) => {
             let mut env = whm::envelope(&function, Err(texts::api_version_unsupported(other)));
             env["metadata"]["version"] = json!(other);
-            env
+            env.to_string()
         }
     };
-    Ok(respond_json(StatusCode::OK, &answer))
+    Ok(respond(
+        StatusCode::OK,
+        "application/json; charset=utf-8",
+        answer,
+    ))
 }
 
 /// WHM API 0, as far as simulated: `version` answers the legacy `{"version": …}` shape (what a

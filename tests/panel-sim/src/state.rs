@@ -189,12 +189,19 @@ impl ServerState {
     }
 
     pub(crate) fn integration_mut(&mut self, user: &str) -> &mut UserIntegration {
+        // Look up before inserting: no key allocation for a user who has an entry.
+        if !self.integrations.contains_key(user) {
+            self.integrations.insert(
+                user.to_owned(),
+                UserIntegration {
+                    user: user.to_owned(),
+                    ..UserIntegration::default()
+                },
+            );
+        }
         self.integrations
-            .entry(user.to_owned())
-            .or_insert_with(|| UserIntegration {
-                user: user.to_owned(),
-                ..UserIntegration::default()
-            })
+            .get_mut(user)
+            .expect("the entry exists: inserted above")
     }
 
     /// Drops the entry of a user that has nothing left.

@@ -193,18 +193,19 @@ pub(crate) fn available_functions(state: &ServerState) -> Vec<&'static str> {
 }
 
 /// Runs one top-level WHM API 1 call (counting it, with command latency) and returns its envelope.
+/// Runs a function and answers its envelope as JSON text.
 pub(crate) async fn dispatch(
     shared: &Shared,
     function: &str,
     params: &[(String, String)],
-) -> Value {
-    shared.metrics.count_call(function);
+) -> String {
     if function == "batch" {
         return run_batch(shared, params).await;
     }
+    shared.metrics.count_call(function);
     sleep_command_latency(shared).await;
     let mut state = shared.lock_state();
-    envelope(function, run_command(&mut state, function, params))
+    envelope_text(function, &run_command(&mut state, function, params))
 }
 
 async fn sleep_command_latency(shared: &Shared) {
@@ -217,51 +218,117 @@ async fn sleep_command_latency(shared: &Shared) {
 /// Runs `batch`: each `command=<function>?<query>` in order, each with command latency, stopping at
 /// the first failure when `abort_on_error=1`. The top-level result is 0 when any command failed,
 /// with that first failure's reason.
-async fn run_batch(shared: &Shared, params: &[(String, String)]) -> Value {
+///
+/// Without command latency the whole batch runs under one lock of the state, and the calls are
+/// counted once at the end (a batch is one request: nobody observes it half done).
+async fn run_batch(shared: &Shared, params: &[(String, String)]) -> String {
     let commands: Vec<&str> = params
         .iter()
         .filter(|(k, _)| k == "command")
         .map(|(_, v)| v.as_str())
         .collect();
+    let mut calls: Vec<(&str, u64)> = vec![("batch", 1)];
+    let mut count = |function| match calls.iter_mut().find(|(f, _)| *f == function) {
+        Some((_, n)) => *n += 1,
+        None => calls.push((function, 1)),
+    };
     if commands.is_empty() {
-        return envelope("batch", Err(texts::missing_parameter("command", "batch")));
+        shared.metrics.count_call("batch");
+        return envelope_text("batch", &Err(texts::missing_parameter("command", "batch")));
     }
     let abort_on_error = param(params, "abort_on_error").is_some_and(|v| v.trim() == "1");
+    let latency = shared.lock_behaviour().command_latency;
 
-    let mut results = Vec::with_capacity(commands.len());
+    let mut results = String::with_capacity(commands.len() * 96 + 16);
     let mut first_failure: Option<String> = None;
-    for command in commands {
-        let (function, query) = command.split_once('?').unwrap_or((command, ""));
-        let inner: Params = form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect();
-        shared.metrics.count_call(function);
-        sleep_command_latency(shared).await;
-        let outcome = if function == "batch" {
-            Err(texts::nested_batch())
-        } else {
-            let mut state = shared.lock_state();
-            run_command(&mut state, function, &inner)
-        };
-        let failed = outcome.as_ref().err().cloned();
-        results.push(envelope(function, outcome));
-        if let Some(reason) = failed {
-            first_failure.get_or_insert(reason);
-            if abort_on_error {
+    // Records one command's outcome; false once the batch must stop.
+    let mut record = |function: &str, outcome: Result<Value, String>| {
+        results.push_str(if results.is_empty() { "" } else { "," });
+        write_envelope(&mut results, function, &outcome);
+        match outcome {
+            Err(reason) => {
+                first_failure.get_or_insert(reason);
+                !abort_on_error
+            }
+            Ok(_) => true,
+        }
+    };
+    if latency == Duration::ZERO {
+        let mut state = shared.lock_state();
+        for command in &commands {
+            let (function, outcome) = run_one(&mut state, command);
+            count(function);
+            if !record(function, outcome) {
+                break;
+            }
+        }
+    } else {
+        for command in &commands {
+            tokio::time::sleep(latency).await;
+            let (function, outcome) = run_one(&mut shared.lock_state(), command);
+            count(function);
+            if !record(function, outcome) {
                 break;
             }
         }
     }
-
-    let data = json!({ "result": results });
-    match first_failure {
-        None => envelope("batch", Ok(data)),
-        Some(reason) => {
-            let mut env = envelope("batch", Err(reason));
-            env["data"] = data;
-            env
+    shared.metrics.update(|c| {
+        for (function, n) in &calls {
+            *c.calls.entry((*function).to_owned()).or_default() += n;
         }
+    });
+
+    let data = format!("{{\"result\":[{results}]}}");
+    let (reason, result) = match &first_failure {
+        None => ("OK", 1),
+        Some(reason) => (reason.as_str(), 0),
+    };
+    // What `envelope` would give, with `data` set on failure too.
+    let mut out = String::with_capacity(data.len() + 96);
+    out.push_str("{\"data\":");
+    out.push_str(&data);
+    out.push_str(",\"metadata\":{\"command\":\"batch\",\"reason\":");
+    out.push_str(&json_string(reason));
+    out.push_str(&format!(",\"result\":{result},\"version\":1}}}}"));
+    out
+}
+
+/// One `command` value of a batch: its function and outcome.
+fn run_one<'c>(state: &mut ServerState, command: &'c str) -> (&'c str, Result<Value, String>) {
+    let (function, query) = command.split_once('?').unwrap_or((command, ""));
+    if function == "batch" {
+        return (function, Err(texts::nested_batch()));
     }
+    let inner: Params = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    (function, run_command(state, function, &inner))
+}
+
+/// A JSON string literal.
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+/// [`envelope`] as JSON text, byte for byte what serializing it gives (keys in order).
+pub fn envelope_text(command: &str, outcome: &Result<Value, String>) -> String {
+    let mut out = String::with_capacity(96);
+    write_envelope(&mut out, command, outcome);
+    out
+}
+
+fn write_envelope(out: &mut String, command: &str, outcome: &Result<Value, String>) {
+    let (data, reason, result) = match outcome {
+        Ok(data) => (data, "OK", 1),
+        Err(reason) => (&Value::Null, reason.as_str(), 0),
+    };
+    out.push_str("{\"data\":");
+    out.push_str(&serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned()));
+    out.push_str(",\"metadata\":{\"command\":");
+    out.push_str(&json_string(command));
+    out.push_str(",\"reason\":");
+    out.push_str(&json_string(reason));
+    out.push_str(&format!(",\"result\":{result},\"version\":1}}}}"));
 }
 
 /// Runs one non-batch function against the state: `Ok(data)` or `Err(reason)`.
@@ -631,6 +698,27 @@ mod tests {
         assert_eq!(link.token(), Some("T"));
         assert_eq!(link.ignored["description"], "ignored");
         assert!(!link.fields.contains_key("user"));
+    }
+
+    #[test]
+    fn envelope_text_is_the_serialized_envelope() {
+        for (command, outcome) in [
+            ("create_integration_link", Ok(Value::Null)),
+            (
+                "list_integration_links",
+                Ok(json!({"links": [{"app": "a\"b"}]})),
+            ),
+            (
+                "batch",
+                Err("You do not have a user named “bob”.".to_owned()),
+            ),
+            ("x\\y", Err("line\nbreak 'quote' \"dq\"".to_owned())),
+        ] {
+            assert_eq!(
+                envelope_text(command, &outcome),
+                serde_json::to_string(&envelope(command, outcome.clone())).unwrap()
+            );
+        }
     }
 
     #[test]
