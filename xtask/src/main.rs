@@ -39,7 +39,7 @@ fn main() -> Result<()> {
                  tasks:\n  \
                  build-plugins  build the wasm plugins into target/plugins and target/test-plugins\n  \
                  test           build the plugins and run every test (both workspaces)\n  \
-                 lint           cargo fmt --check and clippy -D warnings on both workspaces\n  \
+                 lint           cargo fmt --check and clippy -D warnings on both workspaces, cargo doc -D warnings\n  \
                  ci             lint, then test\n  \
                  bench          run the benchmarks (release)\n  \
                  demo           run Panelink on SQLite against simulated panel servers"
@@ -173,6 +173,11 @@ fn lint() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The API docs build without broken links.
+    run(cargo()
+        .current_dir(&root)
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .args(["doc", "--workspace", "--no-deps"]))?;
     Ok(())
 }
 

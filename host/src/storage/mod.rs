@@ -5,7 +5,7 @@
 //! run time through sqlx's `Any` driver, so every query is written once. Queries stick to the
 //! SQL both dialects share: `$1`-style parameters (SQLite reads `$N` as parameter N), `RETURNING`,
 //! `CAST(… AS BIGINT)`, `TRUE`/`FALSE`; timestamps are BIGINT milliseconds written by the
-//! application, never `now()`; booleans are read with [`flag`] (INTEGER 0/1 in SQLite).
+//! application, never `now()`; booleans are read with `flag` (INTEGER 0/1 in SQLite).
 //!
 //! Migrations are one set per backend (`host/migrations/sqlite`, `host/migrations/postgres`):
 //! the DDL for identity columns and blobs differs between the two (`INTEGER PRIMARY KEY
@@ -18,7 +18,7 @@
 //! Submodules add query functions to [`Db`] per area: [`admins`] (roles, admins, API tokens, the
 //! audit log), [`servers`], [`clients`] (clients, their users, services), [`apps`] (applications,
 //! link settings, the application log), [`plugins`] (plugin versions). The sync engine adds its
-//! own in `storage/sync.rs` the same way (`impl Db { … }` using [`Db::pool`]); single sign-on
+//! own in `storage/sync.rs` the same way (`impl Db { … }` using `Db::pool`); single sign-on
 //! in [`sso`] (SSO credentials, access tokens, portal sessions, the client activity log).
 //!
 //! Secrets: server API tokens are sealed with [`crate::crypto::SecretBox`] on the way in and only
@@ -26,7 +26,7 @@
 //! Storage types are plain structs, not `Serialize`: only `api` knows JSON.
 //!
 //! Every change an admin makes is written with an [`Actor`] and recorded in the audit log in the
-//! same transaction. Transactions that write start with [`Db::begin_write`] (on SQLite
+//! same transaction. Transactions that write start with `Db::begin_write` (on SQLite
 //! `BEGIN IMMEDIATE`, so writers wait for each other instead of failing).
 
 pub mod admins;
