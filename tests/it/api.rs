@@ -317,7 +317,7 @@ async fn permission_matrix(backend: Backend) {
         );
         checked += 1;
     }
-    assert_eq!(checked, 36, "every protected route was checked");
+    assert_eq!(checked, 37, "every protected route was checked");
 }
 
 /// (method, path, raw body, status, code, field named in `fields`)

@@ -635,6 +635,7 @@ pub fn documented_routes() -> HashMap<(&'static str, &'static str), Option<&'sta
         (("POST", "/api/v1/clients/{id}/users"), CLIENTS),
         (("GET", "/api/v1/clients/{id}/users"), CLIENTS),
         (("PATCH", "/api/v1/clients/{id}/users/{user_id}"), CLIENTS),
+        (("GET", "/api/v1/clients/{id}/activity"), CLIENTS),
         (("POST", "/api/v1/services"), CLIENTS),
         (("GET", "/api/v1/services"), CLIENTS),
         (("GET", "/api/v1/services/{id}"), CLIENTS),

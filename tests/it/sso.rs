@@ -588,6 +588,50 @@ async fn every_link_signs_in_and_lands_on_its_destination(backend: Backend) {
     assert_eq!(activity.len(), 14);
     assert!(activity.iter().all(|(o, d)| *o == ActivityOutcome::Success
         && d.starts_with("acme@example.com signed in through the clientarea:")));
+    // Admins read the same log through the API, newest first.
+    let (status, log) = world
+        .admin_try(
+            "GET",
+            &format!("/api/v1/clients/{}/activity?limit=5", account.client_id),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let entries = log["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 5);
+    let last_scope = &account.links.last().unwrap().scope;
+    assert!(
+        entries[0]["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("through the {last_scope} link")),
+        "{log}"
+    );
+    assert!(
+        entries
+            .windows(2)
+            .all(|w| w[0]["id"].as_i64() > w[1]["id"].as_i64())
+    );
+    assert!(entries.iter().all(|e| e["event"] == "sso_login"
+        && e["outcome"] == "success"
+        && e["service_id"] == account.service_id
+        && e["at"].as_str().is_some_and(|t| t.ends_with('Z'))));
+    for (query, want) in [
+        (
+            format!("{}/activity?limit=0", account.client_id),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            format!("{}/activity?limit=x", account.client_id),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("999999/activity".to_owned(), StatusCode::NOT_FOUND),
+    ] {
+        let (status, body) = world
+            .admin_try("GET", &format!("/api/v1/clients/{query}"), Value::Null)
+            .await;
+        assert_eq!(status, want, "{query}: {body}");
+    }
 
     // A second account's links carry its own credential: no crossing over.
     let other = world.account("globex", &[]).await;

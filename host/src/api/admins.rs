@@ -205,12 +205,24 @@ pub async fn list_admins(
     }))
 }
 
-/// Audit log paging.
+/// Log paging (the audit log, a client's activity).
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct AuditQuery {
+pub struct LogQuery {
     /// Most entries to return (1–1000, default 100).
     pub limit: Option<i64>,
+}
+
+impl LogQuery {
+    /// The limit, checked.
+    pub(crate) fn limit(&self) -> Result<i64, ApiError> {
+        let limit = self.limit.unwrap_or(100);
+        if (1..=1000).contains(&limit) {
+            Ok(limit)
+        } else {
+            Err(ApiError::invalid_field("limit", "must be from 1 to 1000"))
+        }
+    }
 }
 
 /// One audit entry.
@@ -255,19 +267,15 @@ pub struct AuditList {
 }
 
 /// The audit log of admin changes, newest first.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "admins", params(AuditQuery),
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admins", params(LogQuery),
     security(("bearer" = ["manage_admins"])),
     responses((status = 200, body = AuditList), (status = 422, body = ErrorBody)))]
 pub async fn audit_log(
     _auth: Authorized<ManageAdmins>,
     State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<AuditQuery>,
+    ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid_field("limit", "must be from 1 to 1000"));
-    }
-    let entries = state.db().audit_log(limit).await?;
+    let entries = state.db().audit_log(query.limit()?).await?;
     Ok(Json(AuditList {
         entries: entries.into_iter().map(Into::into).collect(),
     }))

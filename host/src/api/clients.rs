@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::admins::LogQuery;
 use super::applications::{SyncView, schedule_if_enabled};
 use super::error::{ApiError, Check, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Authorized, ManageClients};
@@ -15,8 +16,8 @@ use crate::model::{
     ClientPermission, ClientStatus, Email, Hostname, Name, ServiceStatus, Username, parse_set,
 };
 use crate::storage::{
-    self, Client, ClientPatch, ClientUser, NewClient, NewService, Service, ServiceFilter,
-    ServicePatch,
+    self, ActivityEntry, Client, ClientPatch, ClientUser, NewClient, NewService, Service,
+    ServiceFilter, ServicePatch,
 };
 use crate::sync_port::SyncKind;
 
@@ -621,4 +622,74 @@ pub async fn rotate_credential(
             sync: sync.map(Into::into),
         }),
     ))
+}
+
+/// One entry of a client's activity log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActivityView {
+    /// Id (increasing).
+    pub id: i64,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// What happened: `sso_login`, `security_change`, `user_permissions`, …
+    pub event: String,
+    /// `success` or `refused`.
+    pub outcome: String,
+    /// The user concerned.
+    pub user_id: Option<i64>,
+    /// The service concerned.
+    pub service_id: Option<i64>,
+    /// Who did it (`sso`, the owner's e-mail, …).
+    pub actor: String,
+    /// The source address.
+    pub source: Option<String>,
+    /// What the client area shows.
+    pub detail: String,
+}
+
+impl From<ActivityEntry> for ActivityView {
+    fn from(e: ActivityEntry) -> Self {
+        Self {
+            id: e.id,
+            at: rfc3339(e.at),
+            event: e.event,
+            outcome: e.outcome.as_str().to_owned(),
+            user_id: e.user_id,
+            service_id: e.service_id,
+            actor: e.actor,
+            source: e.source,
+            detail: e.detail,
+        }
+    }
+}
+
+/// A client's activity log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActivityList {
+    /// Newest first.
+    pub entries: Vec<ActivityView>,
+}
+
+/// A client's activity log, newest first: single sign-on sign-ins and refusals, and the owner's
+/// changes in the client area.
+#[utoipa::path(get, path = "/api/v1/clients/{id}/activity", tag = "clients",
+    params(("id" = i64, Path, description = "Client id"), LogQuery),
+    security(("bearer" = ["manage_clients"])),
+    responses(
+        (status = 200, body = ActivityList),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn activity(
+    _auth: Authorized<ManageClients>,
+    State(state): State<AppState>,
+    ApiPath(client_id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<LogQuery>,
+) -> Result<Json<ActivityList>, ApiError> {
+    let limit = query.limit()?;
+    state.db().client(client_id).await?;
+    let entries = state.db().client_activity(client_id, limit).await?;
+    Ok(Json(ActivityList {
+        entries: entries.into_iter().map(Into::into).collect(),
+    }))
 }

@@ -225,6 +225,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(clients::get, clients::update))
         .routes(routes!(clients::create_user, clients::list_users))
         .routes(routes!(clients::update_user))
+        .routes(routes!(clients::activity))
         .routes(routes!(clients::create_service, clients::list_services))
         .routes(routes!(clients::get_service, clients::update_service))
         .routes(routes!(clients::rotate_credential))
