@@ -264,12 +264,6 @@ impl Db {
                         sqlx::query("PRAGMA synchronous = NORMAL")
                             .execute(&mut *conn)
                             .await?;
-                        // Pages read through a shared mapping: after another connection's
-                        // commit a connection drops its page cache, and re-reading through
-                        // read(2) was a large share of the SSO benchmark's kernel time.
-                        sqlx::query("PRAGMA mmap_size = 268435456")
-                            .execute(&mut *conn)
-                            .await?;
                         // Checkpoints (the one step that syncs the database file) run in the
                         // background (see `checkpoints`), not in whichever commit crosses the
                         // threshold: that commit's caller would wait for an fsync. This is only
