@@ -379,7 +379,7 @@ impl World {
             })
             .collect();
         self.db
-            .record_changes("cpanel", self.server_id, &changes, None)
+            .record_changes("cpanel", self.server_id, &changes, None, None)
             .await
             .unwrap();
         Account {
@@ -917,12 +917,18 @@ async fn token_endpoint_refusals(backend: Backend) {
         ("token", secret.expose()),
     ];
     expect_ok(&fresh).await;
-    let (rotated_subscriber, rotated_secret, version) = world
+    let version = world
         .db
-        .rotate_sso_credential(account.service_id)
+        .rotate_live_credential(&panelink::storage::Actor::cli(), account.service_id)
         .await
         .unwrap();
     assert_eq!(version, 3);
+    let (rotated_subscriber, rotated_secret, _) = world
+        .db
+        .sso_credential(account.service_id)
+        .await
+        .unwrap()
+        .unwrap();
     expect(
         QUERY_INVOICES,
         &fresh,

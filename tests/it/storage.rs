@@ -665,12 +665,12 @@ async fn sso_writes_commit_together_and_fail_alone(backend: Backend) {
     let issue = |hash: String, service_id: i64| {
         let db = db.clone();
         tokio::spawn(async move {
-            db.create_sso_token(&NewSsoToken {
-                token_hash: &hash,
+            db.create_sso_token(NewSsoToken {
+                token_hash: hash,
                 service_id,
-                application: "cpanel",
-                scope: "clientarea:invoices",
-                destination: "/invoices",
+                application: "cpanel".into(),
+                scope: "clientarea:invoices".into(),
+                destination: "/invoices".into(),
                 source: None,
                 expires_at: panelink::storage::now_ms() + 60_000,
             })

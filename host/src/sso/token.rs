@@ -336,16 +336,15 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
     );
     let access_token = new_token();
     let ttl_ms = i64::try_from(config.token_ttl.as_millis()).unwrap_or(i64::MAX);
-    let source_text = source.map(|a| a.to_string());
     state
         .db()
-        .create_sso_token(&NewSsoToken {
-            token_hash: &hash_token(&access_token),
+        .create_sso_token(NewSsoToken {
+            token_hash: hash_token(&access_token),
             service_id: subject.service_id,
-            application: application.as_str(),
-            scope: scope.as_str(),
-            destination: &destination,
-            source: source_text.as_deref(),
+            application: application.as_str().to_owned(),
+            scope: scope.as_str().to_owned(),
+            destination,
+            source: source.map(|a| a.to_string()),
             expires_at: now_ms().saturating_add(ttl_ms),
         })
         .await

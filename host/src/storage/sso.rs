@@ -10,18 +10,18 @@
 //! A token is consumed by one conditional `UPDATE … WHERE used_at IS NULL AND expires_at > now
 //! RETURNING …`, so of any number of concurrent redemptions exactly one wins, on both backends;
 //! the session and the activity entry of that redemption are written in the same transaction.
+//! Token issues and redemptions go through the group-commit writer ([`SsoWrite`]).
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
-use subtle::ConstantTimeEq;
-
-use super::sync::CREDENTIAL_CONTEXT;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
+use super::sync::CREDENTIAL_CONTEXT;
 use super::writer::BatchOp;
 use super::{Backend, Db, Error, Result, backend_of, flag, now_ms, parsed, placeholder_rows};
 use crate::adapter::Secret;
@@ -48,19 +48,19 @@ pub struct SsoSubject {
 
 /// A one-time access token to store (the caller keeps the token; only its hash is stored).
 #[derive(Debug, Clone)]
-pub struct NewSsoToken<'a> {
+pub struct NewSsoToken {
     /// SHA-256 (hex) of the token.
-    pub token_hash: &'a str,
+    pub token_hash: String,
     /// The service it was issued for.
     pub service_id: i64,
     /// The application whose link was clicked.
-    pub application: &'a str,
+    pub application: String,
     /// The link's scope.
-    pub scope: &'a str,
+    pub scope: String,
     /// The client-area path to land on (service id filled in).
-    pub destination: &'a str,
+    pub destination: String,
     /// The address that asked for it.
-    pub source: Option<&'a str>,
+    pub source: Option<String>,
     /// Expiry (ms).
     pub expires_at: i64,
 }
@@ -249,32 +249,6 @@ pub struct PortalSession {
     pub expires_at: i64,
 }
 
-/// [`NewSsoToken`] owned, for the writer.
-#[derive(Clone)]
-pub(crate) struct OwnedToken {
-    token_hash: String,
-    service_id: i64,
-    application: String,
-    scope: String,
-    destination: String,
-    source: Option<String>,
-    expires_at: i64,
-}
-
-impl From<&NewSsoToken<'_>> for OwnedToken {
-    fn from(t: &NewSsoToken<'_>) -> Self {
-        Self {
-            token_hash: t.token_hash.to_owned(),
-            service_id: t.service_id,
-            application: t.application.to_owned(),
-            scope: t.scope.to_owned(),
-            destination: t.destination.to_owned(),
-            source: t.source.map(str::to_owned),
-            expires_at: t.expires_at,
-        }
-    }
-}
-
 /// A foreign-key violation on `services` means the service does not exist.
 fn service_missing(e: Error) -> Error {
     match &e {
@@ -386,7 +360,7 @@ type Decide = Arc<dyn Fn(&TokenLookup) -> RedeemWrites + Send + Sync>;
 pub(crate) enum SsoWrite {
     /// Store an issued token.
     Issue {
-        token: OwnedToken,
+        token: NewSsoToken,
         done: oneshot::Sender<Result<()>>,
     },
     /// Consume a token and write what `decide` says.
@@ -418,7 +392,7 @@ impl BatchOp for SsoWrite {
 async fn apply_sso_writes(conn: &mut AnyConnection, ops: &mut [SsoWrite]) -> Result<()> {
     let backend = backend_of(conn);
     let now = now_ms();
-    let issues: Vec<&OwnedToken> = ops
+    let issues: Vec<&NewSsoToken> = ops
         .iter()
         .filter_map(|op| match op {
             SsoWrite::Issue { token, .. } => Some(token),
@@ -465,8 +439,8 @@ async fn apply_sso_writes(conn: &mut AnyConnection, ops: &mut [SsoWrite]) -> Res
         "UPDATE sso_tokens SET used_at = {} WHERE used_at IS NULL AND expires_at > {} \
          AND token_hash IN {} \
          RETURNING token_hash, service_id, application, scope, destination, {ACCOUNT_COLUMNS}",
-        placeholder_rows(backend, 1, 1, 1),
-        placeholder_rows(backend, 2, 1, 1),
+        placeholder(backend, 1),
+        placeholder(backend, 2),
         in_list(backend, 3, hashes.len()),
     );
     let mut query = sqlx::query(&sql).bind(now).bind(now);
@@ -556,6 +530,14 @@ async fn apply_sso_writes(conn: &mut AnyConnection, ops: &mut [SsoWrite]) -> Res
     insert_activities(conn, &activities, now).await
 }
 
+/// Parameter `n`: `?` on SQLite (bound in order), `$n` on PostgreSQL.
+fn placeholder(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => "?".to_owned(),
+        Backend::Postgres => format!("${n}"),
+    }
+}
+
 /// `(p, p, …)` for an `IN`.
 fn in_list(backend: Backend, first: usize, count: usize) -> String {
     placeholder_rows(backend, first, 1, count)
@@ -590,7 +572,7 @@ impl Db {
             return Ok((subscriber_id, secret));
         }
         let minted = self
-            .mint_credentials(&[service_id], false)
+            .mint_credentials(&[service_id])
             .await
             .map_err(service_missing)?;
         if let Some(credential) = minted.into_values().next() {
@@ -601,23 +583,6 @@ impl Db {
             .await?
             .map(|(subscriber_id, secret, _)| (subscriber_id, secret))
             .ok_or_else(|| Error::Conflict("the SSO credential changed while minting".into()))
-    }
-
-    /// Replace the service's SSO credential with a new one (minting one when it has none); the
-    /// old one stops working at once. Returns the new subscriber id, secret and version.
-    pub async fn rotate_sso_credential(&self, service_id: i64) -> Result<(String, Secret, i64)> {
-        let credential = self
-            .mint_credentials(&[service_id], true)
-            .await
-            .map_err(service_missing)?
-            .into_values()
-            .next()
-            .ok_or_else(|| Error::Corrupt("rotating a credential wrote no row".into()))?;
-        Ok((
-            credential.subscriber_id,
-            credential.secret,
-            credential.version,
-        ))
     }
 
     /// Revoke the service's SSO credential (its links are gone or going). No credential, or an
@@ -678,9 +643,8 @@ impl Db {
     }
 
     /// Store a new access token.
-    pub async fn create_sso_token(&self, token: &NewSsoToken<'_>) -> Result<()> {
+    pub async fn create_sso_token(&self, token: NewSsoToken) -> Result<()> {
         let (done, answer) = oneshot::channel();
-        let token = OwnedToken::from(token);
         self.sso_writes
             .submit(self, SsoWrite::Issue { token, done })
             .await;

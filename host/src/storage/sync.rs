@@ -518,24 +518,11 @@ impl Db {
         Ok((groups, links))
     }
 
-    /// Apply confirmed changes to the record, at once, together with the unit's progress.
+    /// Apply confirmed changes to the record, at once, together with the unit's progress and,
+    /// when given, the renewal of the server's lease (`owner`, until `until_ms`): a batch costs
+    /// one write transaction. Returns whether the lease is still held (always `true` without
+    /// one). The record is written either way: it says what the panel confirmed.
     pub async fn record_changes(
-        &self,
-        application: &str,
-        server_id: i64,
-        changes: &[RecordChange],
-        progress: Option<(i64, u64, u64)>,
-    ) -> Result<()> {
-        self.record_batch(application, server_id, changes, progress, None)
-            .await
-            .map(|_| ())
-    }
-
-    /// [`Db::record_changes`] and, in the same transaction, the renewal of the server's lease
-    /// (`owner`, until `until_ms`) when given: a batch costs one write transaction. Returns
-    /// whether the lease is still held (always `true` without one). The record is written
-    /// either way: it says what the panel confirmed.
-    pub async fn record_batch(
         &self,
         application: &str,
         server_id: i64,
@@ -702,23 +689,18 @@ impl Db {
             .collect()
     }
 
-    /// Mint (or, for `rotate`, replace) the SSO credentials of services, in one transaction: a
-    /// new random subscriber id and secret each, the version bumped over any earlier one. Without
-    /// `rotate`, a service that already has a live credential keeps it.
+    /// Mint the SSO credentials of services that have no live one, in one transaction: a new
+    /// random subscriber id and secret each, the version bumped over any revoked earlier one. A
+    /// service that already has a live credential keeps it (rotation is
+    /// [`Db::rotate_live_credential`]).
     pub async fn mint_credentials(
         &self,
         service_ids: &[i64],
-        rotate: bool,
     ) -> Result<HashMap<i64, StoredCredential>> {
         let now = now_ms();
         let mut out = HashMap::with_capacity(service_ids.len());
-        // On conflict the earlier credential is replaced only when rotating or when it was
-        // revoked; `rotated_at` takes the new row's `created_at` (now).
-        let guard = if rotate {
-            ""
-        } else {
-            " WHERE sso_credentials.revoked_at IS NOT NULL"
-        };
+        // On conflict the earlier credential is replaced only when it was revoked;
+        // `rotated_at` takes the new row's `created_at` (now).
         let mut tx = self.begin_write().await?;
         for chunk in service_ids.chunks(200) {
             let mut fresh: HashMap<i64, (String, Secret)> = HashMap::with_capacity(chunk.len());
@@ -727,7 +709,8 @@ impl Db {
                  created_at) VALUES {} \
                  ON CONFLICT (service_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, \
                  secret_sealed = excluded.secret_sealed, version = sso_credentials.version + 1, \
-                 rotated_at = excluded.created_at, revoked_at = NULL{guard} \
+                 rotated_at = excluded.created_at, revoked_at = NULL \
+                 WHERE sso_credentials.revoked_at IS NOT NULL \
                  RETURNING service_id, version",
                 self.placeholder_rows(chunk.len(), 5)
             );

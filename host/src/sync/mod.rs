@@ -680,7 +680,7 @@ impl SyncEngine {
             .map(|s| s.id)
             .collect();
         if !missing.is_empty() {
-            live.extend(self.db.mint_credentials(&missing, false).await?);
+            live.extend(self.db.mint_credentials(&missing).await?);
         }
         Ok(wanted
             .into_iter()
@@ -762,7 +762,7 @@ impl SyncEngine {
         let until = now_ms() + self.config.lease.as_millis() as i64;
         let held = self
             .db
-            .record_batch(
+            .record_changes(
                 &unit.application,
                 unit.server_id,
                 &changes,
