@@ -141,14 +141,17 @@ fn not_signed_in() -> Response {
     )
 }
 
-/// A state-changing request must carry the session's CSRF token and, when the browser says where
-/// it comes from, come from this host; and only the owner may change things.
-fn guard(
-    sso: &Sso,
-    signed: &Signed,
+/// Who may make a state-changing request: someone signed in, carrying the session's CSRF token
+/// and, when the browser says where it comes from, coming from this host; and only the owner.
+async fn owner_change(
+    state: &AppState,
     headers: &HeaderMap,
     presented: Option<&str>,
-) -> Result<(), Refused> {
+) -> Result<Signed, Refused> {
+    let sso = state.sso();
+    let signed = signed_in(state, headers)
+        .await?
+        .ok_or(Refused::NotSignedIn)?;
     let csrf_ok = presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(signed.csrf.as_bytes())));
     if !csrf_ok || !sso.same_origin(headers) {
         return Err(Refused::Forbidden(
@@ -161,7 +164,7 @@ fn guard(
             "Only the account owner can change this.",
         ));
     }
-    Ok(())
+    Ok(signed)
 }
 
 fn portal_actor(signed: &Signed) -> Actor {
@@ -399,15 +402,7 @@ pub async fn security_form(
     let sso = state.sso();
     let fields = form_fields(&body);
     let result = async {
-        let signed = signed_in(&state, &headers)
-            .await?
-            .ok_or(Refused::NotSignedIn)?;
-        guard(
-            sso,
-            &signed,
-            &headers,
-            fields.get("csrf").map(String::as_str),
-        )?;
+        let signed = owner_change(&state, &headers, fields.get("csrf").map(String::as_str)).await?;
         let allow = match fields.get("allow_sso").map(String::as_str) {
             Some("on") => true,
             Some("off") => false,
@@ -484,15 +479,7 @@ pub async fn user_form(
     let sso = state.sso();
     let fields = form_fields(&body);
     let result = async {
-        let signed = signed_in(&state, &headers)
-            .await?
-            .ok_or(Refused::NotSignedIn)?;
-        guard(
-            sso,
-            &signed,
-            &headers,
-            fields.get("csrf").map(String::as_str),
-        )?;
+        let signed = owner_change(&state, &headers, fields.get("csrf").map(String::as_str)).await?;
         let Ok(Path(user_id)) = id else {
             return Err(Refused::Api(ApiError::not_found("user")));
         };
@@ -606,10 +593,7 @@ pub async fn patch_account(
     body: Bytes,
 ) -> Response {
     let result = async {
-        let signed = signed_in(&state, &headers)
-            .await?
-            .ok_or(Refused::NotSignedIn)?;
-        guard(state.sso(), &signed, &headers, header_csrf(&headers))?;
+        let signed = owner_change(&state, &headers, header_csrf(&headers)).await?;
         let patch: AccountPatch = parse_json(&body).map_err(Refused::Api)?;
         let allow_sso = set_allow_sso(&state, &signed, patch.allow_sso, source).await?;
         Ok::<_, Refused>(AccountView {
@@ -634,10 +618,7 @@ pub async fn patch_user(
     body: Bytes,
 ) -> Response {
     let result = async {
-        let signed = signed_in(&state, &headers)
-            .await?
-            .ok_or(Refused::NotSignedIn)?;
-        guard(state.sso(), &signed, &headers, header_csrf(&headers))?;
+        let signed = owner_change(&state, &headers, header_csrf(&headers)).await?;
         let Ok(Path(user_id)) = id else {
             return Err(Refused::Api(ApiError::not_found("user")));
         };
