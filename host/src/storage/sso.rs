@@ -10,7 +10,7 @@
 //! A token is consumed by one conditional `UPDATE … WHERE used_at IS NULL AND expires_at > now
 //! RETURNING …`, so of any number of concurrent redemptions exactly one wins, on both backends;
 //! the session and the activity entry of that redemption are written in the same transaction.
-//! Token issues and redemptions go through the group-commit writer ([`SsoWrite`]).
+//! Token issues and redemptions go through the group-commit writer (`SsoWrite`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
