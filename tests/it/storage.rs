@@ -15,7 +15,9 @@ use panelink::storage::{
     ServicePatch, TokenLookup,
 };
 
-use crate::harness::{Backend, database, on_both};
+use panelink::storage::sync::{RecordChange, RecordedGroup, RecordedLink};
+
+use crate::harness::{Backend, TEST_SECRET_KEY, TestDb, database, on_both};
 
 on_both!(
     migrations_are_idempotent_and_seed_full_administrator,
@@ -29,6 +31,7 @@ on_both!(
     plugin_versions_record_activate_and_roll_back,
     changes_are_audited_without_secrets,
     sso_writes_commit_together_and_fail_alone,
+    account_record_survives_the_upgrade_and_applies_changes,
 );
 
 fn server(name: &str, module: &str, token: &str) -> NewServer {
@@ -748,4 +751,135 @@ async fn sso_writes_commit_together_and_fail_alone(backend: Backend) {
     assert_eq!(unknown.await.unwrap(), TokenLookup::Unknown);
     // One activity entry per redemption of an existing token: 29 tokens x 2.
     assert_eq!(db.client_activity(c.id, 1000).await.unwrap().len(), 58);
+}
+
+fn link(service_id: i64, user: &str, scope: &str, label: &str, position: i64, version: i64) -> RecordedLink {
+    RecordedLink {
+        service_id,
+        username: user.into(),
+        scope: scope.into(),
+        label: label.into(),
+        position,
+        credential_version: version,
+    }
+}
+
+/// The record as sorted vectors, for comparison.
+async fn record_of(
+    db: &panelink::storage::Db,
+    server_id: i64,
+) -> (Vec<(i64, String)>, Vec<RecordedLink>) {
+    let (groups, mut links) = db.recorded_state(server_id, "cpanel").await.unwrap();
+    let mut groups: Vec<(i64, String)> = groups
+        .into_iter()
+        .map(|RecordedGroup { service_id, username }| (service_id, username))
+        .collect();
+    groups.sort();
+    links.sort_by(|a, b| (a.service_id, &a.scope).cmp(&(b.service_id, &b.scope)));
+    (groups, links)
+}
+
+/// A database written by the per-link record (migrations 1–3) is upgraded to the one-row-per-
+/// account record without losing what any account was given; then changes apply to it as
+/// deltas (a removed group and last link delete the row; other servers' rows are untouched).
+async fn account_record_survives_the_upgrade_and_applies_changes(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let dialect = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let old = tempfile::tempdir().unwrap();
+    let source = panelink_tests::repo_root().join("host/migrations").join(dialect);
+    for name in ["0001_core.sql", "0002_sync.sql", "0003_sso.sql"] {
+        std::fs::copy(source.join(name), old.path().join(name)).unwrap();
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&test_db.url).await.unwrap();
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    for sql in [
+        "INSERT INTO account_groups VALUES (1, 'cpanel', 7, 'alice'), (3, 'cpanel', 7, 'carol'), \
+         (1, 'wpsquared', 7, 'alice')",
+        "INSERT INTO account_links VALUES \
+         (1, 'cpanel', 'clientarea:open_ticket', 7, 'alice', 'Open Ticket', 1, 2), \
+         (1, 'cpanel', 'clientarea:invoices', 7, 'alice', 'Invoices & \"Bills\"', 2, 2), \
+         (2, 'cpanel', 'clientarea:open_ticket', 7, 'bob', 'Tickets', 1, 1), \
+         (4, 'cpanel', 'clientarea:open_ticket', 8, 'dave', 'Open Ticket', 1, 1)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let secrets = panelink::crypto::SecretBox::from_material(TEST_SECRET_KEY).unwrap();
+    let db = panelink::storage::Db::connect(&test_db.url, std::sync::Arc::new(secrets))
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    assert!(db.is_migrated().await.unwrap());
+    let (groups, links) = record_of(&db, 7).await;
+    assert_eq!(groups, [(1, "alice".to_owned()), (3, "carol".to_owned())]);
+    assert_eq!(
+        links,
+        [
+            link(1, "alice", "clientarea:invoices", "Invoices & \"Bills\"", 2, 2),
+            link(1, "alice", "clientarea:open_ticket", "Open Ticket", 1, 2),
+            link(2, "bob", "clientarea:open_ticket", "Tickets", 1, 1),
+        ]
+    );
+    let (groups, links) = record_of(&db, 8).await;
+    assert!(groups.is_empty());
+    assert_eq!(links, [link(4, "dave", "clientarea:open_ticket", "Open Ticket", 1, 1)]);
+    let (wp_groups, wp_links) = db.recorded_state(7, "wpsquared").await.unwrap();
+    assert_eq!((wp_groups.len(), wp_links.len()), (1, 0));
+    let mut servers = db.servers_with_records("cpanel").await.unwrap();
+    servers.sort_unstable();
+    assert_eq!(servers, [7, 8]);
+
+    // Changes on server 7: alice loses a link and gets another, bob loses his only link, carol
+    // loses her group, erin is new. Server 8 and the other application are not touched.
+    let changes = [
+        RecordChange::LinkRemoved {
+            service_id: 1,
+            scope: "clientarea:invoices".into(),
+        },
+        RecordChange::Link(link(1, "alice", "clientarea:upgrade", "Upgrade", 3, 2)),
+        RecordChange::LinkRemoved {
+            service_id: 2,
+            scope: "clientarea:open_ticket".into(),
+        },
+        RecordChange::GroupRemoved { service_id: 3 },
+        RecordChange::Group {
+            service_id: 5,
+            username: "erin".into(),
+        },
+        RecordChange::Link(link(5, "erin", "clientarea:open_ticket", "Open Ticket", 1, 1)),
+        // A removal for an account this server has no record of changes nothing.
+        RecordChange::LinkRemoved {
+            service_id: 4,
+            scope: "clientarea:open_ticket".into(),
+        },
+    ];
+    assert!(db.record_changes("cpanel", 7, &changes, None, None).await.unwrap());
+    let (groups, links) = record_of(&db, 7).await;
+    assert_eq!(groups, [(1, "alice".to_owned()), (5, "erin".to_owned())]);
+    assert_eq!(
+        links,
+        [
+            link(1, "alice", "clientarea:open_ticket", "Open Ticket", 1, 2),
+            link(1, "alice", "clientarea:upgrade", "Upgrade", 3, 2),
+            link(5, "erin", "clientarea:open_ticket", "Open Ticket", 1, 1),
+        ]
+    );
+    assert_eq!(record_of(&db, 8).await.1.len(), 1);
+    assert_eq!(db.recorded_state(7, "wpsquared").await.unwrap().0.len(), 1);
+    // Bob's and carol's rows are gone, not left empty.
+    assert_eq!(db.servers_with_records_of_service(2).await.unwrap(), Vec::<i64>::new());
+    assert_eq!(db.servers_with_records_of_service(3).await.unwrap(), Vec::<i64>::new());
+    db.forget_account("cpanel", 1).await.unwrap();
+    assert_eq!(record_of(&db, 7).await.0, [(5, "erin".to_owned())]);
+    db.close().await;
 }

@@ -608,15 +608,16 @@ impl Db {
                     v.module, v.enabled AS server_enabled, \
                     EXISTS (SELECT 1 FROM applications a \
                             WHERE a.id = $2 AND a.enabled = TRUE) AS application_enabled, \
-                    EXISTS (SELECT 1 FROM account_links l WHERE l.service_id = c.service_id \
-                            AND l.application = $2 AND l.scope = $3) AS scope_provisioned \
+                    EXISTS (SELECT 1 FROM account_records r WHERE r.service_id = c.service_id \
+                            AND r.application = $2 AND r.scopes LIKE $3 ESCAPE '\\') \
+                      AS scope_provisioned \
              FROM sso_credentials c JOIN services s ON s.id = c.service_id \
              JOIN servers v ON v.id = s.server_id \
              WHERE c.subscriber_id = $1 AND c.revoked_at IS NULL",
         )
         .bind(subscriber_id)
         .bind(application)
-        .bind(scope)
+        .bind(super::sync::scope_pattern(scope))
         .fetch_optional(self.pool())
         .await?;
         let Some(row) = row else {

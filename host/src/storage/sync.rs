@@ -6,7 +6,7 @@
 //! `queued`/`running` and are picked up again once their lease expires; the account record lags
 //! the panel by at most one batch, whose operations are idempotent and simply repeated.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rand::RngCore;
 use sqlx::Row;
@@ -102,6 +102,100 @@ pub enum RecordChange {
         /// Scope.
         scope: String,
     },
+}
+
+impl RecordChange {
+    /// The service the change is about.
+    pub fn service_id(&self) -> i64 {
+        match self {
+            Self::Group { service_id, .. }
+            | Self::GroupRemoved { service_id }
+            | Self::LinkRemoved { service_id, .. } => *service_id,
+            Self::Link(link) => link.service_id,
+        }
+    }
+}
+
+/// Rows a statement when the record is read or written many accounts at a time.
+const RECORD_ROWS_PER_STATEMENT: usize = 100;
+
+/// One link as the record holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PushedLink {
+    label: String,
+    position: i64,
+    credential_version: i64,
+}
+
+/// One row of `account_records`: what one account has on one server for one application.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct AccountRecord {
+    username: String,
+    has_group: bool,
+    links: BTreeMap<String, PushedLink>,
+}
+
+impl AccountRecord {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let text: String = row.try_get("links")?;
+        let links: Vec<(String, String, i64, i64)> = serde_json::from_str(&text)
+            .map_err(|e| super::Error::Corrupt(format!("account_records.links: {e}")))?;
+        Ok(Self {
+            username: row.try_get("username")?,
+            has_group: super::flag(row, "has_group")?,
+            links: links
+                .into_iter()
+                .map(|(scope, label, position, credential_version)| {
+                    (
+                        scope,
+                        PushedLink {
+                            label,
+                            position,
+                            credential_version,
+                        },
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    /// The `scopes` column: each scope between single spaces, so that `LIKE '% <scope> %'`
+    /// finds it (scopes hold no spaces).
+    fn scopes_text(&self) -> String {
+        let mut text = String::from(" ");
+        for scope in self.links.keys() {
+            text.push_str(scope);
+            text.push(' ');
+        }
+        if self.links.is_empty() {
+            text.push(' ');
+        }
+        text
+    }
+
+    /// The `links` column: `[[scope, label, position, credential_version], ...]`.
+    fn links_json(&self) -> String {
+        let rows: Vec<(&str, &str, i64, i64)> = self
+            .links
+            .iter()
+            .map(|(scope, l)| (scope.as_str(), l.label.as_str(), l.position, l.credential_version))
+            .collect();
+        serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
+    }
+}
+
+/// The `LIKE` pattern that finds `scope` in the `scopes` column of `account_records` (with
+/// `ESCAPE '\\'`; `_` is a wildcard otherwise).
+pub(crate) fn scope_pattern(scope: &str) -> String {
+    let mut pattern = String::from("% ");
+    for c in scope.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push_str(" %");
+    pattern
 }
 
 /// The sealing context of per-service SSO credential secrets.
@@ -479,42 +573,33 @@ impl Db {
         server_id: i64,
         application: &str,
     ) -> Result<(Vec<RecordedGroup>, Vec<RecordedLink>)> {
-        let groups = sqlx::query(
-            "SELECT service_id, username FROM account_groups \
+        let rows = sqlx::query(
+            "SELECT service_id, username, has_group, links FROM account_records \
              WHERE server_id = $1 AND application = $2",
         )
         .bind(server_id)
         .bind(application)
         .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(RecordedGroup {
-                service_id: row.try_get("service_id")?,
-                username: row.try_get("username")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let links = sqlx::query(
-            "SELECT service_id, username, scope, label, position, credential_version \
-             FROM account_links WHERE server_id = $1 AND application = $2",
-        )
-        .bind(server_id)
-        .bind(application)
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(RecordedLink {
-                service_id: row.try_get("service_id")?,
-                username: row.try_get("username")?,
-                scope: row.try_get("scope")?,
-                label: row.try_get("label")?,
-                position: row.try_get("position")?,
-                credential_version: row.try_get("credential_version")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+        .await?;
+        let (mut groups, mut links) = (Vec::new(), Vec::new());
+        for row in &rows {
+            let service_id: i64 = row.try_get("service_id")?;
+            let record = AccountRecord::from_row(row)?;
+            if record.has_group {
+                groups.push(RecordedGroup {
+                    service_id,
+                    username: record.username.clone(),
+                });
+            }
+            links.extend(record.links.into_iter().map(|(scope, pushed)| RecordedLink {
+                service_id,
+                username: record.username.clone(),
+                scope,
+                label: pushed.label,
+                position: pushed.position,
+                credential_version: pushed.credential_version,
+            }));
+        }
         Ok((groups, links))
     }
 
@@ -522,6 +607,9 @@ impl Db {
     /// when given, the renewal of the server's lease (`owner`, until `until_ms`): a batch costs
     /// one write transaction. Returns whether the lease is still held (always `true` without
     /// one). The record is written either way: it says what the panel confirmed.
+    ///
+    /// The record is one row per account (see `account_records`): the rows of the accounts the
+    /// changes touch are read, changed and written back, many rows a statement.
     pub async fn record_changes(
         &self,
         application: &str,
@@ -531,93 +619,91 @@ impl Db {
         lease: Option<(&str, i64)>,
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
+        let mut touched: Vec<i64> = changes.iter().map(RecordChange::service_id).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let mut records: BTreeMap<i64, AccountRecord> = BTreeMap::new();
+        for chunk in touched.chunks(RECORD_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT service_id, username, has_group, links FROM account_records \
+                 WHERE {} AND service_id IN ({})",
+                self.account_of_server(),
+                super::placeholder_rows(self.backend, 3, chunk.len(), 1)
+            );
+            let mut query = sqlx::query(&sql).bind(application).bind(server_id);
+            for service_id in chunk {
+                query = query.bind(*service_id);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                records.insert(row.try_get("service_id")?, AccountRecord::from_row(&row)?);
+            }
+        }
         for change in changes {
+            let service_id = change.service_id();
             match change {
-                RecordChange::Group { .. } => {} // below, many rows a statement
-                RecordChange::GroupRemoved { service_id } => {
-                    sqlx::query(
-                        "DELETE FROM account_groups WHERE service_id = $1 AND application = $2 \
-                         AND server_id = $3",
-                    )
-                    .bind(service_id)
-                    .bind(application)
-                    .bind(server_id)
-                    .execute(&mut *tx)
-                    .await?;
+                RecordChange::Group { username, .. } => {
+                    let record = records.entry(service_id).or_default();
+                    record.has_group = true;
+                    username.clone_into(&mut record.username);
                 }
-                RecordChange::Link(_) => {} // below, many rows a statement
-                RecordChange::LinkRemoved { service_id, scope } => {
-                    sqlx::query(
-                        "DELETE FROM account_links WHERE service_id = $1 AND application = $2 \
-                         AND scope = $3 AND server_id = $4",
-                    )
-                    .bind(service_id)
-                    .bind(application)
-                    .bind(scope)
-                    .bind(server_id)
-                    .execute(&mut *tx)
-                    .await?;
+                RecordChange::Link(link) => {
+                    let record = records.entry(service_id).or_default();
+                    link.username.clone_into(&mut record.username);
+                    record.links.insert(
+                        link.scope.clone(),
+                        PushedLink {
+                            label: link.label.clone(),
+                            position: link.position,
+                            credential_version: link.credential_version,
+                        },
+                    );
+                }
+                RecordChange::GroupRemoved { .. } => {
+                    if let Some(record) = records.get_mut(&service_id) {
+                        record.has_group = false;
+                    }
+                }
+                RecordChange::LinkRemoved { scope, .. } => {
+                    if let Some(record) = records.get_mut(&service_id) {
+                        record.links.remove(scope);
+                    }
                 }
             }
         }
-        let groups: Vec<(i64, &str)> = changes
+        let (kept, emptied): (Vec<_>, Vec<_>) = records
             .iter()
-            .filter_map(|c| match c {
-                RecordChange::Group {
-                    service_id,
-                    username,
-                } => Some((*service_id, username.as_str())),
-                _ => None,
-            })
-            .collect();
-        for chunk in groups.chunks(200) {
+            .partition(|(_, r)| r.has_group || !r.links.is_empty());
+        for chunk in emptied.chunks(RECORD_ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO account_groups (service_id, application, server_id, username) \
-                 VALUES {} ON CONFLICT (service_id, application) DO UPDATE \
-                 SET server_id = excluded.server_id, username = excluded.username",
-                self.placeholder_rows(chunk.len(), 4)
+                "DELETE FROM account_records WHERE {} AND service_id IN ({})",
+                self.account_of_server(),
+                super::placeholder_rows(self.backend, 3, chunk.len(), 1)
             );
-            let mut query = sqlx::query(&sql);
-            for (service_id, username) in chunk {
-                query = query
-                    .bind(*service_id)
-                    .bind(application)
-                    .bind(server_id)
-                    .bind(*username);
+            let mut query = sqlx::query(&sql).bind(application).bind(server_id);
+            for (service_id, _) in chunk {
+                query = query.bind(**service_id);
             }
             query.execute(&mut *tx).await?;
         }
-        let links: Vec<&RecordedLink> = changes
-            .iter()
-            .filter_map(|c| match c {
-                RecordChange::Link(l) => Some(l),
-                _ => None,
-            })
-            .collect();
-        // Many rows a statement: a full push records hundreds of links a batch.
-        for chunk in links.chunks(200) {
-            let mut sql = String::from(
-                "INSERT INTO account_links (service_id, application, scope, server_id, \
-                 username, label, position, credential_version) VALUES ",
-            );
-            sql.push_str(&self.placeholder_rows(chunk.len(), 8));
-            sql.push_str(
-                " ON CONFLICT (service_id, application, scope) DO UPDATE SET \
-                 server_id = excluded.server_id, username = excluded.username, \
-                 label = excluded.label, position = excluded.position, \
-                 credential_version = excluded.credential_version",
+        for chunk in kept.chunks(RECORD_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO account_records (service_id, application, server_id, username, \
+                 has_group, scopes, links) VALUES {} \
+                 ON CONFLICT (service_id, application, server_id) DO UPDATE SET \
+                 username = excluded.username, has_group = excluded.has_group, \
+                 scopes = excluded.scopes, links = excluded.links",
+                self.placeholder_rows(chunk.len(), 7)
             );
             let mut query = sqlx::query(&sql);
-            for link in chunk {
+            for (service_id, record) in chunk {
                 query = query
-                    .bind(link.service_id)
+                    .bind(**service_id)
                     .bind(application)
-                    .bind(&link.scope)
                     .bind(server_id)
-                    .bind(&link.username)
-                    .bind(&link.label)
-                    .bind(link.position)
-                    .bind(link.credential_version);
+                    .bind(record.username.as_str())
+                    .bind(record.has_group)
+                    .bind(record.scopes_text())
+                    .bind(record.links_json());
             }
             query.execute(&mut *tx).await?;
         }
@@ -650,11 +736,21 @@ impl Db {
         Ok(held)
     }
 
+    /// `application = $1 AND server_id = $2`, in the placeholders of the statements that go on
+    /// with [`super::placeholder_rows`] from `$3` (SQLite's anonymous `?` are numbered by
+    /// position, and sqlx cannot mix them with `$N`).
+    fn account_of_server(&self) -> String {
+        format!(
+            "application = {} AND server_id = {}",
+            super::placeholder_rows(self.backend, 1, 1, 1),
+            super::placeholder_rows(self.backend, 2, 1, 1)
+        )
+    }
+
     /// Servers with recorded links of an application (some may no longer be its servers).
     pub async fn servers_with_records(&self, application: &str) -> Result<Vec<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT server_id FROM account_groups WHERE application = $1 \
-             UNION SELECT server_id FROM account_links WHERE application = $1",
+            "SELECT DISTINCT server_id FROM account_records WHERE application = $1",
         )
         .bind(application)
         .fetch_all(self.pool())
@@ -819,8 +915,7 @@ impl Db {
     /// The servers a service has recorded links or a group on.
     pub async fn servers_with_records_of_service(&self, service_id: i64) -> Result<Vec<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT server_id FROM account_groups WHERE service_id = $1 \
-             UNION SELECT server_id FROM account_links WHERE service_id = $1",
+            "SELECT DISTINCT server_id FROM account_records WHERE service_id = $1",
         )
         .bind(service_id)
         .fetch_all(self.pool())
@@ -830,17 +925,39 @@ impl Db {
     /// Forget what one account was given (a drift check found the panel differs), so that the
     /// next sync pushes it whole.
     pub async fn forget_account(&self, application: &str, service_id: i64) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        for table in ["account_groups", "account_links"] {
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE service_id = $1 AND application = $2"
-            ))
+        sqlx::query("DELETE FROM account_records WHERE service_id = $1 AND application = $2")
             .bind(service_id)
             .bind(application)
-            .execute(&mut *tx)
+            .execute(self.pool())
             .await?;
-        }
-        tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_columns_round_trip_and_scope_patterns_are_exact() {
+        let mut record = AccountRecord::default();
+        assert_eq!(record.scopes_text(), "  ");
+        assert_eq!(record.links_json(), "[]");
+        for (scope, label) in [("clientarea:b_c", "Bills \"&\" more"), ("clientarea:a", "A")] {
+            record.links.insert(
+                scope.to_owned(),
+                PushedLink {
+                    label: label.to_owned(),
+                    position: 2,
+                    credential_version: 7,
+                },
+            );
+        }
+        assert_eq!(record.scopes_text(), " clientarea:a clientarea:b_c ");
+        let parsed: Vec<(String, String, i64, i64)> =
+            serde_json::from_str(&record.links_json()).unwrap();
+        assert_eq!(parsed[1].1, "Bills \"&\" more");
+        assert_eq!(scope_pattern("clientarea:b_c"), "% clientarea:b\\_c %");
+        assert_eq!(scope_pattern("a%b\\"), "% a\\%b\\\\ %");
     }
 }
