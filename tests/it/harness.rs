@@ -678,10 +678,16 @@ pub fn documented_operations(doc: &Value) -> BTreeMap<(String, String), Option<S
     out
 }
 
-/// A log capture: a `tracing` subscriber for the current thread that writes every event (all
-/// levels) into a buffer.
+/// A log capture: every event (all levels) of the whole test process, while installed, written
+/// into a buffer.
 #[derive(Clone, Default)]
 pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+/// The capture installed now, if any (captures take turns).
+static CAPTURING: Mutex<Option<LogCapture>> = Mutex::new(None);
+
+/// Whether a capture is installed (read by the filter on every event).
+static CAPTURE_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl LogCapture {
     /// Everything written so far.
@@ -689,34 +695,77 @@ impl LogCapture {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
-    /// Install for the current thread until the guard drops. The panel simulator's own lines are
-    /// left out: it is the panel, and legitimately knows its token.
+    /// Install until the guard drops. The panel simulator's own lines are left out: it is the
+    /// panel, and legitimately knows its token.
     ///
-    /// One capture at a time in the process: tracing's per-callsite interest and global
-    /// maximum level are shared by every thread's subscriber, and two captures coming and going
-    /// on different threads at once could make one of them miss events.
+    /// One process-wide subscriber, installed once, writes to whichever capture is installed. A
+    /// per-thread subscriber (`set_default`) is not reliable here: tracing caches each
+    /// callsite's interest process-wide, so a callsite first hit on another test's thread, with
+    /// no subscriber, could stay disabled for the capture (this made a test miss events under
+    /// load). The filter here answers "sometimes" for every callsite and decides per event, so
+    /// nothing is cached. Events of other tests running meanwhile are captured too, which only
+    /// makes "no secret in the logs" checks stricter.
     pub fn install(&self) -> CaptureGuard {
         static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        static SUBSCRIBER: OnceLock<()> = OnceLock::new();
         let turn = ONE_AT_A_TIME
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let writer = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace,panel_sim=off"))
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        CaptureGuard {
-            _default: tracing::subscriber::set_default(subscriber),
-            _turn: turn,
+        SUBSCRIBER.get_or_init(|| {
+            use tracing_subscriber::Layer as _;
+            use tracing_subscriber::layer::SubscriberExt as _;
+            let filter = tracing_subscriber::filter::DynFilterFn::new(|meta, _| {
+                CAPTURE_ON.load(std::sync::atomic::Ordering::SeqCst)
+                    && !meta.target().starts_with("panel_sim")
+            })
+            .with_callsite_filter(|_| tracing::subscriber::Interest::sometimes());
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(|| CaptureWriter)
+                .with_ansi(false)
+                .with_filter(filter);
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+                .expect("the test process has no other global subscriber");
+        });
+        *CAPTURING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(self.clone());
+        CAPTURE_ON.store(true, std::sync::atomic::Ordering::SeqCst);
+        CaptureGuard { _turn: turn }
+    }
+}
+
+/// Writes to the installed capture, if any.
+struct CaptureWriter;
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let current = CAPTURING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match current {
+            Some(mut capture) => capture.write(buf),
+            None => Ok(buf.len()),
         }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
 /// An installed [`LogCapture`]; dropping it uninstalls the capture.
 pub struct CaptureGuard {
-    _default: tracing::subscriber::DefaultGuard,
     _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE_ON.store(false, std::sync::atomic::Ordering::SeqCst);
+        *CAPTURING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
 }
 
 impl std::io::Write for LogCapture {

@@ -753,7 +753,14 @@ async fn sso_writes_commit_together_and_fail_alone(backend: Backend) {
     assert_eq!(db.client_activity(c.id, 1000).await.unwrap().len(), 58);
 }
 
-fn link(service_id: i64, user: &str, scope: &str, label: &str, position: i64, version: i64) -> RecordedLink {
+fn link(
+    service_id: i64,
+    user: &str,
+    scope: &str,
+    label: &str,
+    position: i64,
+    version: i64,
+) -> RecordedLink {
     RecordedLink {
         service_id,
         username: user.into(),
@@ -772,7 +779,12 @@ async fn record_of(
     let (groups, mut links) = db.recorded_state(server_id, "cpanel").await.unwrap();
     let mut groups: Vec<(i64, String)> = groups
         .into_iter()
-        .map(|RecordedGroup { service_id, username }| (service_id, username))
+        .map(
+            |RecordedGroup {
+                 service_id,
+                 username,
+             }| (service_id, username),
+        )
         .collect();
     groups.sort();
     links.sort_by(|a, b| (a.service_id, &a.scope).cmp(&(b.service_id, &b.scope)));
@@ -789,7 +801,9 @@ async fn account_record_survives_the_upgrade_and_applies_changes(backend: Backen
         Backend::Postgres => "postgres",
     };
     let old = tempfile::tempdir().unwrap();
-    let source = panelink_tests::repo_root().join("host/migrations").join(dialect);
+    let source = panelink_tests::repo_root()
+        .join("host/migrations")
+        .join(dialect);
     for name in ["0001_core.sql", "0002_sync.sql", "0003_sso.sql"] {
         std::fs::copy(source.join(name), old.path().join(name)).unwrap();
     }
@@ -825,14 +839,31 @@ async fn account_record_survives_the_upgrade_and_applies_changes(backend: Backen
     assert_eq!(
         links,
         [
-            link(1, "alice", "clientarea:invoices", "Invoices & \"Bills\"", 2, 2),
+            link(
+                1,
+                "alice",
+                "clientarea:invoices",
+                "Invoices & \"Bills\"",
+                2,
+                2
+            ),
             link(1, "alice", "clientarea:open_ticket", "Open Ticket", 1, 2),
             link(2, "bob", "clientarea:open_ticket", "Tickets", 1, 1),
         ]
     );
     let (groups, links) = record_of(&db, 8).await;
     assert!(groups.is_empty());
-    assert_eq!(links, [link(4, "dave", "clientarea:open_ticket", "Open Ticket", 1, 1)]);
+    assert_eq!(
+        links,
+        [link(
+            4,
+            "dave",
+            "clientarea:open_ticket",
+            "Open Ticket",
+            1,
+            1
+        )]
+    );
     let (wp_groups, wp_links) = db.recorded_state(7, "wpsquared").await.unwrap();
     assert_eq!((wp_groups.len(), wp_links.len()), (1, 0));
     let mut servers = db.servers_with_records("cpanel").await.unwrap();
@@ -856,14 +887,25 @@ async fn account_record_survives_the_upgrade_and_applies_changes(backend: Backen
             service_id: 5,
             username: "erin".into(),
         },
-        RecordChange::Link(link(5, "erin", "clientarea:open_ticket", "Open Ticket", 1, 1)),
+        RecordChange::Link(link(
+            5,
+            "erin",
+            "clientarea:open_ticket",
+            "Open Ticket",
+            1,
+            1,
+        )),
         // A removal for an account this server has no record of changes nothing.
         RecordChange::LinkRemoved {
             service_id: 4,
             scope: "clientarea:open_ticket".into(),
         },
     ];
-    assert!(db.record_changes("cpanel", 7, &changes, None, None).await.unwrap());
+    assert!(
+        db.record_changes("cpanel", 7, &changes, None, None)
+            .await
+            .unwrap()
+    );
     let (groups, links) = record_of(&db, 7).await;
     assert_eq!(groups, [(1, "alice".to_owned()), (5, "erin".to_owned())]);
     assert_eq!(
@@ -877,8 +919,14 @@ async fn account_record_survives_the_upgrade_and_applies_changes(backend: Backen
     assert_eq!(record_of(&db, 8).await.1.len(), 1);
     assert_eq!(db.recorded_state(7, "wpsquared").await.unwrap().0.len(), 1);
     // Bob's and carol's rows are gone, not left empty.
-    assert_eq!(db.servers_with_records_of_service(2).await.unwrap(), Vec::<i64>::new());
-    assert_eq!(db.servers_with_records_of_service(3).await.unwrap(), Vec::<i64>::new());
+    assert_eq!(
+        db.servers_with_records_of_service(2).await.unwrap(),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        db.servers_with_records_of_service(3).await.unwrap(),
+        Vec::<i64>::new()
+    );
     db.forget_account("cpanel", 1).await.unwrap();
     assert_eq!(record_of(&db, 7).await.0, [(5, "erin".to_owned())]);
     db.close().await;
