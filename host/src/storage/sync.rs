@@ -178,7 +178,14 @@ impl AccountRecord {
         let rows: Vec<(&str, &str, i64, i64)> = self
             .links
             .iter()
-            .map(|(scope, l)| (scope.as_str(), l.label.as_str(), l.position, l.credential_version))
+            .map(|(scope, l)| {
+                (
+                    scope.as_str(),
+                    l.label.as_str(),
+                    l.position,
+                    l.credential_version,
+                )
+            })
             .collect();
         serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
     }
@@ -591,14 +598,19 @@ impl Db {
                     username: record.username.clone(),
                 });
             }
-            links.extend(record.links.into_iter().map(|(scope, pushed)| RecordedLink {
-                service_id,
-                username: record.username.clone(),
-                scope,
-                label: pushed.label,
-                position: pushed.position,
-                credential_version: pushed.credential_version,
-            }));
+            links.extend(
+                record
+                    .links
+                    .into_iter()
+                    .map(|(scope, pushed)| RecordedLink {
+                        service_id,
+                        username: record.username.clone(),
+                        scope,
+                        label: pushed.label,
+                        position: pushed.position,
+                        credential_version: pushed.credential_version,
+                    }),
+            );
         }
         Ok((groups, links))
     }
@@ -943,7 +955,10 @@ mod tests {
         let mut record = AccountRecord::default();
         assert_eq!(record.scopes_text(), "  ");
         assert_eq!(record.links_json(), "[]");
-        for (scope, label) in [("clientarea:b_c", "Bills \"&\" more"), ("clientarea:a", "A")] {
+        for (scope, label) in [
+            ("clientarea:b_c", "Bills \"&\" more"),
+            ("clientarea:a", "A"),
+        ] {
             record.links.insert(
                 scope.to_owned(),
                 PushedLink {
