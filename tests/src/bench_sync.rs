@@ -2,7 +2,8 @@
 //! the physical limit of its configuration and against the way existing systems do it.
 //!
 //! Size from the environment: `PANELINK_BENCH_SERVERS` (default 50), `PANELINK_BENCH_ACCOUNTS`
-//! (default 1000), `PANELINK_BENCH_LATENCY_MS` (default 20).
+//! (default 1000), `PANELINK_BENCH_LATENCY_MS` (default 20). `PANELINK_BENCH_FULL_ONLY` stops
+//! after the full push (for profiling it).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -257,6 +258,11 @@ pub async fn run() -> anyhow::Result<()> {
         sim_cpu.as_secs_f64() * 1e6 / calls.max(1) as f64
     );
 
+    if std::env::var_os("PANELINK_BENCH_FULL_ONLY").is_some() {
+        let _ = stop.send(());
+        task.await?;
+        return Ok(());
+    }
     // 2. A one-label change.
     for sim in &sims {
         sim.reset_counters();

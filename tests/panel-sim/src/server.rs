@@ -65,6 +65,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    fn new(config: &SimConfig) -> Self {
+        Shared {
+            state: Mutex::new(ServerState::new(config)),
+            behaviour: Mutex::new(Behaviour::new(config)),
+            metrics: Metrics::default(),
+            shutdown: watch::Sender::new(false),
+        }
+    }
+
     pub(crate) fn lock_state(&self) -> MutexGuard<'_, ServerState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -105,12 +114,7 @@ impl PanelSim {
             .timeout(config.click_timeout)
             .build()
             .map_err(io::Error::other)?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(ServerState::new(&config)),
-            behaviour: Mutex::new(Behaviour::new(&config)),
-            metrics: Metrics::default(),
-            shutdown: watch::Sender::new(false),
-        });
+        let shared = Arc::new(Shared::new(&config));
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         tracing::debug!(%addr, "panel-sim listening");
         Ok(SimHandle {
@@ -263,13 +267,9 @@ async fn handle(
         return Ok(response);
     }
 
-    let mut params: Params = request
-        .uri()
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    let form_body = request
-        .headers()
+    let (parts, body) = request.into_parts();
+    let form_body = parts
+        .headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_none_or(|v| {
@@ -277,10 +277,7 @@ async fn handle(
                 .to_ascii_lowercase()
                 .starts_with("application/x-www-form-urlencoded")
         });
-    let body = match Limited::new(request.into_body(), BODY_LIMIT)
-        .collect()
-        .await
-    {
+    let body = match Limited::new(body, BODY_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
             return Ok(respond_text(
@@ -289,24 +286,44 @@ async fn handle(
             ));
         }
     };
-    if form_body {
-        params.extend(form_urlencoded::parse(&body).into_owned());
-    }
-
-    let answer = match whm::param(&params, "api.version").map(str::trim) {
-        Some("1") => whm::dispatch(&shared, &function, &params).await,
-        None | Some("0") => api0(&shared, &function).to_string(),
-        Some(other) => {
-            let mut env = whm::envelope(&function, Err(texts::api_version_unsupported(other)));
-            env["metadata"]["version"] = json!(other);
-            env.to_string()
-        }
-    };
+    let answer = answer(
+        &shared,
+        &function,
+        parts.uri.query(),
+        form_body.then_some(&body[..]),
+    )
+    .await;
     Ok(respond(
         StatusCode::OK,
         "application/json; charset=utf-8",
         answer,
     ))
+}
+
+/// Collects a request's parameters (query string, then the form body when there is one), checks
+/// `api.version` and runs the function: the JSON text answered with HTTP 200.
+async fn answer(
+    shared: &Shared,
+    function: &str,
+    query: Option<&str>,
+    body: Option<&[u8]>,
+) -> String {
+    let mut params = Params::new();
+    if let Some(query) = query {
+        params.extend_from_form(query.as_bytes());
+    }
+    if let Some(body) = body {
+        params.extend_from_form(body);
+    }
+    match params.get("api.version").map(str::trim) {
+        Some("1") => whm::dispatch(shared, function, &params).await,
+        None | Some("0") => api0(shared, function).to_string(),
+        Some(other) => {
+            let mut env = whm::envelope(function, Err(texts::api_version_unsupported(other)));
+            env["metadata"]["version"] = json!(other);
+            env.to_string()
+        }
+    }
 }
 
 /// WHM API 0, as far as simulated: `version` answers the legacy `{"version": …}` shape (what a
@@ -639,5 +656,90 @@ impl SimHandle {
         if let Some(task) = task {
             let _ = task.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use rand::Rng;
+    use rand::distr::Alphanumeric;
+
+    use super::*;
+
+    /// A sync-shaped batch body: per account one `create_integration_group` and 14
+    /// `create_integration_link`, `commands` commands in all.
+    fn sync_batch_body(accounts: &[String], commands: usize) -> String {
+        let mut rng = rand::rng();
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("api.version", "1");
+        let mut n = 0;
+        'outer: for user in accounts {
+            for i in 0..15 {
+                if n == commands {
+                    break 'outer;
+                }
+                n += 1;
+                let command = if i == 0 {
+                    format!(
+                        "create_integration_group?user={user}&group_id=panelink&label=Panelink&order=1"
+                    )
+                } else {
+                    let token: String = (&mut rng)
+                        .sample_iter(Alphanumeric)
+                        .take(32)
+                        .map(char::from)
+                        .collect();
+                    format!(
+                        "create_integration_link?user={user}&app=PANELINK_billing_open_ticket_{i}&label=Open%20Ticket&implements=PANELINK_billing_open_ticket&subscriber_unique_id=sub-0123456789abcdef&token={token}&autologin_token_url=https%3A%2F%2Fbilling.example%2Foauth%2Ftoken%3Fscope%3Dclientarea%253Asso%2Bopen_ticket%26module%3Dcpanel&url=https%3A%2F%2Fbilling.example%2Fsubmitticket.php&group_id=panelink&order=3"
+                    )
+                };
+                form.append_pair("command", &command);
+            }
+        }
+        form.finish()
+    }
+
+    /// Time per command of a 300-command sync-shaped batch, from the collected body to the answer
+    /// text, on one thread (so wall time is CPU time). Prints, asserts no timing:
+    /// `cargo test -p panel-sim --release --lib -- --ignored --nocapture batch_cpu`
+    #[test]
+    #[ignore = "measurement"]
+    fn batch_cpu_per_command() {
+        const COMMANDS: usize = 300;
+        const ROUNDS: usize = 200;
+        let config = SimConfig::new().sample_accounts(1000);
+        let shared = Shared::new(&config);
+        let accounts: Vec<String> = config.accounts.keys().cloned().collect();
+        let bodies: Vec<String> = accounts
+            .chunks(20)
+            .take(10)
+            .map(|chunk| sync_batch_body(chunk, COMMANDS))
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut walls = Vec::with_capacity(ROUNDS);
+        for round in 0..ROUNDS {
+            let body = &bodies[round % bodies.len()];
+            if round % bodies.len() == 0 {
+                shared.lock_state().integrations.clear();
+            }
+            let start = Instant::now();
+            let answer = runtime.block_on(answer(&shared, "batch", None, Some(body.as_bytes())));
+            walls.push(start.elapsed());
+            assert!(
+                answer.ends_with(r#""reason":"OK","result":1,"version":1}}"#),
+                "{answer}"
+            );
+        }
+        walls.sort_unstable();
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / COMMANDS as f64;
+        println!(
+            "per command: best {:.2} µs, median {:.2} µs",
+            per(walls[0]),
+            per(walls[ROUNDS / 2])
+        );
     }
 }

@@ -47,8 +47,219 @@ use serde_json::{Value, json};
 use crate::server::Shared;
 use crate::state::{Group, Link, ServerState};
 
-/// Request parameters in arrival order (query string first, then the form body).
-pub type Params = Vec<(String, String)>;
+/// Request parameters in arrival order (query string first, then the form body), decoded exactly
+/// like [`form_urlencoded::parse`] does (`+` is a space, `%XX` a byte, an invalid `%` sequence
+/// stays as it is, invalid UTF-8 becomes U+FFFD; empty `&`-separated pieces are skipped and a
+/// piece without `=` has an empty value).
+///
+/// Every decoded key and value lives in one buffer, so parsing a form allocates nothing per
+/// pair, and a cleared `Params` can be reused without allocating at all.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    /// The decoded keys and values, each key followed directly by its value.
+    text: String,
+    /// Per pair: where its key starts, where its value starts (the key's end) and where it ends.
+    pairs: Vec<[usize; 3]>,
+}
+
+impl Params {
+    /// No parameters.
+    pub fn new() -> Self {
+        Params::default()
+    }
+
+    /// The pairs of an `application/x-www-form-urlencoded` text (a query string or form body).
+    pub fn parse(input: &[u8]) -> Self {
+        let mut params = Params::new();
+        params.extend_from_form(input);
+        params
+    }
+
+    /// Appends the pairs of an `application/x-www-form-urlencoded` text.
+    pub fn extend_from_form(&mut self, input: &[u8]) {
+        let mut bytes = std::mem::take(&mut self.text).into_bytes();
+        let (old_len, old_pairs) = (bytes.len(), self.pairs.len());
+        decode_form(input, &mut bytes, &mut self.pairs);
+        // Valid UTF-8 cut only at character boundaries: every key and value is valid on its own.
+        let bytes = match String::from_utf8(bytes) {
+            Ok(text) => {
+                if self.pairs[old_pairs..]
+                    .iter()
+                    .flatten()
+                    .all(|&i| text.is_char_boundary(i))
+                {
+                    self.text = text;
+                    return;
+                }
+                text.into_bytes()
+            }
+            Err(error) => error.into_bytes(),
+        };
+        // Some key or value is not valid UTF-8: convert each on its own, invalid sequences to
+        // U+FFFD, as `form_urlencoded` does.
+        let mut text = String::from_utf8_lossy(&bytes[..old_len]).into_owned();
+        text.reserve(bytes.len() - old_len);
+        for pair in &mut self.pairs[old_pairs..] {
+            let [start, mid, end] = *pair;
+            let new_start = text.len();
+            text.push_str(&String::from_utf8_lossy(&bytes[start..mid]));
+            let new_mid = text.len();
+            text.push_str(&String::from_utf8_lossy(&bytes[mid..end]));
+            *pair = [new_start, new_mid, text.len()];
+        }
+        self.text = text;
+    }
+
+    /// Appends one already decoded pair.
+    pub fn push(&mut self, key: &str, value: &str) {
+        let start = self.text.len();
+        self.text.push_str(key);
+        let mid = self.text.len();
+        self.text.push_str(value);
+        self.pairs.push([start, mid, self.text.len()]);
+    }
+
+    /// Forgets every pair, keeping the memory for reuse.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.pairs.clear();
+    }
+
+    /// The number of pairs.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// True without pairs.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// The pairs in order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &str)> + '_ {
+        self.pairs
+            .iter()
+            .map(|&[start, mid, end]| (&self.text[start..mid], &self.text[mid..end]))
+    }
+
+    /// The last value of a parameter (later values override earlier ones).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let text = self.text.as_bytes();
+        self.pairs
+            .iter()
+            .rev()
+            .find(|&&[start, mid, _]| &text[start..mid] == key.as_bytes())
+            .map(|&[_, mid, end]| &self.text[mid..end])
+    }
+
+    /// Every value of a parameter, in order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.iter().filter(move |(k, _)| *k == key).map(|(_, v)| v)
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Params {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        let mut params = Params::new();
+        for (k, v) in pairs {
+            params.push(k.as_ref(), v.as_ref());
+        }
+        params
+    }
+}
+
+/// The number of bytes of `word` (little-endian) before the first one [`decode_form`] does more
+/// with than copy (`&`, `=`, `+`, `%`): 8 when there is none.
+fn first_special(word: u64) -> usize {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGHS: u64 = ONES << 7;
+    // The high bit of each zero byte, and possibly of bytes above one (borrows): the lowest set
+    // bit is exact.
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let found = [b'&', b'=', b'+', b'%'].iter().fold(0, |found, &special| {
+        found | zero_bytes(word ^ (ONES * u64::from(special)))
+    });
+    (found.trailing_zeros() / 8) as usize
+}
+
+/// Appends the percent-decoded keys and values of a form to `out` (as bytes, not yet checked for
+/// UTF-8) and their positions to `pairs`: `&` separates pairs (empty pieces are skipped), the first
+/// `=` of a piece separates key and value (none: an empty value), `+` is a space and `%XX` a byte
+/// (an invalid `%` sequence stays as it is).
+fn decode_form(input: &[u8], out: &mut Vec<u8>, pairs: &mut Vec<[usize; 3]>) {
+    // Decoding never lengthens: write into room for all of the input, then cut to what was written.
+    let base = out.len();
+    out.resize(base + input.len(), 0);
+    let mut w = base;
+    // The current piece: where its key starts in `out`, where its value starts once its `=` was
+    // seen, and whether it has any byte yet.
+    let mut start = base;
+    let mut mid = None;
+    let mut empty = true;
+    let mut i = 0;
+    while i < input.len() {
+        // Eight bytes at a time while none is special: copy them all, keep those before the first
+        // special one.
+        if let (Some(chunk), Some(room)) = (
+            input[i..].first_chunk::<8>(),
+            out[w..].first_chunk_mut::<8>(),
+        ) {
+            *room = *chunk;
+            let plain = first_special(u64::from_le_bytes(*chunk));
+            i += plain;
+            w += plain;
+            empty &= plain == 0;
+            if plain == 8 {
+                continue;
+            }
+        }
+        let b = input[i];
+        i += 1;
+        let decoded = match b {
+            b'&' => {
+                if !empty {
+                    pairs.push([start, mid.unwrap_or(w), w]);
+                }
+                (start, mid, empty) = (w, None, true);
+                continue;
+            }
+            b'=' if mid.is_none() => {
+                mid = Some(w);
+                empty = false;
+                continue;
+            }
+            b'+' => b' ',
+            b'%' => match (
+                input.get(i).copied().and_then(hex_digit),
+                input.get(i + 1).copied().and_then(hex_digit),
+            ) {
+                (Some(high), Some(low)) => {
+                    i += 2;
+                    high << 4 | low
+                }
+                _ => b'%',
+            },
+            _ => b,
+        };
+        out[w] = decoded;
+        w += 1;
+        empty = false;
+    }
+    if !empty {
+        pairs.push([start, mid.unwrap_or(w), w]);
+    }
+    out.truncate(w);
+}
+
+/// The value of an ASCII hex digit.
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
 
 /// Functions every simulated version has.
 pub const BASE_FUNCTIONS: [&str; 3] = ["applist", "batch", "version"];
@@ -151,15 +362,6 @@ pub mod texts {
     }
 }
 
-/// The last value of a parameter (later values override earlier ones).
-pub(crate) fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
 /// A WHM API 1 envelope. Success: `reason` `OK`, `result` 1; failure: `result` 0, `data` null.
 pub fn envelope(command: &str, outcome: Result<Value, String>) -> Value {
     match outcome {
@@ -194,11 +396,7 @@ pub(crate) fn available_functions(state: &ServerState) -> Vec<&'static str> {
 
 /// Runs one top-level WHM API 1 call (counting it, with command latency) and returns its envelope.
 /// Runs a function and answers its envelope as JSON text.
-pub(crate) async fn dispatch(
-    shared: &Shared,
-    function: &str,
-    params: &[(String, String)],
-) -> String {
+pub(crate) async fn dispatch(shared: &Shared, function: &str, params: &Params) -> String {
     if function == "batch" {
         return run_batch(shared, params).await;
     }
@@ -221,12 +419,8 @@ async fn sleep_command_latency(shared: &Shared) {
 ///
 /// Without command latency the whole batch runs under one lock of the state, and the calls are
 /// counted once at the end (a batch is one request: nobody observes it half done).
-async fn run_batch(shared: &Shared, params: &[(String, String)]) -> String {
-    let commands: Vec<&str> = params
-        .iter()
-        .filter(|(k, _)| k == "command")
-        .map(|(_, v)| v.as_str())
-        .collect();
+async fn run_batch(shared: &Shared, params: &Params) -> String {
+    let commands: Vec<&str> = params.all("command").collect();
     let mut calls: Vec<(&str, u64)> = vec![("batch", 1)];
     let mut count = |function| match calls.iter_mut().find(|(f, _)| *f == function) {
         Some((_, n)) => *n += 1,
@@ -236,15 +430,27 @@ async fn run_batch(shared: &Shared, params: &[(String, String)]) -> String {
         shared.metrics.count_call("batch");
         return envelope_text("batch", &Err(texts::missing_parameter("command", "batch")));
     }
-    let abort_on_error = param(params, "abort_on_error").is_some_and(|v| v.trim() == "1");
+    let abort_on_error = params
+        .get("abort_on_error")
+        .is_some_and(|v| v.trim() == "1");
     let latency = shared.lock_behaviour().command_latency;
 
-    let mut results = String::with_capacity(commands.len() * 96 + 16);
+    // What `envelope` would give, with `data` set on failure too; the results are written in
+    // place. A successful command's envelope is its name plus about 75 bytes.
+    let estimate: usize = commands
+        .iter()
+        .map(|c| c.find('?').unwrap_or(c.len()) + 80)
+        .sum();
+    let mut out = String::with_capacity(estimate + 128);
+    out.push_str("{\"data\":{\"result\":[");
     let mut first_failure: Option<String> = None;
+    let mut first = true;
     // Records one command's outcome; false once the batch must stop.
     let mut record = |function: &str, outcome: Result<Value, String>| {
-        results.push_str(if results.is_empty() { "" } else { "," });
-        write_envelope(&mut results, function, &outcome);
+        if !std::mem::take(&mut first) {
+            out.push(',');
+        }
+        write_envelope(&mut out, function, &outcome);
         match outcome {
             Err(reason) => {
                 first_failure.get_or_insert(reason);
@@ -253,10 +459,12 @@ async fn run_batch(shared: &Shared, params: &[(String, String)]) -> String {
             Ok(_) => true,
         }
     };
+    // One decoding buffer for every command's parameters.
+    let mut inner = Params::new();
     if latency == Duration::ZERO {
         let mut state = shared.lock_state();
         for command in &commands {
-            let (function, outcome) = run_one(&mut state, command);
+            let (function, outcome) = run_one(&mut state, command, &mut inner);
             count(function);
             if !record(function, outcome) {
                 break;
@@ -265,7 +473,7 @@ async fn run_batch(shared: &Shared, params: &[(String, String)]) -> String {
     } else {
         for command in &commands {
             tokio::time::sleep(latency).await;
-            let (function, outcome) = run_one(&mut shared.lock_state(), command);
+            let (function, outcome) = run_one(&mut shared.lock_state(), command, &mut inner);
             count(function);
             if !record(function, outcome) {
                 break;
@@ -278,36 +486,44 @@ async fn run_batch(shared: &Shared, params: &[(String, String)]) -> String {
         }
     });
 
-    let data = format!("{{\"result\":[{results}]}}");
     let (reason, result) = match &first_failure {
-        None => ("OK", 1),
-        Some(reason) => (reason.as_str(), 0),
+        None => ("OK", "1"),
+        Some(reason) => (reason.as_str(), "0"),
     };
-    // What `envelope` would give, with `data` set on failure too.
-    let mut out = String::with_capacity(data.len() + 96);
-    out.push_str("{\"data\":");
-    out.push_str(&data);
-    out.push_str(",\"metadata\":{\"command\":\"batch\",\"reason\":");
-    out.push_str(&json_string(reason));
-    out.push_str(&format!(",\"result\":{result},\"version\":1}}}}"));
+    out.push_str("]},\"metadata\":{\"command\":\"batch\",\"reason\":");
+    push_json_string(&mut out, reason);
+    out.push_str(",\"result\":");
+    out.push_str(result);
+    out.push_str(",\"version\":1}}");
     out
 }
 
-/// One `command` value of a batch: its function and outcome.
-fn run_one<'c>(state: &mut ServerState, command: &'c str) -> (&'c str, Result<Value, String>) {
+/// One `command` value of a batch: its function and outcome. `inner` is decoding room for the
+/// command's parameters.
+fn run_one<'c>(
+    state: &mut ServerState,
+    command: &'c str,
+    inner: &mut Params,
+) -> (&'c str, Result<Value, String>) {
     let (function, query) = command.split_once('?').unwrap_or((command, ""));
     if function == "batch" {
         return (function, Err(texts::nested_batch()));
     }
-    let inner: Params = form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    (function, run_command(state, function, &inner))
+    inner.clear();
+    inner.extend_from_form(query.as_bytes());
+    (function, run_command(state, function, inner))
 }
 
-/// A JSON string literal.
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+/// Appends a JSON string literal, byte for byte what `serde_json` writes.
+fn push_json_string(out: &mut String, text: &str) {
+    // serde_json escapes `"`, `\` and the control characters below U+0020, nothing else.
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned()));
+    }
 }
 
 /// [`envelope`] as JSON text, byte for byte what serializing it gives (keys in order).
@@ -319,23 +535,29 @@ pub fn envelope_text(command: &str, outcome: &Result<Value, String>) -> String {
 
 fn write_envelope(out: &mut String, command: &str, outcome: &Result<Value, String>) {
     let (data, reason, result) = match outcome {
-        Ok(data) => (data, "OK", 1),
-        Err(reason) => (&Value::Null, reason.as_str(), 0),
+        Ok(data) => (data, "OK", "1"),
+        Err(reason) => (&Value::Null, reason.as_str(), "0"),
     };
     out.push_str("{\"data\":");
-    out.push_str(&serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned()));
+    if data.is_null() {
+        out.push_str("null");
+    } else {
+        out.push_str(&serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned()));
+    }
     out.push_str(",\"metadata\":{\"command\":");
-    out.push_str(&json_string(command));
+    push_json_string(out, command);
     out.push_str(",\"reason\":");
-    out.push_str(&json_string(reason));
-    out.push_str(&format!(",\"result\":{result},\"version\":1}}}}"));
+    push_json_string(out, reason);
+    out.push_str(",\"result\":");
+    out.push_str(result);
+    out.push_str(",\"version\":1}}");
 }
 
 /// Runs one non-batch function against the state: `Ok(data)` or `Err(reason)`.
 pub(crate) fn run_command(
     state: &mut ServerState,
     function: &str,
-    params: &[(String, String)],
+    params: &Params,
 ) -> Result<Value, String> {
     let unknown = || Err(texts::unknown_function(function));
     match function {
@@ -365,17 +587,17 @@ fn profile_data(state: &ServerState) -> Value {
 fn validate_request<'a>(
     state: &ServerState,
     function: &str,
-    params: &'a [(String, String)],
+    params: &'a Params,
     required: &[&str],
 ) -> Result<&'a str, String> {
     for arg in std::iter::once(&"user").chain(required) {
-        match param(params, arg) {
+        match params.get(arg) {
             None => return Err(texts::missing_parameter(arg, function)),
             Some("") => return Err(texts::empty_value(arg)),
             Some(_) => {}
         }
     }
-    let user = param(params, "user").unwrap_or_default();
+    let user = params.get("user").unwrap_or_default();
     if !state.accounts.contains_key(user) {
         return Err(texts::no_such_user(user));
     }
@@ -411,16 +633,11 @@ fn truthy(value: Option<&str>) -> Option<&str> {
     value.filter(|v| !v.is_empty() && *v != "0")
 }
 
-fn integration(
-    state: &mut ServerState,
-    function: &str,
-    params: &[(String, String)],
-) -> Result<Value, String> {
-    let get = |k: &str| param(params, k);
+fn integration(state: &mut ServerState, function: &str, params: &Params) -> Result<Value, String> {
+    let get = |k: &str| params.get(k);
     match function {
         "create_integration_group" => {
-            let user = validate_request(state, function, params, &["group_id", "label", "order"])?
-                .to_owned();
+            let user = validate_request(state, function, params, &["group_id", "label", "order"])?;
             let group_id = get("group_id").unwrap_or_default();
             check_prefix("group_id", group_id)?;
             let label = get("label").unwrap_or_default();
@@ -441,7 +658,7 @@ fn integration(
                 order,
             };
             state
-                .integration_mut(&user)
+                .integration_mut(user)
                 .groups
                 .insert(group.group_id.clone(), group);
             Ok(Value::Null)
@@ -458,36 +675,35 @@ fn integration(
                     "subscriber_unique_id",
                     "token",
                 ],
-            )?
-            .to_owned();
+            )?;
             let app = get("app").unwrap_or_default().to_owned();
             check_prefix("app", &app)?;
             let link = build_link(&app, params)?;
-            state.integration_mut(&user).links.insert(app, link);
+            state.integration_mut(user).links.insert(app, link);
             Ok(Value::Null)
         }
         "remove_integration_link" => {
-            let user = validate_request(state, function, params, &["app"])?.to_owned();
+            let user = validate_request(state, function, params, &["app"])?;
             let app = get("app").unwrap_or_default();
             check_prefix("app", app)?;
-            if let Some(i) = state.integrations.get_mut(&user) {
+            if let Some(i) = state.integrations.get_mut(user) {
                 i.links.remove(app);
             }
-            state.tidy(&user);
+            state.tidy(user);
             Ok(Value::Null)
         }
         "remove_integration_group" => {
-            let user = validate_request(state, function, params, &["group_id"])?.to_owned();
+            let user = validate_request(state, function, params, &["group_id"])?;
             let group_id = get("group_id").unwrap_or_default();
             check_prefix("group_id", group_id)?;
-            if let Some(i) = state.integrations.get_mut(&user) {
+            if let Some(i) = state.integrations.get_mut(user) {
                 i.groups.remove(group_id);
             }
-            state.tidy(&user);
+            state.tidy(user);
             Ok(Value::Null)
         }
         "update_integration_link_token" => {
-            let user = validate_request(state, function, params, &["token", "app"])?.to_owned();
+            let user = validate_request(state, function, params, &["token", "app"])?;
             let app = get("app").unwrap_or_default();
             check_prefix("app", app)?;
             let token = get("token").unwrap_or_default();
@@ -495,7 +711,7 @@ fn integration(
             // link is invisible, so updating an absent link is a successful no-op here.
             if let Some(link) = state
                 .integrations
-                .get_mut(&user)
+                .get_mut(user)
                 .and_then(|i| i.links.get_mut(app))
             {
                 link.fields.insert("token".to_owned(), token.to_owned());
@@ -536,18 +752,19 @@ fn integration(
 }
 
 /// Validates `create_integration_link`'s own rules (after the request checks) and builds the link.
-fn build_link(app: &str, params: &[(String, String)]) -> Result<Link, String> {
+fn build_link(app: &str, params: &Params) -> Result<Link, String> {
     let mut fields = BTreeMap::new();
     let mut ignored = BTreeMap::new();
-    for (k, v) in params {
-        if matches!(k.as_str(), "user" | "app" | "api.version") {
+    for (k, v) in params.iter() {
+        if matches!(k, "user" | "app" | "api.version") {
             continue;
         }
-        if Link::KNOWN_FIELDS.contains(&k.as_str()) {
-            fields.insert(k.clone(), v.clone());
+        let map = if Link::KNOWN_FIELDS.contains(&k) {
+            &mut fields
         } else {
-            ignored.insert(k.clone(), v.clone());
-        }
+            &mut ignored
+        };
+        map.insert(k.to_owned(), v.to_owned());
     }
     let get = |k: &str| fields.get(k).map(String::as_str);
 
@@ -623,14 +840,13 @@ where
 
 #[cfg(test)]
 mod tests {
+    use rand::{Rng, SeedableRng};
+
     use super::*;
     use crate::config::SimConfig;
 
     fn p(pairs: &[(&str, &str)]) -> Params {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().copied().collect()
     }
 
     fn state() -> ServerState {
@@ -713,12 +929,112 @@ mod tests {
                 Err("You do not have a user named “bob”.".to_owned()),
             ),
             ("x\\y", Err("line\nbreak 'quote' \"dq\"".to_owned())),
+            (
+                "get_integration_link_user_config",
+                Ok(json!({"userconfig": {"label": "tab\there \u{1}\u{1f}\u{7f} \u{2028} </x> é"}})),
+            ),
+            (
+                "f\u{0}\u{8}\u{c}\r",
+                Err("ctl \u{1f} del \u{7f} “q” \u{2029} /".to_owned()),
+            ),
+            ("", Err(String::new())),
         ] {
             assert_eq!(
                 envelope_text(command, &outcome),
                 serde_json::to_string(&envelope(command, outcome.clone())).unwrap()
             );
         }
+    }
+
+    /// Decodes `input` with `form_urlencoded::parse`, the reference.
+    fn reference(input: &[u8]) -> Vec<(String, String)> {
+        form_urlencoded::parse(input).into_owned().collect()
+    }
+
+    fn decoded(params: &Params) -> Vec<(String, String)> {
+        params
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn params_decode_like_form_urlencoded() {
+        let tricky: [&[u8]; 24] = [
+            b"",
+            b"&",
+            b"&&a=1&&",
+            b"=",
+            b"=v",
+            b"k",
+            b"k=",
+            b"k==v=",
+            b"a+b=c+d%2Bplus",
+            b"pct=%25%2525",
+            b"bad=%zz%g1%1%",
+            b"end=%2",
+            b"x=%",
+            b"%61%62=%41%4a%4A",
+            b"utf8=%C3%A9%E2%80%9C%F0%9F%98%80",
+            b"raw=\xc3\xa9\xe2\x80\x9c",
+            b"invalid=%FF%C3&lone=%80&surrogate=%ED%A0%80&overlong=%C0%80",
+            b"k%C3=%A9v&raw\xff=\xfe",
+            b"split%E2=%80%9C",
+            b"nul=%00&ctl=%0A%0d%7F",
+            b"command=create_integration_link%3Fuser%3Dbob%26label%3DOpen%2520Ticket",
+            b"long=0123456789abcdef0123456789abcdef%20&next=0123456789abcdefg",
+            b"a=1&a=2&b&c=&=d",
+            b"12345678&12345678=12345678+1234567%",
+        ];
+        for input in tricky {
+            assert_eq!(
+                decoded(&Params::parse(input)),
+                reference(input),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+
+        // Random inputs over the bytes that matter, in many lengths (the decoder works 8 bytes at
+        // a time).
+        let alphabet = b"ab09fF=&&+%%%2B5zg\xc3\xa9\xff\x80\xe2";
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..40);
+            let input: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            assert_eq!(
+                decoded(&Params::parse(&input)),
+                reference(&input),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn params_append_reuse_and_look_up() {
+        // A query string then a body (with invalid UTF-8: the slow path keeps the earlier pairs).
+        let mut params = Params::parse(b"api.version=1&a=%C3%A9");
+        params.extend_from_form(b"a=%FF&b=x+y&a=last");
+        let mut expected = reference(b"api.version=1&a=%C3%A9");
+        expected.extend(reference(b"a=%FF&b=x+y&a=last"));
+        assert_eq!(decoded(&params), expected);
+        assert_eq!(params.len(), 5);
+        assert_eq!(params.get("a"), Some("last"));
+        assert_eq!(params.get("b"), Some("x y"));
+        assert_eq!(params.get("c"), None);
+        assert_eq!(
+            params.all("a").collect::<Vec<_>>(),
+            ["é", "\u{fffd}", "last"]
+        );
+
+        params.clear();
+        assert!(params.is_empty());
+        params.extend_from_form(b"k=v");
+        params.push("k", "pushed");
+        assert_eq!(params.get("k"), Some("pushed"));
+        assert_eq!(params.len(), 2);
     }
 
     #[test]
