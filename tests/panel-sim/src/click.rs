@@ -90,7 +90,7 @@ pub(crate) async fn click(
     max_wait: Duration,
     current_token: impl Fn() -> Option<String>,
 ) -> Result<ClickOutcome, ClickError> {
-    let app = link.app.clone();
+    let app = link.app().to_owned();
     let url = link.non_empty("url").map(str::to_owned);
     let Some(token_url) = link.non_empty("autologin_token_url").map(str::to_owned) else {
         return match url {
@@ -116,10 +116,9 @@ pub(crate) async fn click(
             .or_else(|| link.token().map(str::to_owned))
             .unwrap_or_default();
         let mut form: Vec<(String, String)> = link
-            .fields
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "autologin_token_url" | "token"))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .fields()
+            .filter(|(k, _)| !matches!(*k, "autologin_token_url" | "token"))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
         form.push(("app".to_owned(), app.clone()));
         form.push(("user".to_owned(), user.to_owned()));

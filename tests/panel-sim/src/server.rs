@@ -668,37 +668,118 @@ mod tests {
 
     use super::*;
 
+    /// A sync-shaped `create_integration_group` command.
+    fn group_command(user: &str) -> String {
+        format!("create_integration_group?user={user}&group_id=panelink&label=Panelink&order=1")
+    }
+
+    /// A sync-shaped `create_integration_link` command: link `i` of `user`, with a random token.
+    fn link_command(user: &str, i: usize, rng: &mut impl Rng) -> String {
+        let token: String = rng
+            .sample_iter(Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
+        format!(
+            "create_integration_link?user={user}&app=PANELINK_billing_open_ticket_{i}&label=Open%20Ticket&implements=PANELINK_billing_open_ticket&subscriber_unique_id=sub-0123456789abcdef&token={token}&autologin_token_url=https%3A%2F%2Fbilling.example%2Foauth%2Ftoken%3Fscope%3Dclientarea%253Asso%2Bopen_ticket%26module%3Dcpanel&url=https%3A%2F%2Fbilling.example%2Fsubmitticket.php&group_id=panelink&order=3"
+        )
+    }
+
+    /// A `batch` body of these commands.
+    fn batch_body(commands: impl IntoIterator<Item = String>) -> String {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("api.version", "1");
+        for command in commands {
+            form.append_pair("command", &command);
+        }
+        form.finish()
+    }
+
     /// A sync-shaped batch body: per account one `create_integration_group` and 14
     /// `create_integration_link`, `commands` commands in all.
     fn sync_batch_body(accounts: &[String], commands: usize) -> String {
         let mut rng = rand::rng();
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("api.version", "1");
-        let mut n = 0;
-        'outer: for user in accounts {
-            for i in 0..15 {
-                if n == commands {
-                    break 'outer;
-                }
-                n += 1;
-                let command = if i == 0 {
-                    format!(
-                        "create_integration_group?user={user}&group_id=panelink&label=Panelink&order=1"
-                    )
+        let all = accounts
+            .iter()
+            .flat_map(|user| (0..15).map(move |i| (user, i)));
+        let commands: Vec<String> = all
+            .take(commands)
+            .map(|(user, i)| {
+                if i == 0 {
+                    group_command(user)
                 } else {
-                    let token: String = (&mut rng)
-                        .sample_iter(Alphanumeric)
-                        .take(32)
-                        .map(char::from)
-                        .collect();
-                    format!(
-                        "create_integration_link?user={user}&app=PANELINK_billing_open_ticket_{i}&label=Open%20Ticket&implements=PANELINK_billing_open_ticket&subscriber_unique_id=sub-0123456789abcdef&token={token}&autologin_token_url=https%3A%2F%2Fbilling.example%2Foauth%2Ftoken%3Fscope%3Dclientarea%253Asso%2Bopen_ticket%26module%3Dcpanel&url=https%3A%2F%2Fbilling.example%2Fsubmitticket.php&group_id=panelink&order=3"
-                    )
-                };
-                form.append_pair("command", &command);
-            }
+                    link_command(user, i, &mut rng)
+                }
+            })
+            .collect();
+        batch_body(commands)
+    }
+
+    /// Resident memory per stored link: creates a group for each of 1,430 accounts, then 14 links
+    /// for each (20,020) through sync-shaped batches, and divides the growth of the resident set
+    /// during the links by their number. Prints, asserts no size. Run it alone, in its own
+    /// process: `cargo test -p panel-sim --release --lib -- --ignored --nocapture link_memory`
+    #[test]
+    #[ignore = "measurement"]
+    fn link_memory() {
+        const ACCOUNTS: usize = 1430;
+        const LINKS: usize = 14;
+        /// Resident bytes, from `/proc/self/statm` (4 KiB pages).
+        fn resident() -> usize {
+            let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+            let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+            pages * 4096
         }
-        form.finish()
+        let config = SimConfig::new().sample_accounts(ACCOUNTS);
+        let shared = Shared::new(&config);
+        let accounts: Vec<String> = config.accounts.keys().cloned().collect();
+        let mut rng = rand::rng();
+        let group_bodies: Vec<String> = accounts
+            .chunks(20)
+            .map(|chunk| batch_body(chunk.iter().map(|user| group_command(user))))
+            .collect();
+        let link_bodies: Vec<String> = accounts
+            .chunks(20)
+            .map(|chunk| {
+                let commands: Vec<String> = chunk
+                    .iter()
+                    .flat_map(|user| (1..=LINKS).map(move |i| (user, i)))
+                    .map(|(user, i)| link_command(user, i, &mut rng))
+                    .collect();
+                batch_body(commands)
+            })
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let run = |bodies: &[String]| {
+            for body in bodies {
+                let answer =
+                    runtime.block_on(answer(&shared, "batch", None, Some(body.as_bytes())));
+                assert!(
+                    answer.ends_with(r#""reason":"OK","result":1,"version":1}}"#),
+                    "{answer}"
+                );
+            }
+        };
+        run(&group_bodies);
+        let before = resident();
+        let start = Instant::now();
+        run(&link_bodies);
+        let wall = start.elapsed();
+        let after = resident();
+        let links: usize = shared
+            .lock_state()
+            .integrations
+            .values()
+            .map(|i| i.links.len())
+            .sum();
+        assert_eq!(links, ACCOUNTS * LINKS);
+        println!(
+            "{links} links: {:.0} bytes resident per link, {:.2} µs per link command",
+            (after - before) as f64 / links as f64,
+            wall.as_secs_f64() * 1e6 / links as f64
+        );
     }
 
     /// Time per command of a 300-command sync-shaped batch, from the collected body to the answer

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use serde::ser::{SerializeStruct, Serializer};
 
 use crate::config::{Profile, SimConfig};
 
@@ -42,22 +43,65 @@ pub struct Group {
 }
 
 /// An integration link, as `create_integration_link` stored it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// What it holds: its `app` name ([`Link::app`]); every recognised field as given, except `user`
+/// and `app` ([`Link::fields`], [`Link::get`]: `autologin_token_url`, `base64_png_image`,
+/// `group_id`, `hide`, `implements`, `label`, `order`, `subscriber_unique_id`, `token`, `url`,
+/// only those that were sent; `token` follows `update_integration_link_token`); and the parameters
+/// cPanel does not know and ignores with a warning, e.g. `description` ([`Link::ignored`]).
+///
+/// A simulator stores hundreds of thousands of links, so a link is compact: one text buffer with
+/// the field values and the app name back to back, the positions of the fields inline, and the
+/// (almost always absent) ignored parameters behind an optional box — one allocation per link.
+/// It serializes as `{"app": …, "fields": {…}, "ignored": {…}}`, maps in key order.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Link {
-    /// The link's `app` name.
-    pub app: String,
-    /// Every recognised field as given, except `user` and `app`: `autologin_token_url`,
-    /// `base64_png_image`, `group_id`, `hide`, `implements`, `label`, `order`,
-    /// `subscriber_unique_id`, `token`, `url` (only those that were sent; `token` follows
-    /// `update_integration_link_token`).
-    pub fields: BTreeMap<String, String>,
-    /// Parameters cPanel does not know (it ignores them with a warning), e.g. `description`.
-    pub ignored: BTreeMap<String, String>,
+    /// The value of each known field in [`Link::KNOWN_FIELDS`] order (an absent one as empty),
+    /// then the app name.
+    text: Box<str>,
+    /// Per known field, where its value ends in `text`, with [`ABSENT`] set when it was not given.
+    /// A field's value starts where the previous one ends; the app name starts where the last
+    /// one ends.
+    ends: [u32; KNOWN_FIELD_COUNT],
+    /// The ignored parameters; `None` when there are none (never an empty map). Boxed: a pointer
+    /// is 8 bytes where a map is 24, in every link (and every slot of a user's link map).
+    #[expect(
+        clippy::box_collection,
+        reason = "one pointer per link instead of a map, for a field that is almost always empty"
+    )]
+    ignored: Option<Box<BTreeMap<String, String>>>,
 }
 
+/// The number of fields cPanel stores for a link.
+const KNOWN_FIELD_COUNT: usize = 10;
+
+/// The flag of an end in [`Link::ends`] that marks the field absent (its value is then empty).
+/// Offsets stay far below it: a request body is at most 64 MiB.
+const ABSENT: u32 = 1 << 31;
+
+/// The ignored parameters of a link without any.
+static NO_IGNORED: BTreeMap<String, String> = BTreeMap::new();
+
+/// Positions in [`Link::KNOWN_FIELDS`] of the fields the simulator itself reads.
+pub(crate) mod field {
+    pub(crate) const AUTOLOGIN_TOKEN_URL: usize = 0;
+    pub(crate) const BASE64_PNG_IMAGE: usize = 1;
+    pub(crate) const GROUP_ID: usize = 2;
+    pub(crate) const HIDE: usize = 3;
+    pub(crate) const IMPLEMENTS: usize = 4;
+    pub(crate) const LABEL: usize = 5;
+    pub(crate) const ORDER: usize = 6;
+    pub(crate) const SUBSCRIBER_UNIQUE_ID: usize = 7;
+    pub(crate) const TOKEN: usize = 8;
+    pub(crate) const URL: usize = 9;
+}
+
+/// The values of a link's known fields, by position in [`Link::KNOWN_FIELDS`].
+pub(crate) type FieldValues<'a> = [Option<&'a str>; KNOWN_FIELD_COUNT];
+
 impl Link {
-    /// The fields cPanel stores for a link (everything else is ignored).
-    pub const KNOWN_FIELDS: [&'static str; 10] = [
+    /// The fields cPanel stores for a link (everything else is ignored), in key order.
+    pub const KNOWN_FIELDS: [&'static str; KNOWN_FIELD_COUNT] = [
         "autologin_token_url",
         "base64_png_image",
         "group_id",
@@ -70,9 +114,87 @@ impl Link {
         "url",
     ];
 
+    /// The position of a field name in [`Link::KNOWN_FIELDS`]; `None` for any other name.
+    pub(crate) fn field_index(name: &str) -> Option<usize> {
+        Some(match name {
+            "autologin_token_url" => field::AUTOLOGIN_TOKEN_URL,
+            "base64_png_image" => field::BASE64_PNG_IMAGE,
+            "group_id" => field::GROUP_ID,
+            "hide" => field::HIDE,
+            "implements" => field::IMPLEMENTS,
+            "label" => field::LABEL,
+            "order" => field::ORDER,
+            "subscriber_unique_id" => field::SUBSCRIBER_UNIQUE_ID,
+            "token" => field::TOKEN,
+            "url" => field::URL,
+            _ => return None,
+        })
+    }
+
+    /// A link of `app` with these known field values and ignored parameters.
+    pub(crate) fn new(
+        app: &str,
+        values: &FieldValues<'_>,
+        ignored: BTreeMap<String, String>,
+    ) -> Link {
+        let (text, ends) = pack(app, values);
+        Link {
+            text,
+            ends,
+            ignored: (!ignored.is_empty()).then(|| Box::new(ignored)),
+        }
+    }
+
+    /// Where the value of the field at `index` starts in `text`.
+    fn start(&self, index: usize) -> usize {
+        match index {
+            0 => 0,
+            _ => (self.ends[index - 1] & !ABSENT) as usize,
+        }
+    }
+
+    /// The value of the field at `index` in [`Link::KNOWN_FIELDS`], if it was given.
+    pub(crate) fn value(&self, index: usize) -> Option<&str> {
+        let end = self.ends[index];
+        (end & ABSENT == 0).then(|| &self.text[self.start(index)..end as usize])
+    }
+
+    /// Every known field's value, by position in [`Link::KNOWN_FIELDS`].
+    fn values(&self) -> FieldValues<'_> {
+        std::array::from_fn(|i| self.value(i))
+    }
+
+    /// Sets the field at `index` in [`Link::KNOWN_FIELDS`].
+    pub(crate) fn set(&mut self, index: usize, value: &str) {
+        let mut values = self.values();
+        values[index] = Some(value);
+        let (text, ends) = pack(self.app(), &values);
+        (self.text, self.ends) = (text, ends);
+    }
+
+    /// The link's `app` name.
+    pub fn app(&self) -> &str {
+        &self.text[self.start(KNOWN_FIELD_COUNT)..]
+    }
+
+    /// Every field that was given, except `user` and `app`, in key order: the recognised ones
+    /// ([`Link::KNOWN_FIELDS`]; `token` as last updated).
+    pub fn fields(&self) -> impl DoubleEndedIterator<Item = (&'static str, &str)> + '_ {
+        Self::KNOWN_FIELDS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| self.value(i).map(|v| (*name, v)))
+    }
+
+    /// The parameters cPanel does not know (it ignores them with a warning), e.g. `description`,
+    /// by name.
+    pub fn ignored(&self) -> &BTreeMap<String, String> {
+        self.ignored.as_deref().unwrap_or(&NO_IGNORED)
+    }
+
     /// A field's value, if it was given.
     pub fn get(&self, field: &str) -> Option<&str> {
-        self.fields.get(field).map(String::as_str)
+        Self::field_index(field).and_then(|i| self.value(i))
     }
 
     /// A field's value when given and non-empty.
@@ -82,51 +204,105 @@ impl Link {
 
     /// The secret presented to the token endpoint.
     pub fn token(&self) -> Option<&str> {
-        self.get("token")
+        self.value(field::TOKEN)
     }
 
     /// The fallback URL.
     pub fn url(&self) -> Option<&str> {
-        self.get("url")
+        self.value(field::URL)
     }
 
     /// The token endpoint.
     pub fn autologin_token_url(&self) -> Option<&str> {
-        self.get("autologin_token_url")
+        self.value(field::AUTOLOGIN_TOKEN_URL)
     }
 
     /// The label.
     pub fn label(&self) -> Option<&str> {
-        self.get("label")
+        self.value(field::LABEL)
     }
 
     /// The subscriber's unique ID.
     pub fn subscriber_unique_id(&self) -> Option<&str> {
-        self.get("subscriber_unique_id")
+        self.value(field::SUBSCRIBER_UNIQUE_ID)
     }
 
     /// What the link implements.
     pub fn implements(&self) -> Option<&str> {
-        self.get("implements")
+        self.value(field::IMPLEMENTS)
     }
 
     /// The group the link is shown in.
     pub fn group_id(&self) -> Option<&str> {
-        self.get("group_id")
+        self.value(field::GROUP_ID)
     }
 
     /// The display order, as given.
     pub fn order(&self) -> Option<&str> {
-        self.get("order")
+        self.value(field::ORDER)
     }
 
     /// The user-visible configuration (cPanel's `.userconfig` file: every field but `token`).
     pub fn user_config(&self) -> BTreeMap<String, String> {
-        self.fields
-            .iter()
-            .filter(|(k, _)| k.as_str() != "token")
-            .map(|(k, v)| (k.clone(), v.clone()))
+        self.fields()
+            .filter(|(k, _)| *k != "token")
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect()
+    }
+}
+
+/// A link's text and ends (see [`Link`]): the given values, then the app name, in one exactly
+/// sized buffer.
+fn pack(app: &str, values: &FieldValues<'_>) -> (Box<str>, [u32; KNOWN_FIELD_COUNT]) {
+    let len = app.len() + values.iter().flatten().map(|v| v.len()).sum::<usize>();
+    assert!(
+        len < ABSENT as usize,
+        "a link's text is under 2 GiB (a request body is at most 64 MiB)"
+    );
+    let mut text = String::with_capacity(len);
+    let mut ends = [0; KNOWN_FIELD_COUNT];
+    for (end, value) in ends.iter_mut().zip(values) {
+        text.push_str(value.unwrap_or_default());
+        // Below `ABSENT` (checked above), so it fits.
+        let at = text.len() as u32;
+        *end = if value.is_some() { at } else { at | ABSENT };
+    }
+    text.push_str(app);
+    (text.into_boxed_str(), ends)
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("app", &self.app())
+            .field("fields", &Fields(self))
+            .field("ignored", self.ignored())
+            .finish()
+    }
+}
+
+impl Serialize for Link {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut link = serializer.serialize_struct("Link", 3)?;
+        link.serialize_field("app", self.app())?;
+        link.serialize_field("fields", &Fields(self))?;
+        link.serialize_field("ignored", self.ignored())?;
+        link.end()
+    }
+}
+
+/// A link's fields as a map, for `Debug` and `Serialize`.
+struct Fields<'a>(&'a Link);
+
+impl std::fmt::Debug for Fields<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.0.fields()).finish()
+    }
+}
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.fields())
     }
 }
 
@@ -253,5 +429,107 @@ mod tests {
         assert!(s.has_integration() && !s.has_profiles());
         s.version = "11.52.0.1".into();
         assert!(!s.has_integration());
+    }
+
+    #[test]
+    fn field_indexes_follow_the_known_fields() {
+        for (i, name) in Link::KNOWN_FIELDS.iter().enumerate() {
+            assert_eq!(Link::field_index(name), Some(i), "{name}");
+        }
+        assert!(Link::KNOWN_FIELDS.is_sorted());
+        for other in ["", "app", "user", "Token", "tokens", "description"] {
+            assert_eq!(Link::field_index(other), None, "{other}");
+        }
+    }
+
+    /// What a link held before it was packed: the reference for every accessor.
+    #[derive(Debug, Serialize)]
+    struct Plain {
+        app: String,
+        fields: BTreeMap<String, String>,
+        ignored: BTreeMap<String, String>,
+    }
+
+    fn check(link: &Link, plain: &Plain) {
+        assert_eq!(link.app(), plain.app);
+        let fields: Vec<(&str, &str)> = link.fields().collect();
+        let expected: Vec<(&str, &str)> = plain
+            .fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(fields, expected);
+        assert_eq!(link.fields().rev().count(), plain.fields.len());
+        for name in Link::KNOWN_FIELDS
+            .iter()
+            .chain(&["app", "user", "description"])
+        {
+            assert_eq!(
+                link.get(name),
+                plain.fields.get(*name).map(String::as_str),
+                "{name}"
+            );
+        }
+        assert_eq!(link.ignored(), &plain.ignored);
+        assert_eq!(
+            serde_json::to_string(link).unwrap(),
+            serde_json::to_string(plain).unwrap()
+        );
+        assert_eq!(
+            format!("{link:?}"),
+            format!("{plain:?}").replacen("Plain", "Link", 1)
+        );
+    }
+
+    #[test]
+    fn links_keep_what_was_given() {
+        let mut values: FieldValues<'_> = [None; 10];
+        let empty = Link::new("", &values, BTreeMap::new());
+        check(
+            &empty,
+            &Plain {
+                app: String::new(),
+                fields: BTreeMap::new(),
+                ignored: BTreeMap::new(),
+            },
+        );
+
+        values[field::AUTOLOGIN_TOKEN_URL] = Some("https://b.test/token?x=“é”");
+        values[field::HIDE] = Some("");
+        values[field::TOKEN] = Some("secret");
+        values[field::URL] = Some("");
+        let ignored = BTreeMap::from([("description".to_owned(), "d\"q".to_owned())]);
+        let mut link = Link::new("PANELINK_x", &values, ignored.clone());
+        let mut plain = Plain {
+            app: "PANELINK_x".to_owned(),
+            fields: [
+                ("autologin_token_url", "https://b.test/token?x=“é”"),
+                ("hide", ""),
+                ("token", "secret"),
+                ("url", ""),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            ignored,
+        };
+        check(&link, &plain);
+        assert_eq!(link.non_empty("url"), None);
+        assert_eq!(link.non_empty("token"), Some("secret"));
+        assert!(!link.user_config().contains_key("token"));
+        assert_eq!(link.user_config().len(), 3);
+
+        link.set(field::TOKEN, "rotated");
+        link.set(field::LABEL, "L");
+        plain
+            .fields
+            .insert("token".to_owned(), "rotated".to_owned());
+        plain.fields.insert("label".to_owned(), "L".to_owned());
+        check(&link, &plain);
+        assert_eq!(
+            link,
+            Link::new("PANELINK_x", &link.values(), plain.ignored.clone())
+        );
+        assert_ne!(link, empty);
     }
 }

@@ -45,7 +45,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::server::Shared;
-use crate::state::{Group, Link, ServerState};
+use crate::state::{FieldValues, Group, Link, ServerState, field};
 
 /// Request parameters in arrival order (query string first, then the form body), decoded exactly
 /// like [`form_urlencoded::parse`] does (`+` is a space, `%XX` a byte, an invalid `%` sequence
@@ -676,10 +676,17 @@ fn integration(state: &mut ServerState, function: &str, params: &Params) -> Resu
                     "token",
                 ],
             )?;
-            let app = get("app").unwrap_or_default().to_owned();
-            check_prefix("app", &app)?;
-            let link = build_link(&app, params)?;
-            state.integration_mut(user).links.insert(app, link);
+            let app = get("app").unwrap_or_default();
+            check_prefix("app", app)?;
+            let link = build_link(app, params)?;
+            let links = &mut state.integration_mut(user).links;
+            // The same app replaces the whole link, under the key it has.
+            match links.get_mut(app) {
+                Some(old) => *old = link,
+                None => {
+                    links.insert(app.to_owned(), link);
+                }
+            }
             Ok(Value::Null)
         }
         "remove_integration_link" => {
@@ -714,7 +721,7 @@ fn integration(state: &mut ServerState, function: &str, params: &Params) -> Resu
                 .get_mut(user)
                 .and_then(|i| i.links.get_mut(app))
             {
-                link.fields.insert("token".to_owned(), token.to_owned());
+                link.set(field::TOKEN, token);
             }
             Ok(Value::Null)
         }
@@ -753,27 +760,27 @@ fn integration(state: &mut ServerState, function: &str, params: &Params) -> Resu
 
 /// Validates `create_integration_link`'s own rules (after the request checks) and builds the link.
 fn build_link(app: &str, params: &Params) -> Result<Link, String> {
-    let mut fields = BTreeMap::new();
-    let mut ignored = BTreeMap::new();
+    // The last value of each known field (later values override earlier ones), borrowed from the
+    // parameters until the link is built.
+    let mut values: FieldValues<'_> = [None; Link::KNOWN_FIELDS.len()];
+    let mut any_ignored = false;
     for (k, v) in params.iter() {
         if matches!(k, "user" | "app" | "api.version") {
             continue;
         }
-        let map = if Link::KNOWN_FIELDS.contains(&k) {
-            &mut fields
-        } else {
-            &mut ignored
-        };
-        map.insert(k.to_owned(), v.to_owned());
+        match Link::field_index(k) {
+            Some(i) => values[i] = Some(v),
+            None => any_ignored = true,
+        }
     }
-    let get = |k: &str| fields.get(k).map(String::as_str);
+    let get = |i: usize| values[i];
 
-    check_label(get("label"))?;
-    let has = |k: &str| get(k).is_some_and(|v| !v.is_empty());
-    if !has("autologin_token_url") && !has("url") {
+    check_label(get(field::LABEL))?;
+    let has = |i: usize| get(i).is_some_and(|v| !v.is_empty());
+    if !has(field::AUTOLOGIN_TOKEN_URL) && !has(field::URL) {
         return Err(texts::url_required());
     }
-    if let Some(hide) = get("hide") {
+    if let Some(hide) = get(field::HIDE) {
         if hide.trim().is_empty() {
             return Err(texts::empty_boolean());
         }
@@ -783,25 +790,25 @@ fn build_link(app: &str, params: &Params) -> Result<Link, String> {
     }
 
     // What cPanel's theme layer builds from the link, with its defaults, and then validates.
-    let name = truthy(get("label")).unwrap_or(app);
+    let name = truthy(get(field::LABEL)).unwrap_or(app);
     if !is_asset_id(app) {
         return Err(texts::invalid_entry(name, "id", app));
     }
-    let implements = truthy(get("implements")).unwrap_or(app);
+    let implements = truthy(get(field::IMPLEMENTS)).unwrap_or(app);
     if !is_asset_id(implements) {
         return Err(texts::invalid_entry(name, "implements", implements));
     }
-    let group_id = truthy(get("group_id")).unwrap_or("preferences");
+    let group_id = truthy(get(field::GROUP_ID)).unwrap_or("preferences");
     if !is_asset_id(group_id) {
         return Err(texts::invalid_entry(name, "group_id", group_id));
     }
-    if let Some(order) = truthy(get("order")) {
+    if let Some(order) = truthy(get(field::ORDER)) {
         let digits = order.strip_prefix('-').unwrap_or(order);
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(texts::invalid_entry(name, "order", order));
         }
     }
-    if let Some(image) = truthy(get("base64_png_image")) {
+    if let Some(image) = truthy(get(field::BASE64_PNG_IMAGE)) {
         let compact: String = image.chars().filter(|c| !c.is_ascii_whitespace()).collect();
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(compact.as_bytes())
@@ -811,11 +818,16 @@ fn build_link(app: &str, params: &Params) -> Result<Link, String> {
         }
     }
 
-    Ok(Link {
-        app: app.to_owned(),
-        fields,
-        ignored,
-    })
+    // Parameters cPanel does not know: rare, so collected only now that the link is valid.
+    let mut ignored = BTreeMap::new();
+    if any_ignored {
+        for (k, v) in params.iter() {
+            if !matches!(k, "user" | "app" | "api.version") && Link::field_index(k).is_none() {
+                ignored.insert(k.to_owned(), v.to_owned());
+            }
+        }
+    }
+    Ok(Link::new(app, &values, ignored))
 }
 
 /// Builds one `batch` command value: `<function>?<form-encoded params>` (or just the function).
@@ -912,8 +924,9 @@ mod tests {
         run_command(&mut s, "create_integration_link", &p(&with)).unwrap();
         let link = &s.integrations["bob"].links["PANELINK_clientarea_invoices"];
         assert_eq!(link.token(), Some("T"));
-        assert_eq!(link.ignored["description"], "ignored");
-        assert!(!link.fields.contains_key("user"));
+        assert_eq!(link.ignored()["description"], "ignored");
+        assert_eq!(link.get("user"), None);
+        assert!(link.fields().all(|(k, _)| k != "user"));
     }
 
     #[test]

@@ -388,7 +388,7 @@ async fn integration_state_semantics() {
     assert_eq!(link.get("hide"), Some("1"));
     assert_eq!(link.token(), Some("s3cr3t"));
     assert_eq!(
-        link.ignored["description"],
+        link.ignored()["description"],
         "WHMCS sends this; cPanel ignores it"
     );
 
@@ -398,7 +398,7 @@ async fn integration_state_semantics() {
     let link = sim.link("bob", app).unwrap();
     assert_eq!(link.url(), Some("https://billing.test/new"));
     assert_eq!(link.get("hide"), None);
-    assert!(link.ignored.is_empty());
+    assert!(link.ignored().is_empty());
 
     let listed = call(&sim, "list_integration_links", &[("user", "bob")]).await;
     assert_eq!(listed["data"]["links"], json!([{ "app": app }]));
