@@ -207,18 +207,91 @@ impl<'a, T: Transport> Whm<'a, T> {
             .unwrap_or(Value::Null))
     }
 
-    /// Sends one prepared `batch` body; the per-command envelopes (`data.result`), in order.
-    pub fn batch(&mut self, body: Vec<u8>) -> Result<Vec<Value>, PluginError> {
+    /// Sends one prepared `batch` body; the per-command answers (`data.result`), in order.
+    pub fn batch(&mut self, body: Vec<u8>) -> Result<Vec<CommandAnswer>, PluginError> {
         let url = endpoint(self.server, "batch");
-        let mut answer = read_answer("batch", self.transport.post_form(&url, body))?;
+        let answer = self.transport.post_form(&url, body);
+        // The common case, read without building the envelopes: a 2xx JSON answer with a
+        // `data.result` list. Anything else goes the general way below.
+        if let Ok(response) = &answer
+            && (200..300).contains(&response.status)
+            && let Ok(BatchAnswer {
+                data: Some(BatchData {
+                    result: Some(results),
+                }),
+            }) = serde_json::from_slice::<BatchAnswer<'_>>(&response.body)
+        {
+            return Ok(results.into_iter().map(CommandAnswer::read).collect());
+        }
+        let mut answer = read_answer("batch", answer)?;
         match answer.pointer_mut("/data/result").map(Value::take) {
-            Some(Value::Array(results)) => Ok(results),
+            Some(Value::Array(results)) => {
+                Ok(results.into_iter().map(CommandAnswer::Envelope).collect())
+            }
             // No per-command results: the batch call itself failed (or the answer is malformed).
             _ => Err(PluginError::Panel(
                 envelope_error("batch", &answer).unwrap_or_else(|| {
                     "the panel's answer to batch has no data.result list".to_owned()
                 }),
             )),
+        }
+    }
+}
+
+/// A `batch` answer, as far as [`Whm::batch`] reads it at first.
+#[derive(serde::Deserialize)]
+struct BatchAnswer<'a> {
+    #[serde(borrow)]
+    data: Option<BatchData<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct BatchData<'a> {
+    #[serde(borrow)]
+    result: Option<Vec<&'a serde_json::value::RawValue>>,
+}
+
+/// `metadata.result` of one command's envelope, the rest skipped.
+#[derive(serde::Deserialize)]
+struct EnvelopeStatus {
+    metadata: Option<MetadataStatus>,
+}
+
+#[derive(serde::Deserialize)]
+struct MetadataStatus {
+    result: Option<Value>,
+}
+
+/// One command's answer in a `batch`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandAnswer {
+    /// `metadata.result` says it succeeded (nothing else of the envelope was kept).
+    Succeeded,
+    /// Any other envelope, whole.
+    Envelope(Value),
+}
+
+impl CommandAnswer {
+    /// Reads one envelope of a batch: successes are recognised without building the envelope.
+    fn read(raw: &serde_json::value::RawValue) -> Self {
+        let succeeded = serde_json::from_str::<EnvelopeStatus>(raw.get())
+            .ok()
+            .and_then(|e| e.metadata?.result)
+            .is_some_and(|result| result_ok(&result));
+        if succeeded {
+            Self::Succeeded
+        } else {
+            Self::Envelope(serde_json::from_str(raw.get()).unwrap_or(Value::Null))
+        }
+    }
+
+    /// The error text of the command `function`: `None` when it succeeded (see
+    /// [`envelope_error`]).
+    #[must_use]
+    pub fn error(&self, function: &str) -> Option<String> {
+        match self {
+            Self::Succeeded => None,
+            Self::Envelope(envelope) => envelope_error(function, envelope),
         }
     }
 }
@@ -254,6 +327,32 @@ mod tests {
             endpoint(&plain, "version"),
             "http://[::1]:2086/json-api/version"
         );
+    }
+
+    #[test]
+    fn batch_answers_read_fast_say_what_the_envelopes_say() {
+        let envelopes = [
+            json!({"data": null, "metadata": {"command": "x", "result": 1, "reason": "OK"}}),
+            json!({"metadata": {"result": "1"}}),
+            json!({"metadata": {"result": true}}),
+            json!({"metadata": {"result": 1.0}}),
+            json!({"metadata": {"result": 0, "reason": "You do not have a user named “ann”."}}),
+            json!({"metadata": {"result": "0"}}),
+            json!({"metadata": {"reason": "no result field"}}),
+            json!({"cpanelresult": {"error": "legacy failure"}}),
+            json!({"metadata": {"result": 0}, "error": "top-level"}),
+            json!("not an envelope"),
+            json!(null),
+        ];
+        for envelope in envelopes {
+            let raw: Box<serde_json::value::RawValue> =
+                serde_json::from_str(&envelope.to_string()).unwrap();
+            assert_eq!(
+                CommandAnswer::read(&raw).error("create_integration_link"),
+                envelope_error("create_integration_link", &envelope),
+                "{envelope}"
+            );
+        }
     }
 
     #[test]

@@ -167,7 +167,13 @@ mod tests {
 
     #[test]
     fn one_pass_command_is_the_query_string_encoded_again() {
-        let values = ["", "plain", "a b&c=d?e+f/g:h%", "“x” 100%", "\u{0}\u{7f}\u{ff}~._-"];
+        let values = [
+            "",
+            "plain",
+            "a b&c=d?e+f/g:h%",
+            "“x” 100%",
+            "\u{0}\u{7f}\u{ff}~._-",
+        ];
         for function in ["create_integration_link", "odd name?"] {
             for value in values {
                 let params = [("user", value), ("k y", "v"), (value, value)];

@@ -3,9 +3,7 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
-
-use crate::api::envelope_error;
+use crate::api::CommandAnswer;
 use crate::encode::FormBody;
 use crate::links::{self, LINKS};
 use crate::model::{
@@ -282,10 +280,10 @@ pub fn initial_deprovision_outcomes(usernames: &[String]) -> Vec<AccountOutcome>
 
 /// Appends the answers of one batch to the accounts' outcomes: `results[i]` answers `slots[i]`;
 /// a missing answer is the error [`NO_RESULT`], a failed one carries the panel's reason unchanged.
-pub fn apply_results(outcomes: &mut [AccountOutcome], slots: &[Slot], results: &[Value]) {
+pub fn apply_results(outcomes: &mut [AccountOutcome], slots: &[Slot], results: &[CommandAnswer]) {
     for (i, slot) in slots.iter().enumerate() {
         let error = match results.get(i) {
-            Some(envelope) => envelope_error(slot.function, envelope),
+            Some(answer) => answer.error(slot.function),
             None => Some(NO_RESULT.to_owned()),
         };
         if let Some(outcome) = outcomes.get_mut(slot.account) {
@@ -584,7 +582,11 @@ mod tests {
             json!({"metadata": {"command": "create_integration_link", "result": 1, "reason": "OK"}}),
             json!({"metadata": {"command": "create_integration_group", "result": 0, "reason": "You do not have a user named “ann”."}}),
         ];
-        apply_results(&mut outcomes, &batches[0].slots, &results);
+        apply_results(
+            &mut outcomes,
+            &batches[0].slots,
+            &results.map(CommandAnswer::Envelope),
+        );
         assert_eq!(
             outcomes[0].results,
             [
