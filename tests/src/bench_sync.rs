@@ -175,7 +175,9 @@ pub async fn run() -> anyhow::Result<()> {
     let config = SyncConfig {
         workers: servers.max(1),
         max_commands_per_request: 300,
-        per_server_concurrency: 1,
+        // Two batches under way per server, one request in flight (the runtime's default
+        // per-server gate): the limit below counts the requests one after another.
+        per_server_concurrency: 2,
         poll_interval: Duration::from_millis(50),
         ..SyncConfig::default()
     };

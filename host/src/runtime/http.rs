@@ -7,7 +7,10 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use futures::StreamExt;
+use tokio::sync::Semaphore;
 
 use super::bindings::http;
 use crate::adapter::ServerTarget;
@@ -21,6 +24,11 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
     /// Largest answer body accepted, in bytes.
     pub max_response_bytes: u64,
+    /// Requests in flight to one panel server at once, over all calls (`None`: no limit). With
+    /// one, a server sees its requests one after another however many batches the sync engine
+    /// prepares for it at once: the host's own work on the next batch overlaps the panel's
+    /// answer to this one, and the panel carries no more load than with a single batch.
+    pub max_in_flight_per_server: Option<usize>,
 }
 
 impl Default for HttpLimits {
@@ -29,6 +37,7 @@ impl Default for HttpLimits {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
             max_response_bytes: 16 * 1024 * 1024,
+            max_in_flight_per_server: Some(1),
         }
     }
 }
@@ -52,6 +61,8 @@ pub struct Grant {
     host: String,
     port: u16,
     authorization: String,
+    /// The server's share of [`HttpLimits::max_in_flight_per_server`].
+    gate: Option<Arc<Semaphore>>,
 }
 
 impl Grant {
@@ -62,7 +73,24 @@ impl Grant {
             host: target.hostname.to_ascii_lowercase(),
             port: target.port,
             authorization: format!("whm {}:{}", target.username, target.api_token.expose()),
+            gate: None,
         }
+    }
+
+    /// The grant, its requests taking turns at `gate` (see
+    /// [`HttpLimits::max_in_flight_per_server`]).
+    pub fn with_gate(mut self, gate: Option<Arc<Semaphore>>) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// The key of the server a grant is for (gates are per server).
+    pub fn server_key(target: &ServerTarget) -> (&'static str, String, u16) {
+        (
+            target.scheme(),
+            target.hostname.to_ascii_lowercase(),
+            target.port,
+        )
     }
 
     /// Check a URL against the grant. `Err` names the violation.
@@ -131,6 +159,12 @@ pub async fn send(
     if let Err(violation) = grant.check(&url) {
         return Sent::Violation(violation);
     }
+    // Held until the answer is read whole: the request is in flight until then. The semaphore
+    // is never closed.
+    let _turn = match &grant.gate {
+        Some(gate) => gate.acquire().await.ok(),
+        None => None,
+    };
     let method = match req.method {
         http::Method::Get => reqwest::Method::GET,
         http::Method::Post => reqwest::Method::POST,

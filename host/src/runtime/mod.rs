@@ -12,7 +12,7 @@
 mod bindings;
 pub mod http;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -172,6 +172,8 @@ struct Inner {
     client: reqwest::Client,
     config: RuntimeConfig,
     allocator: Allocator,
+    /// Per panel server, its share of `config.http.max_in_flight_per_server`.
+    gates: std::sync::Mutex<HashMap<(&'static str, String, u16), Arc<tokio::sync::Semaphore>>>,
 }
 
 /// The process's plugin runtime. Cheap to clone.
@@ -212,6 +214,22 @@ fn engine_config(config: &RuntimeConfig, pooling: bool) -> anyhow::Result<wasmti
 }
 
 impl Runtime {
+    /// The gate a server's requests take turns at, if requests in flight per server are limited.
+    fn gate(&self, target: &ServerTarget) -> Option<Arc<tokio::sync::Semaphore>> {
+        let limit = self.inner.config.http.max_in_flight_per_server?;
+        let mut gates = self
+            .inner
+            .gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(
+            gates
+                .entry(http::Grant::server_key(target))
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(limit.max(1))))
+                .clone(),
+        )
+    }
+
     /// Build the runtime: the engine, the linker with the host's imports, the epoch ticker.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
         let (engine, allocator) = match config.allocator {
@@ -263,6 +281,7 @@ impl Runtime {
                 client,
                 config,
                 allocator,
+                gates: std::sync::Mutex::default(),
             }),
         })
     }
@@ -564,7 +583,7 @@ impl Plugin {
                 memory_limit: rt.config.memory_limit,
                 hit: false,
             },
-            grant: target.map(http::Grant::for_server),
+            grant: target.map(|t| http::Grant::for_server(t).with_gate(self.runtime.gate(t))),
             client: rt.client.clone(),
             http_limits: rt.config.http.clone(),
             plugin: self.description.id.clone(),

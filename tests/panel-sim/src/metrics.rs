@@ -26,6 +26,10 @@ pub struct Counters {
     pub auth_failures: u64,
     /// Connections or requests dropped because the server was switched down.
     pub down_rejections: u64,
+    /// Requests being handled now (received, not yet answered).
+    pub in_flight: u64,
+    /// The most requests ever handled at once.
+    pub max_in_flight: u64,
 }
 
 impl Counters {
@@ -91,7 +95,22 @@ impl Metrics {
     }
 
     pub(crate) fn reset(&self) {
-        self.update(|c| *c = Counters::default());
+        self.update(|c| {
+            *c = Counters {
+                in_flight: c.in_flight,
+                ..Counters::default()
+            }
+        });
+    }
+
+    /// Counts a request in until the returned guard drops.
+    pub(crate) fn request_started(&self) -> InFlight<'_> {
+        self.update(|c| {
+            c.http_requests += 1;
+            c.in_flight += 1;
+            c.max_in_flight = c.max_in_flight.max(c.in_flight);
+        });
+        InFlight(self)
     }
 
     /// Waits until `pred` holds for the counters, or `timeout` passes; returns whether it held.
@@ -112,5 +131,15 @@ impl Metrics {
                 Ok(Err(_)) | Err(_) => return pred(&self.snapshot()),
             }
         }
+    }
+}
+
+/// A request being handled (see [`Metrics::request_started`]).
+pub(crate) struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .update(|c| c.in_flight = c.in_flight.saturating_sub(1));
     }
 }

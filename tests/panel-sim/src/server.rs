@@ -200,7 +200,7 @@ async fn handle(
     shared: Arc<Shared>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, CloseConnection> {
-    shared.metrics.update(|c| c.http_requests += 1);
+    let _in_flight = shared.metrics.request_started();
 
     let (latency, fault, hang_for) = {
         let mut behaviour = shared.lock_behaviour();
