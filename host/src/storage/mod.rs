@@ -271,6 +271,13 @@ impl Db {
                         sqlx::query("PRAGMA wal_autocheckpoint = 16384")
                             .execute(&mut *conn)
                             .await?;
+                        // A page cache of up to 64 MiB per connection (the default is 2 MiB):
+                        // a sync reads and rewrites the record of every account of a server,
+                        // and with the default those pages were read again through system
+                        // calls on every batch. Memory is taken only as pages are used.
+                        sqlx::query("PRAGMA cache_size = -65536")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })

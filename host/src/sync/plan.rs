@@ -103,6 +103,8 @@ pub fn plan_server(
 
     let mut plans = Vec::new();
     let mut wanted: BTreeSet<(i64, &str)> = BTreeSet::new();
+    // A link's token URL is the same for every account: built once per scope.
+    let mut token_urls: BTreeMap<&str, String> = BTreeMap::new();
     for (d, dlinks) in desired {
         if dlinks.is_empty() {
             continue; // nothing shown: whatever is recorded is removed below
@@ -125,7 +127,10 @@ pub fn plan_server(
                     scope: l.scope.clone(),
                     label: l.label.clone(),
                     order: l.order,
-                    token_url: token_url(public_url, application, &l.scope),
+                    token_url: token_urls
+                        .entry(l.scope.as_str())
+                        .or_insert_with(|| token_url(public_url, application, &l.scope))
+                        .clone(),
                     url: destination_url(client_area_url, &l.destination, d.service_id),
                 });
             }
