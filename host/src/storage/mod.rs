@@ -143,6 +143,45 @@ pub struct Db {
     backend: Backend,
     secrets: Arc<SecretBox>,
     sso_writes: Arc<writer::Writer<sso::SsoWrite>>,
+    /// SQLite's one writer, taken in this process before `BEGIN IMMEDIATE` (see [`WriteTx`]).
+    write_turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction ([`Db::begin_write`]): the transaction's connection, and on SQLite this
+/// process's turn to write.
+///
+/// SQLite has one writer at a time; a writer that finds the lock taken sleeps in SQLite's busy
+/// handler in steps of 1, 2, 5 … 100 ms, however soon the lock is free again. With many sync
+/// workers committing a batch each, those sleeps were a large part of a sync's time. Writers of
+/// this process now queue on an async mutex first and are woken the moment the previous one
+/// commits; the busy handler only remains for writers outside the process and for single
+/// statements outside transactions.
+pub(crate) struct WriteTx {
+    // Dropped first: an uncommitted transaction rolls back before the turn is handed on.
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commit, then hand the turn on.
+    pub(crate) async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -305,6 +344,7 @@ impl Db {
             backend,
             secrets,
             sso_writes: Arc::default(),
+            write_turn: Arc::default(),
         })
     }
 
@@ -345,13 +385,23 @@ impl Db {
         self.backend
     }
 
-    /// Start a transaction that writes. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`), so concurrent writers queue on the busy timeout instead of failing
-    /// with "database is locked" when a read-then-write transaction tries to upgrade.
-    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    /// Start a transaction that writes. On SQLite it first takes this process's turn to write
+    /// (see [`WriteTx`]), then the write lock at once (`BEGIN IMMEDIATE`), so concurrent writers
+    /// queue instead of failing with "database is locked" when a read-then-write transaction
+    /// tries to upgrade.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => {
+                let turn = self.write_turn.clone().lock_owned().await;
+                WriteTx {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: Some(turn),
+                }
+            }
+            Backend::Postgres => WriteTx {
+                tx: self.pool.begin().await?,
+                _turn: None,
+            },
         })
     }
 

@@ -17,6 +17,8 @@
 //! On PostgreSQL, which has concurrent writers, [`Writer::submit`] applies the operation alone
 //! in its own transaction, through the same [`BatchOp::apply`].
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use sqlx::AnyConnection;
 use tokio::sync::mpsc;
@@ -53,14 +55,16 @@ impl<Op: BatchOp> Writer<Op> {
     pub(crate) async fn submit(&self, db: &Db, op: Op) {
         if db.backend == Backend::Postgres {
             let mut ops = [op];
-            let outcome = apply_alone(&db.pool, &mut ops, "BEGIN").await;
+            let outcome = apply_alone(db, &mut ops).await;
             let [op] = ops;
             op.answer(outcome);
             return;
         }
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(run(db.pool.clone(), rx));
+            // The task gets what it needs, not the `Db` (which owns this writer).
+            let (pool, turn) = (db.pool.clone(), db.write_turn.clone());
+            tokio::spawn(run(pool, turn, rx));
             tx
         });
         if let Err(mpsc::error::SendError(op)) = queue.send(op) {
@@ -70,11 +74,15 @@ impl<Op: BatchOp> Writer<Op> {
 }
 
 /// The task: until the queue's sender is gone, take what is waiting and commit it together.
-async fn run<Op: BatchOp>(pool: sqlx::AnyPool, mut rx: mpsc::UnboundedReceiver<Op>) {
+async fn run<Op: BatchOp>(
+    pool: sqlx::AnyPool,
+    turn: Arc<tokio::sync::Mutex<()>>,
+    mut rx: mpsc::UnboundedReceiver<Op>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if batch.len() > 1 {
-            match apply_alone(&pool, &mut batch, "BEGIN IMMEDIATE").await {
+            match apply_in_turn(&pool, &turn, &mut batch).await {
                 Ok(()) => {
                     for op in batch.drain(..) {
                         op.answer(Ok(()));
@@ -88,20 +96,29 @@ async fn run<Op: BatchOp>(pool: sqlx::AnyPool, mut rx: mpsc::UnboundedReceiver<O
         }
         for op in batch.drain(..) {
             let mut ops = [op];
-            let outcome = apply_alone(&pool, &mut ops, "BEGIN IMMEDIATE").await;
+            let outcome = apply_in_turn(&pool, &turn, &mut ops).await;
             let [op] = ops;
             op.answer(outcome);
         }
     }
 }
 
-/// Apply `ops` in one transaction of their own.
-async fn apply_alone<Op: BatchOp>(
+/// Apply `ops` in one transaction of their own (PostgreSQL).
+async fn apply_alone<Op: BatchOp>(db: &Db, ops: &mut [Op]) -> Result<()> {
+    let mut tx = db.begin_write().await?;
+    Op::apply(&mut tx, ops).await?;
+    tx.commit().await
+}
+
+/// Apply `ops` in one SQLite transaction of their own, in this process's turn to write (see
+/// [`super::WriteTx`]).
+async fn apply_in_turn<Op: BatchOp>(
     pool: &sqlx::AnyPool,
+    turn: &tokio::sync::Mutex<()>,
     ops: &mut [Op],
-    begin: &'static str,
 ) -> Result<()> {
-    let mut tx = pool.begin_with(begin).await?;
+    let _turn = turn.lock().await;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     Op::apply(&mut tx, ops).await?;
     tx.commit().await?;
     Ok(())
