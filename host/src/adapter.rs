@@ -73,6 +73,11 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The secret value, moved out (to hand it to the plugin without a copy).
+    pub fn into_exposed(self) -> String {
+        self.0
+    }
 }
 
 impl fmt::Debug for Secret {

@@ -108,7 +108,7 @@ async fn provisioning_gives_every_account_exactly_the_group_and_links() {
         ..Settings::default()
     };
     let out = plugin
-        .provision(&target(&sim), &settings, &batch)
+        .provision(&target(&sim), &settings, batch.clone())
         .await
         .expect("provision");
     assert_eq!(out.value.len(), 25);
@@ -177,7 +177,10 @@ async fn disabled_links_are_removed_and_deprovision_clears_everything() {
     let users: Vec<String> = sim.accounts().keys().cloned().collect();
     let all = pushes(&plugin.description, &[]);
     let batch: Vec<_> = users.iter().map(|u| work(u, all.clone(), vec![])).collect();
-    plugin.provision(&t, &s, &batch).await.expect("provision");
+    plugin
+        .provision(&t, &s, batch.clone())
+        .await
+        .expect("provision");
 
     let disabled = ["clientarea:emails", "clientarea:downloads"];
     let batch: Vec<_> = users
@@ -193,7 +196,10 @@ async fn disabled_links_are_removed_and_deprovision_clears_everything() {
         })
         .collect();
     sim.reset_counters();
-    let out = plugin.provision(&t, &s, &batch).await.expect("disable");
+    let out = plugin
+        .provision(&t, &s, batch.clone())
+        .await
+        .expect("disable");
     assert!(out.value.iter().all(|o| o.errors().count() == 0));
     assert_eq!(sim.calls("remove_integration_link"), 6);
     assert_eq!(sim.calls("create_integration_link"), 0);
@@ -237,7 +243,7 @@ async fn unknown_and_empty_accounts_fail_alone_with_the_panels_words() {
     batch.push(nameless);
 
     let out = plugin
-        .provision(&target(&sim), &Settings::default(), &batch)
+        .provision(&target(&sim), &Settings::default(), batch.clone())
         .await
         .expect("provision")
         .value;

@@ -45,7 +45,7 @@ fn work(username: &str) -> Vec<AccountWork> {
 async fn provision_as(rt: &Runtime, username: &str) -> Result<(), Error> {
     let plugin = load(rt, "misbehave").await;
     plugin
-        .provision(&target(), &Settings::default(), &work(username))
+        .provision(&target(), &Settings::default(), work(username))
         .await
         .map(|_| ())
 }

@@ -361,7 +361,7 @@ impl World {
             remove: vec![],
         };
         let out = plugin
-            .provision(&target, &Settings::default(), &[work])
+            .provision(&target, &Settings::default(), [work])
             .await
             .unwrap();
         assert_eq!(out.value[0].errors().count(), 0, "{:?}", out.value);

@@ -335,7 +335,7 @@ pub async fn run() -> anyhow::Result<()> {
         }
         let work = sequential_work(&plugin.description, &usernames);
         for chunk in work.chunks(20) {
-            plugin.provision(&target, &settings, chunk).await?;
+            plugin.provision(&target, &settings, chunk.to_vec()).await?;
         }
     }
     let seq_wall = t2.elapsed();

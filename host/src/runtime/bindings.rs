@@ -65,27 +65,29 @@ pub fn settings(s: &host::Settings) -> types::Settings {
     }
 }
 
-pub fn account_work(w: &host::AccountWork) -> types::AccountWork {
+/// The generated type of one account's work, moved over (a sync batch carries thousands of
+/// strings; they are not copied again at the edge).
+pub fn account_work(w: host::AccountWork) -> types::AccountWork {
     types::AccountWork {
-        username: w.username.clone(),
-        domain: w.domain.clone(),
+        username: w.username,
+        domain: w.domain,
         credential: types::Credential {
-            subscriber_id: w.credential.subscriber_id.clone(),
-            secret: w.credential.secret.expose().to_owned(),
+            subscriber_id: w.credential.subscriber_id,
+            secret: w.credential.secret.into_exposed(),
         },
         ensure_group: w.ensure_group,
         links: w
             .links
-            .iter()
+            .into_iter()
             .map(|l| types::LinkPush {
-                scope: l.scope.clone(),
-                label: l.label.clone(),
+                scope: l.scope,
+                label: l.label,
                 order: l.order,
-                token_url: l.token_url.clone(),
-                url: l.url.clone(),
+                token_url: l.token_url,
+                url: l.url,
             })
             .collect(),
-        remove: w.remove.clone(),
+        remove: w.remove,
     }
 }
 

@@ -485,11 +485,11 @@ impl Plugin {
         &self,
         target: &ServerTarget,
         settings: &Settings,
-        accounts: &[AccountWork],
+        accounts: impl IntoIterator<Item = AccountWork>,
     ) -> Result<Output<Vec<AccountOutcome>>, Error> {
         let server = bindings::server(target);
         let settings = bindings::settings(settings);
-        let accounts: Vec<_> = accounts.iter().map(bindings::account_work).collect();
+        let accounts: Vec<_> = accounts.into_iter().map(bindings::account_work).collect();
         self.call_plugin(Some(target), move |adapter, store| {
             Box::pin(async move {
                 Ok(adapter

@@ -726,7 +726,7 @@ impl SyncEngine {
             plugin.deprovision(target, settings, &usernames).await
         } else {
             let work: Vec<_> = batch.iter().map(AccountPlan::work).collect();
-            plugin.provision(target, settings, &work).await
+            plugin.provision(target, settings, work).await
         }
         .map_err(UnitError::from_runtime)?
         .value;

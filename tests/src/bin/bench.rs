@@ -79,12 +79,12 @@ async fn runtime_bench() -> anyhow::Result<()> {
         let work = vec![account("good")];
         let settings = adapter::Settings::default();
         for _ in 0..200 {
-            plugin.provision(&target, &settings, &work).await?;
+            plugin.provision(&target, &settings, work.clone()).await?;
         }
         let mut samples = Vec::with_capacity(5000);
         for _ in 0..5000 {
             let t = Instant::now();
-            plugin.provision(&target, &settings, &work).await?;
+            plugin.provision(&target, &settings, work.clone()).await?;
             samples.push(t.elapsed());
         }
         let s = stats(samples);
@@ -151,7 +151,7 @@ async fn runtime_bench() -> anyhow::Result<()> {
     for i in 0..130 {
         let t = Instant::now();
         let out = plugin
-            .provision(&target, &host_settings, &host_accounts)
+            .provision(&target, &host_settings, host_accounts.clone())
             .await?;
         if i >= 30 {
             wasm.push(t.elapsed());
