@@ -54,6 +54,9 @@ pub fn client(limits: &HttpLimits) -> reqwest::Client {
         .expect("the HTTP client configuration is static and valid")
 }
 
+/// A panel server as grants and gates know it: scheme, lower-case host, port.
+pub type ServerKey = (&'static str, String, u16);
+
 /// What a call may reach: exactly one server.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -85,7 +88,7 @@ impl Grant {
     }
 
     /// The key of the server a grant is for (gates are per server).
-    pub fn server_key(target: &ServerTarget) -> (&'static str, String, u16) {
+    pub fn server_key(target: &ServerTarget) -> ServerKey {
         (
             target.scheme(),
             target.hostname.to_ascii_lowercase(),

@@ -179,7 +179,7 @@ struct Inner {
     config: RuntimeConfig,
     allocator: Allocator,
     /// Per panel server, its share of `config.http.max_in_flight_per_server`.
-    gates: std::sync::Mutex<HashMap<(&'static str, String, u16), Arc<tokio::sync::Semaphore>>>,
+    gates: std::sync::Mutex<HashMap<http::ServerKey, Arc<tokio::sync::Semaphore>>>,
 }
 
 /// The process's plugin runtime. Cheap to clone.
