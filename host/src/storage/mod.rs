@@ -148,7 +148,7 @@ pub struct Db {
 }
 
 /// A write transaction ([`Db::begin_write`]): the transaction's connection, and on SQLite this
-/// process's turn to write.
+/// process's turn to write, handed on only after commit or rollback.
 ///
 /// SQLite has one writer at a time; a writer that finds the lock taken sleeps in SQLite's busy
 /// handler in steps of 1, 2, 5 … 100 ms, however soon the lock is free again. With many sync
@@ -157,16 +157,42 @@ pub struct Db {
 /// commits; the busy handler only remains for writers outside the process and for single
 /// statements outside transactions.
 pub(crate) struct WriteTx {
-    // Dropped first: an uncommitted transaction rolls back before the turn is handed on.
-    tx: sqlx::Transaction<'static, sqlx::Any>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// `Some` until committed.
+    tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
     /// Commit, then hand the turn on.
-    pub(crate) async fn commit(self) -> Result<()> {
-        self.tx.commit().await?;
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        if let Some(tx) = self.tx.take() {
+            tx.commit().await?;
+        }
         Ok(())
+    }
+}
+
+impl Drop for WriteTx {
+    /// A transaction given up (an error, or its future dropped mid-way) is rolled back before
+    /// the turn goes to the next writer: dropped as it is, sqlx would roll it back only when
+    /// the connection is next used, and until then SQLite's lock would stay taken while the
+    /// next writer waited for it in the busy handler, holding the turn.
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.take() else {
+            return;
+        };
+        let turn = self.turn.take();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = tx.rollback().await {
+                        tracing::warn!(error = %e, "rolling back an abandoned write failed");
+                    }
+                    drop(turn);
+                });
+            }
+            Err(_) => drop((tx, turn)),
+        }
     }
 }
 
@@ -174,13 +200,13 @@ impl std::ops::Deref for WriteTx {
     type Target = AnyConnection;
 
     fn deref(&self) -> &AnyConnection {
-        &self.tx
+        self.tx.as_ref().expect("a WriteTx is open until committed")
     }
 }
 
 impl std::ops::DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+        self.tx.as_mut().expect("a WriteTx is open until committed")
     }
 }
 
@@ -394,13 +420,13 @@ impl Db {
             Backend::Sqlite => {
                 let turn = self.write_turn.clone().lock_owned().await;
                 WriteTx {
-                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
-                    _turn: Some(turn),
+                    tx: Some(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+                    turn: Some(turn),
                 }
             }
             Backend::Postgres => WriteTx {
-                tx: self.pool.begin().await?,
-                _turn: None,
+                tx: Some(self.pool.begin().await?),
+                turn: None,
             },
         })
     }

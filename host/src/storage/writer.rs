@@ -111,7 +111,7 @@ async fn apply_alone<Op: BatchOp>(db: &Db, ops: &mut [Op]) -> Result<()> {
 }
 
 /// Apply `ops` in one SQLite transaction of their own, in this process's turn to write (see
-/// [`super::WriteTx`]).
+/// [`super::WriteTx`]; the writer task is never cancelled mid-transaction).
 async fn apply_in_turn<Op: BatchOp>(
     pool: &sqlx::AnyPool,
     turn: &tokio::sync::Mutex<()>,
@@ -119,7 +119,14 @@ async fn apply_in_turn<Op: BatchOp>(
 ) -> Result<()> {
     let _turn = turn.lock().await;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    Op::apply(&mut tx, ops).await?;
-    tx.commit().await?;
+    let applied = Op::apply(&mut tx, ops).await;
+    match applied {
+        Ok(()) => tx.commit().await?,
+        // Rolled back before the turn is handed on.
+        Err(e) => {
+            tx.rollback().await?;
+            return Err(e);
+        }
+    }
     Ok(())
 }
