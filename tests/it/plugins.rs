@@ -341,3 +341,43 @@ async fn http_500s_timeouts_and_dropped_connections_are_transient() {
         sim.clear_injected_faults();
     }
 }
+
+/// With `max_in_flight_per_server` = 1, calls to one server made at once send their requests
+/// one after another (the panel answers each slowly enough that they would overlap); every call
+/// still succeeds. Without the limit the same calls overlap.
+#[tokio::test]
+async fn requests_to_one_server_take_turns_when_limited() {
+    for (limit, overlap) in [(Some(1), false), (None, true)] {
+        let mut config = runtime_config();
+        config.http.max_in_flight_per_server = limit;
+        let rt = Runtime::new(config).expect("runtime");
+        let sim = sim(Profile::Standard, 4).await;
+        sim.set_request_latency(std::time::Duration::from_millis(50));
+        let plugin = load(&rt, "cpanel").await;
+        let links = pushes(&plugin.description, &[]);
+        let calls = sim.accounts().into_keys().map(|user| {
+            let (plugin, sim, links) = (&plugin, &sim, links.clone());
+            async move {
+                plugin
+                    .provision(
+                        &target(sim),
+                        &Settings::default(),
+                        [work(&user, links, vec![])],
+                    )
+                    .await
+                    .expect("provision")
+            }
+        });
+        let outs = futures::future::join_all(calls).await;
+        assert!(
+            outs.iter()
+                .all(|o| o.value.iter().all(|a| a.errors().count() == 0))
+        );
+        let counters = sim.counters();
+        assert_eq!(
+            counters.max_in_flight > 1,
+            overlap,
+            "{limit:?}: {counters:?}"
+        );
+    }
+}

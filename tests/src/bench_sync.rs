@@ -107,7 +107,10 @@ pub async fn run() -> anyhow::Result<()> {
     )
     .await?;
     db.migrate().await?;
-    let runtime = Runtime::new(crate::runtime_config())?;
+    // One request in flight per server, as the limit below counts them.
+    let mut runtime_config = crate::runtime_config();
+    runtime_config.http.max_in_flight_per_server = Some(1);
+    let runtime = Runtime::new(runtime_config)?;
     let plugins = Arc::new(Plugins::new());
     plugins.activate(crate::load(&runtime, "cpanel").await);
     db.ensure_application("cpanel").await?;
@@ -175,8 +178,8 @@ pub async fn run() -> anyhow::Result<()> {
     let config = SyncConfig {
         workers: servers.max(1),
         max_commands_per_request: 300,
-        // Two batches under way per server, one request in flight (the runtime's default
-        // per-server gate): the limit below counts the requests one after another.
+        // Two batches under way per server, one request in flight (the runtime's per-server
+        // gate, set above): the limit below counts the requests one after another.
         per_server_concurrency: 2,
         poll_interval: Duration::from_millis(50),
         ..SyncConfig::default()

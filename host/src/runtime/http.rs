@@ -24,10 +24,12 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
     /// Largest answer body accepted, in bytes.
     pub max_response_bytes: u64,
-    /// Requests in flight to one panel server at once, over all calls (`None`: no limit). With
-    /// one, a server sees its requests one after another however many batches the sync engine
-    /// prepares for it at once: the host's own work on the next batch overlaps the panel's
-    /// answer to this one, and the panel carries no more load than with a single batch.
+    /// Requests in flight to one panel server at once, over all calls (`None`, the default: no
+    /// limit). With one, a server sees its requests one after another however many batches the
+    /// sync engine prepares for it at once: the host's own work on the next batch overlaps the
+    /// panel's answer to this one, and the panel carries no more load than with a single batch
+    /// (the sync benchmark runs so). Not the default yet: under load a sync test with faults and
+    /// a dead server once failed to finish with it on, not yet explained.
     pub max_in_flight_per_server: Option<usize>,
 }
 
@@ -37,7 +39,7 @@ impl Default for HttpLimits {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
             max_response_bytes: 16 * 1024 * 1024,
-            max_in_flight_per_server: Some(1),
+            max_in_flight_per_server: None,
         }
     }
 }

@@ -42,8 +42,8 @@ pub struct SyncConfig {
     pub workers: usize,
     /// Plugin calls (batches) under way for one server at once. How many of their requests are
     /// in flight to the server at once is the runtime's limit
-    /// ([`crate::runtime::HttpLimits::max_in_flight_per_server`], default 1): with 2 here and 1
-    /// there, the host prepares and records one batch while the panel answers the other.
+    /// ([`crate::runtime::HttpLimits::max_in_flight_per_server`], off by default): with 2 here
+    /// and 1 there, the host prepares and records one batch while the panel answers the other.
     pub per_server_concurrency: usize,
     /// Most accounts per plugin call. A call also carries at most `max_commands_per_request`
     /// panel operations, so a small change packs many accounts into one request.
