@@ -163,6 +163,18 @@ pub(crate) struct WriteTx {
 }
 
 impl WriteTx {
+    /// `BEGIN IMMEDIATE` on SQLite, in this process's turn (`turn`, taken first).
+    pub(crate) async fn begin_sqlite(
+        pool: &AnyPool,
+        turn: Arc<tokio::sync::Mutex<()>>,
+    ) -> Result<Self> {
+        let turn = turn.lock_owned().await;
+        Ok(Self {
+            tx: Some(pool.begin_with("BEGIN IMMEDIATE").await?),
+            turn: Some(turn),
+        })
+    }
+
     /// Commit, then hand the turn on.
     pub(crate) async fn commit(mut self) -> Result<()> {
         if let Some(tx) = self.tx.take() {
@@ -417,13 +429,7 @@ impl Db {
     /// tries to upgrade.
     pub(crate) async fn begin_write(&self) -> Result<WriteTx> {
         Ok(match self.backend {
-            Backend::Sqlite => {
-                let turn = self.write_turn.clone().lock_owned().await;
-                WriteTx {
-                    tx: Some(self.pool.begin_with("BEGIN IMMEDIATE").await?),
-                    turn: Some(turn),
-                }
-            }
+            Backend::Sqlite => WriteTx::begin_sqlite(&self.pool, self.write_turn.clone()).await?,
             Backend::Postgres => WriteTx {
                 tx: Some(self.pool.begin().await?),
                 turn: None,

@@ -111,22 +111,13 @@ async fn apply_alone<Op: BatchOp>(db: &Db, ops: &mut [Op]) -> Result<()> {
 }
 
 /// Apply `ops` in one SQLite transaction of their own, in this process's turn to write (see
-/// [`super::WriteTx`]; the writer task is never cancelled mid-transaction).
+/// [`super::WriteTx`], which also rolls back a failed batch before handing the turn on).
 async fn apply_in_turn<Op: BatchOp>(
     pool: &sqlx::AnyPool,
-    turn: &tokio::sync::Mutex<()>,
+    turn: &Arc<tokio::sync::Mutex<()>>,
     ops: &mut [Op],
 ) -> Result<()> {
-    let _turn = turn.lock().await;
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let applied = Op::apply(&mut tx, ops).await;
-    match applied {
-        Ok(()) => tx.commit().await?,
-        // Rolled back before the turn is handed on.
-        Err(e) => {
-            tx.rollback().await?;
-            return Err(e);
-        }
-    }
-    Ok(())
+    let mut tx = super::WriteTx::begin_sqlite(pool, turn.clone()).await?;
+    Op::apply(&mut tx, ops).await?;
+    tx.commit().await
 }
