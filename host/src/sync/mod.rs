@@ -586,16 +586,17 @@ impl SyncEngine {
             .filter(|s| !serves || !s.status.gets_links())
             .map(|s| s.id)
             .collect();
-        let desired = if serves {
+        let (links, accounts) = if serves {
             self.desired(&plugin, unit, &services).await?
         } else {
-            Vec::new()
+            Default::default()
         };
-        let (groups, links) = self.db.recorded_state(unit.server_id, app).await?;
+        let (groups, recorded) = self.db.recorded_state(unit.server_id, app).await?;
         let plans = plan_server(
-            &desired,
-            &groups,
             &links,
+            &accounts,
+            &groups,
+            &recorded,
             &self.config.public_url,
             &self.config.client_area_url,
             app,
@@ -648,14 +649,14 @@ impl SyncEngine {
         Ok(UnitEnd::Done)
     }
 
-    /// The accounts of a server that should have links, with their credentials (minted for
-    /// those that have none yet) and the application's enabled links.
+    /// The application's enabled links and the accounts of a server that should have them,
+    /// with their credentials (minted for those that have none yet).
     async fn desired(
         &self,
         plugin: &Plugin,
         unit: &Unit,
         services: &[crate::storage::Service],
-    ) -> Result<Vec<(Desired, Vec<DesiredLink>)>, UnitError> {
+    ) -> Result<(Vec<DesiredLink>, Vec<Desired>), UnitError> {
         let saved = self.db.link_settings(&unit.application).await?;
         let links: Vec<DesiredLink> = effective_links(&plugin.description.links, &saved)
             .into_iter()
@@ -673,7 +674,7 @@ impl SyncEngine {
             })
             .collect();
         if links.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Default::default());
         }
         let wanted: Vec<_> = services.iter().filter(|s| s.status.gets_links()).collect();
         let mut live = self.db.credentials_on_server(unit.server_id).await?;
@@ -685,22 +686,18 @@ impl SyncEngine {
         if !missing.is_empty() {
             live.extend(self.db.mint_credentials(&missing).await?);
         }
-        Ok(wanted
+        let accounts = wanted
             .into_iter()
             .filter_map(|s| {
-                live.remove(&s.id).map(|credential| {
-                    (
-                        Desired {
-                            service_id: s.id,
-                            username: s.username.clone(),
-                            domain: s.domain.clone(),
-                            credential,
-                        },
-                        links.clone(),
-                    )
+                live.remove(&s.id).map(|credential| Desired {
+                    service_id: s.id,
+                    username: s.username.clone(),
+                    domain: s.domain.clone(),
+                    credential,
                 })
             })
-            .collect())
+            .collect();
+        Ok((links, accounts))
     }
 
     /// Push one batch of account plans (all removals or all pushes), record what the panel

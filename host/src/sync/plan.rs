@@ -2,6 +2,7 @@
 //! record says it has, as the smallest set of panel operations. Pure: no I/O, unit-tested.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::adapter::{AccountOutcome, AccountWork, Credential, LinkPush, Operation};
 use crate::storage::sync::{RecordChange, RecordedGroup, RecordedLink, StoredCredential};
@@ -32,6 +33,20 @@ pub struct Desired {
     pub credential: StoredCredential,
 }
 
+/// A link as every account of one plan gets it, built once per plan and shared by the accounts'
+/// plans: only the fallback URL (which names the service) and the credential differ per account.
+#[derive(Debug)]
+struct LinkTemplate {
+    scope: String,
+    label: String,
+    order: u32,
+    token_url: String,
+    /// The client area's base URL, without a trailing slash.
+    url_base: String,
+    /// The destination path template (`{service_id}` is filled in per account).
+    destination: String,
+}
+
 /// The operations one account needs.
 #[derive(Debug, Clone)]
 pub struct AccountPlan {
@@ -45,8 +60,12 @@ pub struct AccountPlan {
     pub deprovision: bool,
     credential: Option<(Credential, i64)>,
     ensure_group: bool,
-    links: Vec<LinkPush>,
+    /// The plan's links, shared by every account of the server.
+    templates: Arc<[LinkTemplate]>,
+    /// Which of `templates` this account needs pushed.
+    links: Vec<u16>,
     remove: Vec<String>,
+    /// What the record holds (deprovision plans only: the record to forget).
     recorded_scopes: Vec<String>,
 }
 
@@ -74,13 +93,14 @@ pub fn destination_url(client_area_url: &str, destination: &str, service_id: i64
     )
 }
 
-/// Plan a server: `desired` are the accounts that should have links (with the links), `groups`
-/// and `links` what the record says the server's accounts have. Accounts already in the desired
-/// state get no plan at all.
+/// Plan a server: `accounts` should have `links` (every account the same links; none means
+/// every recorded account is removed), `groups` and `recorded` are what the record says the
+/// server's accounts have. Accounts already in the desired state get no plan at all.
 pub fn plan_server(
-    desired: &[(Desired, Vec<DesiredLink>)],
+    links: &[DesiredLink],
+    accounts: &[Desired],
     groups: &[RecordedGroup],
-    links: &[RecordedLink],
+    recorded_links: &[RecordedLink],
     public_url: &str,
     client_area_url: &str,
     application: &str,
@@ -93,7 +113,7 @@ pub fn plan_server(
             .or_default()
             .0 = true;
     }
-    for l in links {
+    for l in recorded_links {
         recorded
             .entry((l.service_id, l.username.as_str()))
             .or_default()
@@ -101,41 +121,38 @@ pub fn plan_server(
             .insert(l.scope.as_str(), l);
     }
 
+    // Everything about a link that is the same for every account, built once.
+    let templates: Arc<[LinkTemplate]> = links
+        .iter()
+        .map(|l| LinkTemplate {
+            scope: l.scope.clone(),
+            label: l.label.clone(),
+            order: l.order,
+            token_url: token_url(public_url, application, &l.scope),
+            url_base: client_area_url.trim_end_matches('/').to_owned(),
+            destination: l.destination.clone(),
+        })
+        .collect();
+    let shown: BTreeSet<&str> = links.iter().map(|l| l.scope.as_str()).collect();
+
     let mut plans = Vec::new();
     let mut wanted: BTreeSet<(i64, &str)> = BTreeSet::new();
-    // A link's token URL is the same for every account: built once per scope.
-    let mut token_urls: BTreeMap<&str, String> = BTreeMap::new();
-    for (d, dlinks) in desired {
-        if dlinks.is_empty() {
-            continue; // nothing shown: whatever is recorded is removed below
-        }
+    for d in accounts.iter().filter(|_| !links.is_empty()) {
         wanted.insert((d.service_id, d.username.as_str()));
         let (has_group, have) = recorded
             .get(&(d.service_id, d.username.as_str()))
             .cloned()
             .unwrap_or_default();
-        let mut push = Vec::new();
-        for l in dlinks {
-            let current = have.get(l.scope.as_str());
-            let same = current.is_some_and(|r| {
-                r.label == l.label
-                    && r.position == i64::from(l.order)
-                    && r.credential_version == d.credential.version
-            });
-            if !same {
-                push.push(LinkPush {
-                    scope: l.scope.clone(),
-                    label: l.label.clone(),
-                    order: l.order,
-                    token_url: token_urls
-                        .entry(l.scope.as_str())
-                        .or_insert_with(|| token_url(public_url, application, &l.scope))
-                        .clone(),
-                    url: destination_url(client_area_url, &l.destination, d.service_id),
-                });
-            }
-        }
-        let shown: BTreeSet<&str> = dlinks.iter().map(|l| l.scope.as_str()).collect();
+        let push: Vec<u16> = (0..links.len() as u16)
+            .filter(|&i| {
+                let l = &links[usize::from(i)];
+                !have.get(l.scope.as_str()).is_some_and(|r| {
+                    r.label == l.label
+                        && r.position == i64::from(l.order)
+                        && r.credential_version == d.credential.version
+                })
+            })
+            .collect();
         let remove: Vec<String> = have
             .keys()
             .filter(|s| !shown.contains(*s))
@@ -157,9 +174,10 @@ pub fn plan_server(
                 d.credential.version,
             )),
             ensure_group: !has_group,
+            templates: templates.clone(),
             links: push,
             remove,
-            recorded_scopes: have.keys().map(|s| (*s).to_owned()).collect(),
+            recorded_scopes: Vec::new(),
         });
     }
     // Everything recorded that is no longer wanted: removed whole.
@@ -174,6 +192,7 @@ pub fn plan_server(
             deprovision: true,
             credential: None,
             ensure_group: false,
+            templates: templates.clone(),
             links: Vec::new(),
             remove: Vec::new(),
             recorded_scopes: have.keys().map(|s| (*s).to_owned()).collect(),
@@ -185,6 +204,11 @@ pub fn plan_server(
 }
 
 impl AccountPlan {
+    /// The links this plan pushes.
+    fn pushed(&self) -> impl Iterator<Item = &LinkTemplate> {
+        self.links.iter().map(|&i| &self.templates[usize::from(i)])
+    }
+
     /// The plugin's work item for this plan (not for deprovision plans).
     pub fn work(&self) -> AccountWork {
         let credential = self
@@ -200,7 +224,16 @@ impl AccountPlan {
             domain: self.domain.clone(),
             credential,
             ensure_group: self.ensure_group,
-            links: self.links.clone(),
+            links: self
+                .pushed()
+                .map(|l| LinkPush {
+                    scope: l.scope.clone(),
+                    label: l.label.clone(),
+                    order: l.order,
+                    token_url: l.token_url.clone(),
+                    url: destination_url(&l.url_base, &l.destination, self.service_id),
+                })
+                .collect(),
             remove: self.remove.clone(),
         }
     }
@@ -228,7 +261,7 @@ impl AccountPlan {
                     username: self.username.clone(),
                 }),
                 Operation::UpsertLink(scope) => {
-                    if let Some(l) = self.links.iter().find(|l| &l.scope == scope) {
+                    if let Some(l) = self.pushed().find(|l| &l.scope == scope) {
                         changes.push(RecordChange::Link(RecordedLink {
                             service_id: self.service_id,
                             username: self.username.clone(),
@@ -322,7 +355,17 @@ mod tests {
         g: &[RecordedGroup],
         l: &[RecordedLink],
     ) -> Vec<AccountPlan> {
-        plan_server(d, g, l, "https://h", "https://h/portal", "cpanel")
+        let links = d.first().map(|(_, l)| l.clone()).unwrap_or_default();
+        let accounts: Vec<Desired> = d.iter().map(|(a, _)| a.clone()).collect();
+        plan_server(
+            &links,
+            &accounts,
+            g,
+            l,
+            "https://h",
+            "https://h/portal",
+            "cpanel",
+        )
     }
 
     #[test]
