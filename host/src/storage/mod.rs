@@ -143,8 +143,33 @@ pub struct Db {
     backend: Backend,
     secrets: Arc<SecretBox>,
     sso_writes: Arc<writer::Writer<sso::SsoWrite>>,
-    /// SQLite's one writer, taken in this process before `BEGIN IMMEDIATE` (see [`WriteTx`]).
-    write_turn: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite's one writer of this process (see [`WriteTurn`]).
+    write_turn: WriteTurn,
+}
+
+/// SQLite's writer in this process: one connection that every write transaction uses, and the
+/// fair queue in front of it ([`WriteTx`]).
+///
+/// One connection, because SQLite drops a connection's whole page cache when it sees that
+/// another connection wrote: with writes spread over the pool, each write transaction began
+/// with a cold cache and read the pages it rewrote through system calls. Its own commits keep
+/// the writer's cache valid, so a sync's read-change-write of account records stays in memory.
+#[derive(Clone)]
+pub(crate) struct WriteTurn {
+    /// A pool of exactly one connection, kept open.
+    connection: AnyPool,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl WriteTurn {
+    /// `BEGIN IMMEDIATE` on the writer connection, in this process's turn (taken first).
+    pub(crate) async fn begin(&self) -> Result<WriteTx> {
+        let turn = self.turn.clone().lock_owned().await;
+        Ok(WriteTx {
+            tx: Some(self.connection.begin_with("BEGIN IMMEDIATE").await?),
+            turn: Some(turn),
+        })
+    }
 }
 
 /// A write transaction ([`Db::begin_write`]): the transaction's connection, and on SQLite this
@@ -163,18 +188,6 @@ pub(crate) struct WriteTx {
 }
 
 impl WriteTx {
-    /// `BEGIN IMMEDIATE` on SQLite, in this process's turn (`turn`, taken first).
-    pub(crate) async fn begin_sqlite(
-        pool: &AnyPool,
-        turn: Arc<tokio::sync::Mutex<()>>,
-    ) -> Result<Self> {
-        let turn = turn.lock_owned().await;
-        Ok(Self {
-            tx: Some(pool.begin_with("BEGIN IMMEDIATE").await?),
-            turn: Some(turn),
-        })
-    }
-
     /// Commit, then hand the turn on.
     pub(crate) async fn commit(mut self) -> Result<()> {
         if let Some(tx) = self.tx.take() {
@@ -323,8 +336,7 @@ impl Db {
             Backend::Sqlite => 8,
             Backend::Postgres => 16,
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
+        let pool_options = AnyPoolOptions::new()
             .acquire_timeout(Duration::from_secs(10))
             .test_before_acquire(false)
             .after_connect(move |conn, _| {
@@ -358,9 +370,24 @@ impl Db {
                     }
                     Ok(())
                 })
-            })
-            .connect_with(options)
+            });
+        let pool = pool_options
+            .clone()
+            .max_connections(max_connections)
+            .connect_with(options.clone())
             .await?;
+        let writer = match backend {
+            Backend::Sqlite => {
+                pool_options
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => pool.clone(),
+        };
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
@@ -382,7 +409,10 @@ impl Db {
             backend,
             secrets,
             sso_writes: Arc::default(),
-            write_turn: Arc::default(),
+            write_turn: WriteTurn {
+                connection: writer,
+                turn: Arc::default(),
+            },
         })
     }
 
@@ -429,7 +459,7 @@ impl Db {
     /// tries to upgrade.
     pub(crate) async fn begin_write(&self) -> Result<WriteTx> {
         Ok(match self.backend {
-            Backend::Sqlite => WriteTx::begin_sqlite(&self.pool, self.write_turn.clone()).await?,
+            Backend::Sqlite => self.write_turn.begin().await?,
             Backend::Postgres => WriteTx {
                 tx: Some(self.pool.begin().await?),
                 turn: None,
@@ -450,6 +480,7 @@ impl Db {
     /// Close every connection (tests close before dropping their database).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.write_turn.connection.close().await;
     }
 
     /// Decrypt a sealed value of this purpose.

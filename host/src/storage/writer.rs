@@ -17,8 +17,6 @@
 //! On PostgreSQL, which has concurrent writers, [`Writer::submit`] applies the operation alone
 //! in its own transaction, through the same [`BatchOp::apply`].
 
-use std::sync::Arc;
-
 use futures::future::BoxFuture;
 use sqlx::AnyConnection;
 use tokio::sync::mpsc;
@@ -63,8 +61,7 @@ impl<Op: BatchOp> Writer<Op> {
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             // The task gets what it needs, not the `Db` (which owns this writer).
-            let (pool, turn) = (db.pool.clone(), db.write_turn.clone());
-            tokio::spawn(run(pool, turn, rx));
+            tokio::spawn(run(db.write_turn.clone(), rx));
             tx
         });
         if let Err(mpsc::error::SendError(op)) = queue.send(op) {
@@ -74,15 +71,11 @@ impl<Op: BatchOp> Writer<Op> {
 }
 
 /// The task: until the queue's sender is gone, take what is waiting and commit it together.
-async fn run<Op: BatchOp>(
-    pool: sqlx::AnyPool,
-    turn: Arc<tokio::sync::Mutex<()>>,
-    mut rx: mpsc::UnboundedReceiver<Op>,
-) {
+async fn run<Op: BatchOp>(turn: super::WriteTurn, mut rx: mpsc::UnboundedReceiver<Op>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if batch.len() > 1 {
-            match apply_in_turn(&pool, &turn, &mut batch).await {
+            match apply_in_turn(&turn, &mut batch).await {
                 Ok(()) => {
                     for op in batch.drain(..) {
                         op.answer(Ok(()));
@@ -96,7 +89,7 @@ async fn run<Op: BatchOp>(
         }
         for op in batch.drain(..) {
             let mut ops = [op];
-            let outcome = apply_in_turn(&pool, &turn, &mut ops).await;
+            let outcome = apply_in_turn(&turn, &mut ops).await;
             let [op] = ops;
             op.answer(outcome);
         }
@@ -112,12 +105,8 @@ async fn apply_alone<Op: BatchOp>(db: &Db, ops: &mut [Op]) -> Result<()> {
 
 /// Apply `ops` in one SQLite transaction of their own, in this process's turn to write (see
 /// [`super::WriteTx`], which also rolls back a failed batch before handing the turn on).
-async fn apply_in_turn<Op: BatchOp>(
-    pool: &sqlx::AnyPool,
-    turn: &Arc<tokio::sync::Mutex<()>>,
-    ops: &mut [Op],
-) -> Result<()> {
-    let mut tx = super::WriteTx::begin_sqlite(pool, turn.clone()).await?;
+async fn apply_in_turn<Op: BatchOp>(turn: &super::WriteTurn, ops: &mut [Op]) -> Result<()> {
+    let mut tx = turn.begin().await?;
     Op::apply(&mut tx, ops).await?;
     tx.commit().await
 }
