@@ -269,6 +269,17 @@ pub async fn run() -> anyhow::Result<()> {
         floor.as_secs_f64(),
         full_wall.as_secs_f64() / floor.as_secs_f64().max(1e-9)
     );
+    // What the host's CPU alone allows, as if the fleet ran on machines of its own: its CPU time
+    // spread over every core, against the limit.
+    let host_floor = host_cpu / u32::try_from(cores).unwrap_or(1);
+    let fleet_floor = sim_cpu / u32::try_from(cores).unwrap_or(1);
+    println!(
+        "    the host's CPU alone over {cores} cores: {:.2} s ({:.2}x the limit); the simulated fleet's alone: {:.2} s ({:.2}x)",
+        host_floor.as_secs_f64(),
+        host_floor.as_secs_f64() / limit.as_secs_f64(),
+        fleet_floor.as_secs_f64(),
+        fleet_floor.as_secs_f64() / limit.as_secs_f64()
+    );
     println!(
         "    host CPU (engine + plugins + storage): {:.2} s, {:.1} µs per panel call; the simulators: {:.2} s, {:.1} µs per command",
         host_cpu.as_secs_f64(),
