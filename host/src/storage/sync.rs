@@ -807,11 +807,20 @@ impl Db {
     ) -> Result<HashMap<i64, StoredCredential>> {
         let now = now_ms();
         let mut out = HashMap::with_capacity(service_ids.len());
+        // Generated and sealed before the write turn is taken: sealing is the costly part, and
+        // SQLite's writer (shared with every other sync) waits while a transaction is open.
+        let minted: Vec<(i64, String, Secret, String)> = service_ids
+            .iter()
+            .map(|&service_id| {
+                let (subscriber_id, secret, sealed) = self.new_credential(service_id);
+                (service_id, subscriber_id, secret, sealed)
+            })
+            .collect();
         // On conflict the earlier credential is replaced only when it was revoked;
         // `rotated_at` takes the new row's `created_at` (now).
         let mut tx = self.begin_write().await?;
-        for chunk in service_ids.chunks(200) {
-            let mut fresh: HashMap<i64, (String, Secret)> = HashMap::with_capacity(chunk.len());
+        for chunk in minted.chunks(200) {
+            let mut fresh: HashMap<i64, (&str, &Secret)> = HashMap::with_capacity(chunk.len());
             let sql = format!(
                 "INSERT INTO sso_credentials (service_id, subscriber_id, secret_sealed, version, \
                  created_at) VALUES {} \
@@ -823,15 +832,14 @@ impl Db {
                 self.placeholder_rows(chunk.len(), 5)
             );
             let mut query = sqlx::query(&sql);
-            for &service_id in chunk {
-                let (subscriber_id, secret, sealed) = self.new_credential(service_id);
+            for (service_id, subscriber_id, secret, sealed) in chunk {
                 query = query
-                    .bind(service_id)
-                    .bind(subscriber_id.clone())
-                    .bind(sealed)
+                    .bind(*service_id)
+                    .bind(subscriber_id.as_str())
+                    .bind(sealed.as_str())
                     .bind(1_i64)
                     .bind(now);
-                fresh.insert(service_id, (subscriber_id, secret));
+                fresh.insert(*service_id, (subscriber_id, secret));
             }
             for row in query.fetch_all(&mut *tx).await? {
                 let service_id: i64 = row.try_get("service_id")?;
@@ -840,8 +848,8 @@ impl Db {
                     out.insert(
                         service_id,
                         StoredCredential {
-                            subscriber_id,
-                            secret,
+                            subscriber_id: subscriber_id.to_owned(),
+                            secret: secret.clone(),
                             version,
                         },
                     );
