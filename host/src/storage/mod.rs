@@ -604,3 +604,55 @@ pub(crate) async fn audit(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every write transaction runs on the one writer connection, not on the pool: it proceeds
+    /// while every pooled connection is taken, and what is private to a connection (a temporary
+    /// table) made in one write transaction is there in the next and on no pooled connection.
+    #[tokio::test]
+    async fn write_transactions_share_one_connection_apart_from_the_pool() {
+        let dir = std::env::temp_dir().join(format!(
+            "panelink-writer-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("w.db").display());
+        let secrets = SecretBox::from_material("writer test key material 0123456789").unwrap();
+        let db = Db::connect(&url, Arc::new(secrets)).await.unwrap();
+        let mut pooled = Vec::new();
+        while let Some(conn) = db.pool().try_acquire() {
+            pooled.push(conn);
+        }
+        for _ in pooled.len()..db.pool().options().get_max_connections() as usize {
+            pooled.push(db.pool().acquire().await.unwrap());
+        }
+
+        let mut tx = db.begin_write().await.unwrap();
+        sqlx::query("CREATE TEMP TABLE writer_mark (x INTEGER)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        for _ in 0..3 {
+            let mut tx = db.begin_write().await.unwrap();
+            sqlx::query("INSERT INTO writer_mark VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        for conn in &mut pooled {
+            let seen = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM writer_mark")
+                .fetch_one(&mut **conn)
+                .await;
+            assert!(seen.is_err(), "a pooled connection saw the writer's table");
+        }
+        drop(pooled);
+        db.close().await;
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
