@@ -502,16 +502,32 @@ impl Db {
 
     /// Services, by id, optionally of one server and/or one client.
     pub async fn services(&self, filter: ServiceFilter) -> Result<Vec<Service>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {SERVICE_COLUMNS} FROM services \
-             WHERE ($1 = FALSE OR server_id = $2) AND ($3 = FALSE OR client_id = $4) ORDER BY id"
-        ))
-        .bind(filter.server_id.is_some())
-        .bind(filter.server_id.unwrap_or(0))
-        .bind(filter.client_id.is_some())
-        .bind(filter.client_id.unwrap_or(0))
-        .fetch_all(self.pool())
-        .await?;
+        // Only the conditions the filter asks for, so that SQLite can use the server or client
+        // index: `($1 = FALSE OR server_id = $2)` made it scan every service of every server.
+        let mut conditions = Vec::new();
+        let mut values = Vec::new();
+        for (column, value) in [
+            ("server_id", filter.server_id),
+            ("client_id", filter.client_id),
+        ] {
+            if let Some(value) = value {
+                values.push(value);
+                conditions.push(format!("{column} = ${}", values.len()));
+            }
+        }
+        let sql = if conditions.is_empty() {
+            format!("SELECT {SERVICE_COLUMNS} FROM services ORDER BY id")
+        } else {
+            format!(
+                "SELECT {SERVICE_COLUMNS} FROM services WHERE {} ORDER BY id",
+                conditions.join(" AND ")
+            )
+        };
+        let mut query = sqlx::query(&sql);
+        for value in values {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(self.pool()).await?;
         rows.iter().map(service_from).collect()
     }
 
