@@ -143,31 +143,43 @@ pub struct Db {
     backend: Backend,
     secrets: Arc<SecretBox>,
     sso_writes: Arc<writer::Writer<sso::SsoWrite>>,
-    /// SQLite's one writer of this process (see [`WriteTurn`]).
+    /// Where write transactions begin (see [`WriteTurn`]).
     write_turn: WriteTurn,
 }
 
-/// SQLite's writer in this process: one connection that every write transaction uses, and the
-/// fair queue in front of it ([`WriteTx`]).
+/// Where this process's write transactions begin. On SQLite: one connection that every write
+/// transaction uses, and the fair queue in front of it ([`WriteTx`]); on PostgreSQL, which has
+/// concurrent writers: the pool, without a queue.
 ///
-/// One connection, because SQLite drops a connection's whole page cache when it sees that
+/// One SQLite connection, because SQLite drops a connection's whole page cache when it sees that
 /// another connection wrote: with writes spread over the pool, each write transaction began
 /// with a cold cache and read the pages it rewrote through system calls. Its own commits keep
 /// the writer's cache valid, so a sync's read-change-write of account records stays in memory.
 #[derive(Clone)]
 pub(crate) struct WriteTurn {
-    /// A pool of exactly one connection, kept open.
+    /// SQLite: a pool of exactly one connection, kept open. PostgreSQL: the pool.
     connection: AnyPool,
-    turn: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite only: the queue of this process's writers.
+    turn: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl WriteTurn {
-    /// `BEGIN IMMEDIATE` on the writer connection, in this process's turn (taken first).
+    /// Begin a write transaction. On SQLite: in this process's turn (taken first), then
+    /// `BEGIN IMMEDIATE`, so that a read-then-write transaction never fails to upgrade with
+    /// "database is locked".
     pub(crate) async fn begin(&self) -> Result<WriteTx> {
-        let turn = self.turn.clone().lock_owned().await;
-        Ok(WriteTx {
-            tx: Some(self.connection.begin_with("BEGIN IMMEDIATE").await?),
-            turn: Some(turn),
+        Ok(match &self.turn {
+            Some(turn) => {
+                let turn = turn.clone().lock_owned().await;
+                WriteTx {
+                    tx: Some(self.connection.begin_with("BEGIN IMMEDIATE").await?),
+                    turn: Some(turn),
+                }
+            }
+            None => WriteTx {
+                tx: Some(self.connection.begin().await?),
+                turn: None,
+            },
         })
     }
 }
@@ -376,17 +388,21 @@ impl Db {
             .max_connections(max_connections)
             .connect_with(options.clone())
             .await?;
-        let writer = match backend {
-            Backend::Sqlite => {
-                pool_options
+        let write_turn = match backend {
+            Backend::Sqlite => WriteTurn {
+                connection: pool_options
                     .max_connections(1)
                     .min_connections(1)
                     .idle_timeout(None)
                     .max_lifetime(None)
                     .connect_with(options)
-                    .await?
-            }
-            Backend::Postgres => pool.clone(),
+                    .await?,
+                turn: Some(Arc::default()),
+            },
+            Backend::Postgres => WriteTurn {
+                connection: pool.clone(),
+                turn: None,
+            },
         };
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL")
@@ -409,10 +425,7 @@ impl Db {
             backend,
             secrets,
             sso_writes: Arc::default(),
-            write_turn: WriteTurn {
-                connection: writer,
-                turn: Arc::default(),
-            },
+            write_turn,
         })
     }
 
@@ -453,18 +466,9 @@ impl Db {
         self.backend
     }
 
-    /// Start a transaction that writes. On SQLite it first takes this process's turn to write
-    /// (see [`WriteTx`]), then the write lock at once (`BEGIN IMMEDIATE`), so concurrent writers
-    /// queue instead of failing with "database is locked" when a read-then-write transaction
-    /// tries to upgrade.
+    /// Start a transaction that writes (see [`WriteTurn::begin`]).
     pub(crate) async fn begin_write(&self) -> Result<WriteTx> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.write_turn.begin().await?,
-            Backend::Postgres => WriteTx {
-                tx: Some(self.pool.begin().await?),
-                turn: None,
-            },
-        })
+        self.write_turn.begin().await
     }
 
     /// The `VALUES` rows of a many-row statement: see [`placeholder_rows`].
@@ -631,19 +635,14 @@ mod tests {
             pooled.push(db.pool().acquire().await.unwrap());
         }
 
-        let mut tx = db.begin_write().await.unwrap();
-        sqlx::query("CREATE TEMP TABLE writer_mark (x INTEGER)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        for _ in 0..3 {
+        let write = |sql: &'static str| async {
             let mut tx = db.begin_write().await.unwrap();
-            sqlx::query("INSERT INTO writer_mark VALUES (1)")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
+            sqlx::query(sql).execute(&mut *tx).await.unwrap();
             tx.commit().await.unwrap();
+        };
+        write("CREATE TEMP TABLE writer_mark (x INTEGER)").await;
+        for _ in 0..3 {
+            write("INSERT INTO writer_mark VALUES (1)").await;
         }
         for conn in &mut pooled {
             let seen = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM writer_mark")

@@ -53,7 +53,7 @@ impl<Op: BatchOp> Writer<Op> {
     pub(crate) async fn submit(&self, db: &Db, op: Op) {
         if db.backend == Backend::Postgres {
             let mut ops = [op];
-            let outcome = apply_alone(db, &mut ops).await;
+            let outcome = apply(&db.write_turn, &mut ops).await;
             let [op] = ops;
             op.answer(outcome);
             return;
@@ -75,7 +75,7 @@ async fn run<Op: BatchOp>(turn: super::WriteTurn, mut rx: mpsc::UnboundedReceive
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if batch.len() > 1 {
-            match apply_in_turn(&turn, &mut batch).await {
+            match apply(&turn, &mut batch).await {
                 Ok(()) => {
                     for op in batch.drain(..) {
                         op.answer(Ok(()));
@@ -89,23 +89,16 @@ async fn run<Op: BatchOp>(turn: super::WriteTurn, mut rx: mpsc::UnboundedReceive
         }
         for op in batch.drain(..) {
             let mut ops = [op];
-            let outcome = apply_in_turn(&turn, &mut ops).await;
+            let outcome = apply(&turn, &mut ops).await;
             let [op] = ops;
             op.answer(outcome);
         }
     }
 }
 
-/// Apply `ops` in one transaction of their own (PostgreSQL).
-async fn apply_alone<Op: BatchOp>(db: &Db, ops: &mut [Op]) -> Result<()> {
-    let mut tx = db.begin_write().await?;
-    Op::apply(&mut tx, ops).await?;
-    tx.commit().await
-}
-
-/// Apply `ops` in one SQLite transaction of their own, in this process's turn to write (see
-/// [`super::WriteTx`], which also rolls back a failed batch before handing the turn on).
-async fn apply_in_turn<Op: BatchOp>(turn: &super::WriteTurn, ops: &mut [Op]) -> Result<()> {
+/// Apply `ops` in one write transaction of their own (on SQLite in this process's turn to write:
+/// see [`super::WriteTx`], which also rolls back a failed batch before handing the turn on).
+async fn apply<Op: BatchOp>(turn: &super::WriteTurn, ops: &mut [Op]) -> Result<()> {
     let mut tx = turn.begin().await?;
     Op::apply(&mut tx, ops).await?;
     tx.commit().await
