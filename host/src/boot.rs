@@ -19,15 +19,16 @@ use crate::config::{Config, redact_url};
 use crate::crypto::SecretBox;
 use crate::runtime::{Plugins, Runtime, RuntimeConfig};
 use crate::storage::Db;
+use crate::sync::SyncRequests;
 use crate::sync::{SyncConfig, SyncEngine};
-use crate::sync_port::{Events, SyncRequests};
+use crate::sync_port::Events;
 
 /// What a host is built with besides its configuration.
 #[derive(Default)]
 pub struct Options {
     /// Plugin runtime limits.
     pub runtime: RuntimeConfig,
-    /// The sync engine; `None`: requests are only recorded.
+    /// A stand-in for the sync engine (tests); `None`: the real engine, started with the host.
     pub sync: Option<Arc<dyn SyncRequests>>,
     /// The event bus (give one to publish from outside).
     pub events: Events,

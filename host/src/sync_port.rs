@@ -1,19 +1,16 @@
-//! The seam between the admin API and the sync engine.
+//! The sync engine's vocabulary: what a change is, what work it causes, what the record of the
+//! panels holds, and how a sync is reported. Plain types with no I/O, shared by [`crate::api`]
+//! (which renders them), [`crate::storage`] (which stores them) and [`crate::sync`] (which
+//! decides and carries out the work). This module depends on nothing else of the host, so the
+//! dependencies point one way: `api` → `sync` → `storage` → `sync_port`.
 //!
-//! The API never provisions anything itself: when an admin enables or disables an application,
-//! saves its links, asks for a repair, or creates or changes a service, it hands a
-//! [`SyncRequest`] to the [`SyncRequests`] it was given, and shows whatever that reports
-//! ([`SyncSummary`], [`SyncDetail`]) in the `sync` fields, the application `status`,
-//! `GET /syncs/{id}` and the event stream. The sync engine (`host/src/sync/`) implements
-//! [`SyncRequests`] and publishes progress on [`Events`]; until it is plugged in,
-//! [`RecordingSyncRequests`] records the requests and reports no sync (`sync: null`, unknown sync
-//! ids are 404).
-//!
-//! Plain types, no JSON: `api` renders them.
+//! The flow of a change: an admin's write (saved links, a service changed, …) is stored by
+//! `storage` together with the [`Change`] it causes, in one transaction (the change outbox).
+//! [`crate::sync::SyncEngine::request`] then turns the change into syncs: one per application
+//! that needs work, each with one unit per server. A process that dies in between leaves the
+//! change in the outbox, and the engine drains it when it starts: a saved change is always
+//! pushed.
 
-use std::sync::Mutex;
-
-use futures::future::BoxFuture;
 use tokio::sync::broadcast;
 
 /// Why a sync operation was started (`kind` in the API).
@@ -27,12 +24,21 @@ pub enum SyncKind {
     Disable,
     /// One service was created or changed.
     Service,
-    /// An admin asked to re-push everything (repair drift).
+    /// Re-push everything (an admin asked, a server changed, or the drift check found a
+    /// difference).
     Repair,
 }
 
 impl SyncKind {
-    /// The API's spelling.
+    const ALL: [SyncKind; 5] = [
+        SyncKind::Enable,
+        SyncKind::Configure,
+        SyncKind::Disable,
+        SyncKind::Service,
+        SyncKind::Repair,
+    ];
+
+    /// The API's and the database's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             SyncKind::Enable => "enable",
@@ -41,6 +47,11 @@ impl SyncKind {
             SyncKind::Service => "service",
             SyncKind::Repair => "repair",
         }
+    }
+
+    /// The kind spelled `raw`, if any.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == raw)
     }
 }
 
@@ -60,7 +71,15 @@ pub enum SyncState {
 }
 
 impl SyncState {
-    /// The API's spelling.
+    const ALL: [SyncState; 5] = [
+        SyncState::Queued,
+        SyncState::Running,
+        SyncState::Completed,
+        SyncState::CompletedWithWarnings,
+        SyncState::Failed,
+    ];
+
+    /// The API's and the database's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             SyncState::Queued => "queued",
@@ -71,13 +90,77 @@ impl SyncState {
         }
     }
 
+    /// The state spelled `raw`, if any.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
     /// Queued or running (the application shows `syncing`).
     pub fn is_pending(self) -> bool {
         matches!(self, SyncState::Queued | SyncState::Running)
     }
 }
 
-/// What the API asks for.
+/// Something an admin (or the engine itself) did that may need pushing to the panels. Stored in
+/// the change outbox in the same transaction as the write that caused it; which syncs it causes
+/// is decided in one place, [`crate::sync::work_for`], when it is drained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Application Links of an application were turned on.
+    Enabled {
+        /// The application.
+        application: String,
+    },
+    /// Application Links of an application were turned off.
+    Disabled {
+        /// The application.
+        application: String,
+    },
+    /// An application's link configuration was saved.
+    LinksSaved {
+        /// The application.
+        application: String,
+    },
+    /// An admin asked for everything of an application to be pushed again.
+    RepairRequested {
+        /// The application.
+        application: String,
+    },
+    /// A server was added, or changed in a way its panel sees (module, address, credentials,
+    /// enabled): the applications it served before and serves now are pushed again.
+    ServerChanged {
+        /// The server.
+        server_id: i64,
+        /// The applications concerned (its old and new module).
+        applications: Vec<String>,
+    },
+    /// A service was created or changed in a way its panel sees.
+    ServiceChanged {
+        /// The service.
+        service_id: i64,
+        /// The servers it was on and is on now.
+        servers: Vec<i64>,
+    },
+    /// A service's single sign-on credential was rotated: its links need the new one.
+    CredentialRotated {
+        /// The service.
+        service_id: i64,
+    },
+    /// The drift check found accounts of a server whose panel differs from the record, and
+    /// forgot their record: that server is pushed again.
+    DriftFound {
+        /// The application.
+        application: String,
+        /// The server.
+        server_id: i64,
+    },
+}
+
+/// A change waiting in the outbox; hand it to [`crate::sync::SyncRequests::request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChangeId(pub i64);
+
+/// One sync a change causes: what [`crate::sync::work_for`] decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncRequest {
     /// The application.
@@ -86,6 +169,8 @@ pub struct SyncRequest {
     pub kind: SyncKind,
     /// The service, for [`SyncKind::Service`].
     pub service_id: Option<i64>,
+    /// Only these servers (a drift repair); `None`: every server that may need work.
+    pub servers: Option<Vec<i64>>,
     /// The admin who caused it.
     pub requested_by: Option<i64>,
 }
@@ -93,121 +178,114 @@ pub struct SyncRequest {
 /// A sync operation as the application view shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncSummary {
-    /// Id.
     pub id: i64,
-    /// Application.
     pub application: String,
-    /// Why it runs.
     pub kind: SyncKind,
-    /// Where it stands.
     pub state: SyncState,
-    /// Units of work done.
+    /// Accounts done, over every server.
     pub done: u64,
-    /// Units of work in total.
+    /// Accounts to do, over every server (known once each server's plan is made).
     pub total: u64,
-    /// Started (ms), once running.
+    /// When it started running (ms since the epoch).
     pub started_at: Option<i64>,
-    /// Finished (ms), once done.
+    /// When it ended (ms since the epoch).
     pub finished_at: Option<i64>,
 }
 
 /// One server's part of a sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerProgress {
-    /// The server.
     pub server_id: i64,
-    /// Where it stands.
     pub state: SyncState,
-    /// Done.
+    /// Accounts done on this server.
     pub done: u64,
-    /// Total.
+    /// Accounts to do on this server.
     pub total: u64,
-    /// The last error on that server.
+    /// The last error on that server (kept after a retry succeeds, for the record).
     pub last_error: Option<String>,
 }
 
 /// A sync with its per-server progress (`GET /syncs/{id}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncDetail {
-    /// The summary.
     pub summary: SyncSummary,
-    /// Per server.
     pub servers: Vec<ServerProgress>,
 }
 
-/// Why the sync engine could not take or answer a request.
-#[derive(Debug, thiserror::Error)]
-#[error("sync engine: {0}")]
-pub struct SyncError(pub String);
-
-/// What the sync engine offers the API.
-pub trait SyncRequests: Send + Sync + 'static {
-    /// Schedule the work for a request; returns the sync that will do it, or `None` when nothing
-    /// needs doing (e.g. a service change on a disabled application).
-    fn request(
-        &self,
-        request: SyncRequest,
-    ) -> BoxFuture<'_, Result<Option<SyncSummary>, SyncError>>;
-
-    /// The latest sync of an application, if any.
-    fn latest<'a>(
-        &'a self,
-        application: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SyncSummary>, SyncError>>;
-
-    /// One sync with its per-server progress.
-    fn get(&self, id: i64) -> BoxFuture<'_, Result<Option<SyncDetail>, SyncError>>;
+/// A unit of work: one sync's part on one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    pub sync_id: i64,
+    pub server_id: i64,
+    /// The sync's application.
+    pub application: String,
+    /// Why the sync runs.
+    pub kind: SyncKind,
+    /// Transient failures so far.
+    pub attempts: i64,
 }
 
-/// Stand-in until the sync engine is plugged in: records every request, reports no syncs.
-#[derive(Debug, Default)]
-pub struct RecordingSyncRequests {
-    requests: Mutex<Vec<SyncRequest>>,
+/// A link the record says an account has on its panel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedLink {
+    pub service_id: i64,
+    /// The panel user it was pushed to.
+    pub username: String,
+    pub scope: String,
+    /// The label pushed.
+    pub label: String,
+    /// The position pushed.
+    pub position: i64,
+    /// The credential version pushed.
+    pub credential_version: i64,
 }
 
-impl RecordingSyncRequests {
-    /// A new, empty recorder.
-    pub fn new() -> Self {
-        Self::default()
-    }
+/// The record says this account has the group on its panel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedGroup {
+    pub service_id: i64,
+    /// The panel user it was pushed to.
+    pub username: String,
+}
 
-    /// Every request so far, in order.
-    pub fn requests(&self) -> Vec<SyncRequest> {
-        self.requests
-            .lock()
-            .expect("recorder lock poisoned")
-            .clone()
+/// One change to the record that a panel confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordChange {
+    /// The group exists on the account.
+    Group {
+        service_id: i64,
+        /// The panel user.
+        username: String,
+    },
+    /// The group is gone.
+    GroupRemoved { service_id: i64 },
+    /// The link exists with these values.
+    Link(RecordedLink),
+    /// The link is gone.
+    LinkRemoved { service_id: i64, scope: String },
+}
+
+impl RecordChange {
+    /// The service the change is about.
+    pub fn service_id(&self) -> i64 {
+        match self {
+            Self::Group { service_id, .. }
+            | Self::GroupRemoved { service_id }
+            | Self::LinkRemoved { service_id, .. } => *service_id,
+            Self::Link(link) => link.service_id,
+        }
     }
 }
 
-impl SyncRequests for RecordingSyncRequests {
-    fn request(
-        &self,
-        request: SyncRequest,
-    ) -> BoxFuture<'_, Result<Option<SyncSummary>, SyncError>> {
-        tracing::info!(
-            application = %request.application,
-            kind = request.kind.as_str(),
-            service_id = request.service_id,
-            "sync requested (no sync engine attached: recorded only)"
-        );
-        self.requests
-            .lock()
-            .expect("recorder lock poisoned")
-            .push(request);
-        Box::pin(async { Ok(None) })
-    }
-
-    fn latest<'a>(
-        &'a self,
-        _application: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SyncSummary>, SyncError>> {
-        Box::pin(async { Ok(None) })
-    }
-
-    fn get(&self, _id: i64) -> BoxFuture<'_, Result<Option<SyncDetail>, SyncError>> {
-        Box::pin(async { Ok(None) })
-    }
+/// A service's live single sign-on credential, as the engine pushes it into the service's links.
+#[derive(Debug, Clone)]
+pub struct StoredCredential {
+    /// `subscriber_unique_id`.
+    pub subscriber_id: String,
+    /// `token`.
+    pub secret: crate::adapter::Secret,
+    /// Bumped on every rotation; the record holds the version each link was pushed with.
+    pub version: i64,
 }
 
 /// Something the event stream (`GET /api/v1/events`) tells admins.
@@ -222,7 +300,7 @@ pub enum Event {
     Sync(SyncSummary),
 }
 
-/// The process's event bus: the API and the sync engine publish, each `GET /events` subscribes.
+/// The process's event bus: the sync engine publishes, each `GET /events` subscribes.
 #[derive(Debug, Clone)]
 pub struct Events {
     sender: broadcast::Sender<Event>,

@@ -24,10 +24,8 @@ use panelink::catalog::Catalog;
 use panelink::crypto::SecretBox;
 use panelink::runtime::{Plugin, Plugins, Runtime};
 use panelink::storage::{Actor, Db};
-use panelink::sync_port::{
-    Events, RecordingSyncRequests, SyncDetail, SyncError, SyncRequest, SyncRequests, SyncState,
-    SyncSummary,
-};
+use panelink::sync::{SyncError, SyncRequests, work_for};
+use panelink::sync_port::{ChangeId, Events, SyncDetail, SyncRequest, SyncState, SyncSummary};
 use serde_json::Value;
 use sqlx::Connection;
 use tower::ServiceExt;
@@ -281,41 +279,72 @@ pub fn shipped_plugins() -> &'static (Runtime, Vec<Arc<Plugin>>) {
     })
 }
 
-/// A sync engine stand-in that queues every request as a sync and reports it, so the API's
-/// rendering of syncs can be tested.
-#[derive(Default)]
+/// The syncs a queued change causes, as the engine decides them ([`work_for`]); the change
+/// leaves the outbox without any sync being written. For stand-ins of the engine.
+async fn drain_as_requests(db: &Db, change: ChangeId) -> Result<Vec<SyncRequest>, SyncError> {
+    let storage = |source| SyncError::Storage {
+        context: format!("stand-in draining change {}", change.0),
+        source,
+    };
+    let Some(pending) = db.pending_change(change).await.map_err(storage)? else {
+        return Ok(Vec::new());
+    };
+    let requests = work_for(db, &pending.change, pending.requested_by)
+        .await
+        .map_err(storage)?;
+    db.drain_change(change, &[]).await.map_err(storage)?;
+    Ok(requests)
+}
+
+/// A sync engine stand-in that turns every change into the syncs the real engine would
+/// decide on ([`work_for`]), reports each as queued, and runs none, so the API's rendering of
+/// syncs can be tested.
 pub struct FakeEngine {
+    db: Db,
     next: AtomicI64,
     syncs: Mutex<BTreeMap<i64, SyncSummary>>,
     requests: Mutex<Vec<SyncRequest>>,
 }
 
 impl FakeEngine {
-    /// Every request so far.
+    /// A stand-in reading changes from `db`.
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            next: AtomicI64::new(0),
+            syncs: Mutex::default(),
+            requests: Mutex::default(),
+        }
+    }
+
+    /// Every sync asked for so far.
     pub fn requests(&self) -> Vec<SyncRequest> {
         self.requests.lock().unwrap().clone()
     }
 }
 
 impl SyncRequests for FakeEngine {
-    fn request(
-        &self,
-        request: SyncRequest,
-    ) -> BoxFuture<'_, Result<Option<SyncSummary>, SyncError>> {
-        let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
-        let summary = SyncSummary {
-            id,
-            application: request.application.clone(),
-            kind: request.kind,
-            state: SyncState::Queued,
-            done: 0,
-            total: 3,
-            started_at: None,
-            finished_at: None,
-        };
-        self.syncs.lock().unwrap().insert(id, summary.clone());
-        self.requests.lock().unwrap().push(request);
-        Box::pin(async move { Ok(Some(summary)) })
+    fn request(&self, change: ChangeId) -> BoxFuture<'_, Result<Vec<SyncSummary>, SyncError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for request in drain_as_requests(&self.db, change).await? {
+                let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+                let summary = SyncSummary {
+                    id,
+                    application: request.application.clone(),
+                    kind: request.kind,
+                    state: SyncState::Queued,
+                    done: 0,
+                    total: 3,
+                    started_at: None,
+                    finished_at: None,
+                };
+                self.syncs.lock().unwrap().insert(id, summary.clone());
+                self.requests.lock().unwrap().push(request);
+                out.push(summary);
+            }
+            Ok(out)
+        })
     }
 
     fn latest<'a>(
@@ -345,6 +374,70 @@ impl SyncRequests for FakeEngine {
                 servers: Vec::new(),
             });
         Box::pin(async move { Ok(detail) })
+    }
+}
+
+/// A sync engine stand-in that records the syncs each change would cause and reports none
+/// (`sync: null`, unknown sync ids are 404).
+pub struct RecordingSyncRequests {
+    db: Db,
+    requests: Mutex<Vec<SyncRequest>>,
+}
+
+impl RecordingSyncRequests {
+    /// A recorder reading changes from `db`.
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            requests: Mutex::default(),
+        }
+    }
+
+    /// Every sync asked for so far, in order.
+    pub fn requests(&self) -> Vec<SyncRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl SyncRequests for RecordingSyncRequests {
+    fn request(&self, change: ChangeId) -> BoxFuture<'_, Result<Vec<SyncSummary>, SyncError>> {
+        Box::pin(async move {
+            let requests = drain_as_requests(&self.db, change).await?;
+            self.requests.lock().unwrap().extend(requests);
+            Ok(Vec::new())
+        })
+    }
+
+    fn latest<'a>(
+        &'a self,
+        _application: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SyncSummary>, SyncError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn get(&self, _id: i64) -> BoxFuture<'_, Result<Option<SyncDetail>, SyncError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// A sync engine stand-in for hosts whose tests push the links themselves: changes stay in the
+/// outbox and no sync is reported.
+pub struct NoSync;
+
+impl SyncRequests for NoSync {
+    fn request(&self, _change: ChangeId) -> BoxFuture<'_, Result<Vec<SyncSummary>, SyncError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn latest<'a>(
+        &'a self,
+        _application: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SyncSummary>, SyncError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn get(&self, _id: i64) -> BoxFuture<'_, Result<Option<SyncDetail>, SyncError>> {
+        Box::pin(async { Ok(None) })
     }
 }
 
@@ -410,11 +503,11 @@ impl TestApp {
         catalog.adopt(plugins).await.expect("adopting plugins");
         let (sync, fake, recorder): (Arc<dyn SyncRequests>, _, _) = match engine {
             Engine::Fake => {
-                let fake = Arc::new(FakeEngine::default());
+                let fake = Arc::new(FakeEngine::new(db.clone()));
                 (fake.clone(), Some(fake), None)
             }
             Engine::Recording => {
-                let recorder = Arc::new(RecordingSyncRequests::new());
+                let recorder = Arc::new(RecordingSyncRequests::new(db.clone()));
                 (recorder.clone(), None, Some(recorder))
             }
         };

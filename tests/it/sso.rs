@@ -30,9 +30,9 @@ use panelink::config::{Config, Layer, SsoConfig};
 use panelink::crypto::{SecretBox, hash_token};
 use panelink::runtime::Plugins;
 use panelink::sso::Sso;
-use panelink::storage::sync::{RecordChange, RecordedLink};
 use panelink::storage::{ActivityOutcome, Db, NewPortalSession, now_ms};
-use panelink::sync_port::{Events, RecordingSyncRequests};
+use panelink::sync_port::Events;
+use panelink::sync_port::{RecordChange, RecordedLink};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -122,9 +122,8 @@ impl World {
         sso(&mut config.sso);
         let options = panelink::boot::Options {
             runtime: panelink_tests::runtime_config(),
-            sync: (provisioning == Provisioning::Manual).then(|| {
-                Arc::new(RecordingSyncRequests::new()) as Arc<dyn panelink::sync_port::SyncRequests>
-            }),
+            sync: (provisioning == Provisioning::Manual)
+                .then(|| Arc::new(crate::harness::NoSync) as Arc<dyn panelink::sync::SyncRequests>),
             ..Default::default()
         };
         let host = panelink::boot::Host::start(config, options).await.unwrap();
@@ -921,7 +920,8 @@ async fn token_endpoint_refusals(backend: Backend) {
         .db
         .rotate_live_credential(&panelink::storage::Actor::cli(), account.service_id)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(version, 3);
     let (rotated_subscriber, rotated_secret, _) = world
         .db
@@ -1636,7 +1636,7 @@ async fn token_endpoint_rate_limits(backend: Backend) {
     let state = AppState::new(
         db.clone(),
         catalog,
-        Arc::new(RecordingSyncRequests::new()),
+        Arc::new(crate::harness::NoSync),
         Events::new(),
         Limits::default(),
     )

@@ -15,7 +15,7 @@ use panelink::storage::{
     ServicePatch, TokenLookup,
 };
 
-use panelink::storage::sync::{RecordChange, RecordedGroup, RecordedLink};
+use panelink::sync_port::{Change, RecordChange, RecordedGroup, RecordedLink};
 
 use crate::harness::{Backend, TEST_SECRET_KEY, TestDb, database, on_both};
 
@@ -139,9 +139,14 @@ async fn admin_tokens_are_stored_hashed(backend: Backend) {
 async fn server_tokens_are_sealed_and_patchable(backend: Backend) {
     let (db, _guard) = database(backend).await;
     let created = db
-        .create_server(&Actor::cli(), &server("cp1", "cpanel", "SEALEDTOKEN123"))
+        .create_server(
+            &Actor::cli(),
+            &server("cp1", "cpanel", "SEALEDTOKEN123"),
+            |_| None,
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!((created.port, created.secure), (2087, true));
     assert_eq!(created.supported, None);
     let snapshot = db.snapshot().await.unwrap().join("\n");
@@ -163,9 +168,11 @@ async fn server_tokens_are_sealed_and_patchable(backend: Backend) {
                 api_token: Some(Secret::new("NEWTOKEN456")),
                 ..ServerPatch::default()
             },
+            |_, _, _| None,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!((patched.port, patched.secure), (2086, false));
     assert_eq!(
         db.server_target(created.id)
@@ -185,9 +192,11 @@ async fn server_tokens_are_sealed_and_patchable(backend: Backend) {
                 secure: Some(true),
                 ..ServerPatch::default()
             },
+            |_, _, _| None,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(patched.port, 8443);
 
     let checked = db
@@ -218,9 +227,10 @@ async fn servers_in_use_cannot_be_deleted(backend: Backend) {
     let (db, _guard) = database(backend).await;
     let actor = Actor::cli();
     let s = db
-        .create_server(&actor, &server("cp1", "cpanel", "t"))
+        .create_server(&actor, &server("cp1", "cpanel", "t"), |_| None)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     let c = db.create_client(&actor, &client("Acme")).await.unwrap();
     let svc = db
         .create_service(
@@ -232,17 +242,20 @@ async fn servers_in_use_cannot_be_deleted(backend: Backend) {
                 domain: Hostname::parse("acme.example").unwrap(),
                 status: ServiceStatus::Active,
             },
+            |_| None,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert!(matches!(
         db.delete_server(&actor, s.id).await,
         Err(Error::Conflict(_))
     ));
     let other = db
-        .create_server(&actor, &server("cp2", "cpanel", "t"))
+        .create_server(&actor, &server("cp2", "cpanel", "t"), |_| None)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     db.update_service(
         &actor,
         svc.id,
@@ -250,9 +263,11 @@ async fn servers_in_use_cannot_be_deleted(backend: Backend) {
             server_id: Some(other.id),
             ..ServicePatch::default()
         },
+        |_, _| None,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .0;
     db.delete_server(&actor, s.id).await.unwrap();
     assert!(matches!(
         db.server(s.id).await,
@@ -341,16 +356,18 @@ async fn services_filter_and_linked_services(backend: Backend) {
     let (db, _guard) = database(backend).await;
     let actor = Actor::cli();
     let cp = db
-        .create_server(&actor, &server("cp", "cpanel", "t"))
+        .create_server(&actor, &server("cp", "cpanel", "t"), |_| None)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     let mut off = server("off", "cpanel", "t");
     off.enabled = false;
-    let off = db.create_server(&actor, &off).await.unwrap();
+    let off = db.create_server(&actor, &off, |_| None).await.unwrap().0;
     let wp = db
-        .create_server(&actor, &server("wp", "wpsquared", "t"))
+        .create_server(&actor, &server("wp", "wpsquared", "t"), |_| None)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     let a = db.create_client(&actor, &client("A")).await.unwrap();
     let b = db.create_client(&actor, &client("B")).await.unwrap();
     let mut ids = Vec::new();
@@ -372,9 +389,11 @@ async fn services_filter_and_linked_services(backend: Backend) {
                     domain: Hostname::parse(&format!("{client}-{server}.example")).unwrap(),
                     status,
                 },
+                |_| None,
             )
             .await
-            .unwrap();
+            .unwrap()
+            .0;
         ids.push(svc.id);
     }
     let linked: Vec<i64> = db
@@ -409,7 +428,8 @@ async fn services_filter_and_linked_services(backend: Backend) {
                 username: Username::parse("x").unwrap(),
                 domain: Hostname::parse("x.example").unwrap(),
                 status: ServiceStatus::Active,
-            }
+            },
+            |_| None
         )
         .await,
         Err(Error::NotFound("client"))
@@ -465,7 +485,8 @@ async fn link_settings_replace_atomically(backend: Backend) {
     let enabled = db
         .set_application_enabled(&actor, "cpanel", true)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert!(enabled.enabled);
     assert!(
         db.ensure_application("cpanel").await.unwrap().enabled,
@@ -609,9 +630,10 @@ async fn changes_are_audited_without_secrets(backend: Backend) {
     let (db, _guard) = database(backend).await;
     let admin = Actor::admin(7, "ops@example.com");
     let s = db
-        .create_server(&admin, &server("cp1", "cpanel", "AUDITSECRET"))
+        .create_server(&admin, &server("cp1", "cpanel", "AUDITSECRET"), |_| None)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     db.update_server(
         &admin,
         s.id,
@@ -620,9 +642,11 @@ async fn changes_are_audited_without_secrets(backend: Backend) {
             enabled: Some(false),
             ..ServerPatch::default()
         },
+        |_, _, _| None,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .0;
     let entries = db.audit_log(10).await.unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0].action, "server.update");
@@ -649,9 +673,10 @@ async fn sso_writes_commit_together_and_fail_alone(backend: Backend) {
     let actor = Actor::cli();
     let c = db.create_client(&actor, &client("Acme")).await.unwrap();
     let srv = db
-        .create_server(&actor, &server("one", "cpanel", "t0k3n"))
+        .create_server(&actor, &server("one", "cpanel", "t0k3n"), |_| None)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     let service = db
         .create_service(
             &actor,
@@ -662,9 +687,11 @@ async fn sso_writes_commit_together_and_fail_alone(backend: Backend) {
                 domain: Hostname::parse("acme.example").unwrap(),
                 status: ServiceStatus::Active,
             },
+            |_| None,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     let issue = |hash: String, service_id: i64| {
         let db = db.clone();
         tokio::spawn(async move {
@@ -927,7 +954,15 @@ async fn account_record_survives_the_upgrade_and_applies_changes(backend: Backen
         db.servers_with_records_of_service(3).await.unwrap(),
         Vec::<i64>::new()
     );
-    db.forget_account("cpanel", 1).await.unwrap();
+    let change = db.forget_drifted("cpanel", 7, &[1]).await.unwrap();
+    assert_eq!(
+        db.pending_change(change).await.unwrap().unwrap().change,
+        Change::DriftFound {
+            application: "cpanel".into(),
+            server_id: 7
+        },
+        "forgetting queues the repair in the same transaction"
+    );
     assert_eq!(record_of(&db, 7).await.0, [(5, "erin".to_owned())]);
     db.close().await;
 }

@@ -14,7 +14,7 @@ use panelink::model::{
 use panelink::runtime::{Plugins, Runtime};
 use panelink::storage::{Actor, Db, NewClient, NewServer, NewService, ServicePatch};
 use panelink::sync::{SyncConfig, SyncEngine};
-use panelink::sync_port::{Events, SyncKind, SyncRequest, SyncState, SyncSummary};
+use panelink::sync_port::{Change, ChangeId, Events, SyncKind, SyncState, SyncSummary};
 use tokio::sync::oneshot;
 
 use crate::harness::{Backend, TestDb, database, on_both};
@@ -129,9 +129,11 @@ impl Fleet {
                         api_token: Secret::new(sim.api_token()),
                         enabled: true,
                     },
+                    |_| None,
                 )
                 .await
-                .expect("server");
+                .expect("server")
+                .0;
             for (user, domain) in sim.accounts() {
                 let status = statuses[n % statuses.len()];
                 n += 1;
@@ -146,9 +148,11 @@ impl Fleet {
                             domain: Hostname::parse(&domain).unwrap(),
                             status,
                         },
+                        |_| None,
                     )
                     .await
-                    .expect("service");
+                    .expect("service")
+                    .0;
                 fleet.services.insert(service.id, (i, user, status));
             }
             fleet.sims.push(sim);
@@ -188,30 +192,29 @@ impl Fleet {
         }
     }
 
-    async fn request(&self, kind: SyncKind) -> SyncSummary {
-        self.engine()
-            .schedule(SyncRequest {
-                application: "cpanel".into(),
-                kind,
-                service_id: None,
-                requested_by: None,
-            })
-            .await
-            .expect("schedule")
-            .expect("a sync")
+    /// Hand a queued change to the engine; the one sync it causes.
+    async fn request(&self, change: ChangeId) -> SyncSummary {
+        let mut syncs = self.engine().request(change).await.expect("request");
+        assert_eq!(syncs.len(), 1, "{syncs:?}");
+        syncs.remove(0)
+    }
+
+    /// An admin's repair request.
+    async fn repair(&self) -> SyncSummary {
+        let change = Change::RepairRequested {
+            application: "cpanel".into(),
+        };
+        let queued = self.db.enqueue_change(&change, None).await.expect("queue");
+        self.request(queued).await
     }
 
     async fn set_enabled(&self, enabled: bool) -> SyncSummary {
-        self.db
+        let (_, change) = self
+            .db
             .set_application_enabled(&Actor::system(), "cpanel", enabled)
             .await
             .expect("enable");
-        self.request(if enabled {
-            SyncKind::Enable
-        } else {
-            SyncKind::Disable
-        })
-        .await
+        self.request(change).await
     }
 
     async fn configure(&self, links: &[(&str, &str, bool)]) -> SyncSummary {
@@ -223,11 +226,12 @@ impl Fleet {
                 enabled: *enabled,
             })
             .collect();
-        self.db
+        let change = self
+            .db
             .save_link_settings(&Actor::system(), "cpanel", &settings)
             .await
             .expect("save links");
-        self.request(SyncKind::Configure).await
+        self.request(change).await
     }
 
     /// Wait (bounded) until a sync has finished.
@@ -394,7 +398,7 @@ async fn enable_gives_exactly_the_configured_links(backend: Backend) {
 
     // Nothing changed: a repair costs no link calls at all.
     fleet.reset_counters();
-    let repair = fleet.request(SyncKind::Repair).await;
+    let repair = fleet.repair().await;
     fleet.finished(repair.id).await;
     assert_eq!(fleet.calls("create_integration_link"), 0);
     assert_eq!(fleet.calls("remove_integration_link"), 0);
@@ -503,7 +507,7 @@ async fn service_changes_follow_by_themselves(backend: Backend) {
     let i = *i;
 
     // Terminate: its links go, its credential is revoked.
-    fleet
+    let (_, change) = fleet
         .db
         .update_service(
             &Actor::system(),
@@ -512,21 +516,15 @@ async fn service_changes_follow_by_themselves(backend: Backend) {
                 status: Some(ServiceStatus::Terminated),
                 ..ServicePatch::default()
             },
+            panelink::sync::service_updated,
         )
         .await
         .unwrap();
     fleet.reset_counters();
     let s = fleet
-        .engine()
-        .schedule(SyncRequest {
-            application: "cpanel".into(),
-            kind: SyncKind::Service,
-            service_id: Some(service_id),
-            requested_by: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        .request(change.expect("a change its panel sees"))
+        .await;
+    assert_eq!(s.kind, SyncKind::Service);
     fleet.finished(s.id).await;
     fleet.services.get_mut(&service_id).unwrap().2 = ServiceStatus::Terminated;
     fleet.assert_exact(&defaults());

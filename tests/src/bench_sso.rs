@@ -23,8 +23,8 @@ use panelink::crypto::SecretBox;
 use panelink::model::{
     ApplicationId, ClientStatus, Email, Hostname, Name, Port, ServiceStatus, Username,
 };
-use panelink::storage::sync::{RecordChange, RecordedLink};
 use panelink::storage::{Actor, Db, NewClient, NewServer, NewService};
+use panelink::sync_port::{RecordChange, RecordedLink};
 use sqlx::Connection as _;
 
 const SECRET_KEY: &str = "panelink sso benchmark secret key material";
@@ -194,9 +194,11 @@ async fn fixtures(db: &Db) -> anyhow::Result<Vec<Link>> {
                 api_token: Secret::new("unused"),
                 enabled: true,
             },
+            |_| None,
         )
-        .await?;
-    db.set_application_enabled(&actor, "cpanel", true).await?;
+        .await?
+        .0;
+    db.set_application_enabled(&actor, "cpanel", true).await?.0;
     let mut links = Vec::with_capacity(SERVICES);
     for i in 0..SERVICES {
         let client = db
@@ -220,8 +222,10 @@ async fn fixtures(db: &Db) -> anyhow::Result<Vec<Link>> {
                     domain: text(Hostname::parse(&format!("user{i}.example")))?,
                     status: ServiceStatus::Active,
                 },
+                |_| None,
             )
-            .await?;
+            .await?
+            .0;
         let (subscriber_id, secret) = db.mint_sso_credential(service.id).await?;
         let changes: Vec<RecordChange> = SCOPES
             .iter()

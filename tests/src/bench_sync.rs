@@ -18,7 +18,7 @@ use panelink::model::{
 use panelink::runtime::{Plugins, Runtime};
 use panelink::storage::{Actor, Db, NewClient, NewServer, NewService};
 use panelink::sync::{SyncConfig, SyncEngine};
-use panelink::sync_port::{Event, Events, SyncKind, SyncRequest};
+use panelink::sync_port::{Event, Events};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -157,8 +157,10 @@ pub async fn run() -> anyhow::Result<()> {
                     api_token: Secret::new(sim.api_token()),
                     enabled: true,
                 },
+                |_| None,
             )
-            .await?;
+            .await?
+            .0;
         for (user, domain) in sim.accounts() {
             db.create_service(
                 &actor,
@@ -169,8 +171,10 @@ pub async fn run() -> anyhow::Result<()> {
                     domain: text(Hostname::parse(&domain))?,
                     status: ServiceStatus::Active,
                 },
+                |_| None,
             )
-            .await?;
+            .await?
+            .0;
         }
         sims.push(sim);
     }
@@ -225,16 +229,13 @@ pub async fn run() -> anyhow::Result<()> {
     };
 
     // 1. Full push (enable).
-    db.set_application_enabled(&actor, "cpanel", true).await?;
+    let (_, enabled) = db.set_application_enabled(&actor, "cpanel", true).await?;
     let (cpu0, sim0, t0) = (cpu_time(), threads_cpu_time(SIM_THREADS), Instant::now());
     let sync = engine
-        .schedule(SyncRequest {
-            application: "cpanel".into(),
-            kind: SyncKind::Enable,
-            service_id: None,
-            requested_by: None,
-        })
+        .request(enabled)
         .await?
+        .into_iter()
+        .next()
         .expect("sync");
     let done = wait(sync.id).await?;
     let full_wall = t0.elapsed();
@@ -312,16 +313,13 @@ pub async fn run() -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     links[13].display_name = text(DisplayName::parse("Invoices"))?;
-    db.save_link_settings(&actor, "cpanel", &links).await?;
+    let saved = db.save_link_settings(&actor, "cpanel", &links).await?;
     let t1 = Instant::now();
     let sync = engine
-        .schedule(SyncRequest {
-            application: "cpanel".into(),
-            kind: SyncKind::Configure,
-            service_id: None,
-            requested_by: None,
-        })
+        .request(saved)
         .await?
+        .into_iter()
+        .next()
         .expect("sync");
     wait(sync.id).await?;
     let label_wall = t1.elapsed();

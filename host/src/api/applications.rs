@@ -21,7 +21,7 @@ use super::{AppState, rfc3339};
 use crate::model::{DisplayName, EffectiveLink, LinkSetting, Scope, effective_links};
 use crate::runtime::Plugin;
 use crate::storage;
-use crate::sync_port::{Event, SyncDetail, SyncKind, SyncRequest, SyncSummary};
+use crate::sync_port::{Change, Event, SyncDetail, SyncSummary};
 
 /// The active plugin of an application.
 #[derive(Debug, Serialize, ToSchema)]
@@ -330,34 +330,6 @@ async fn app_view(state: &AppState, plugin: &Plugin) -> Result<AppView, ApiError
     })
 }
 
-/// Ask the sync engine for work on an application when its links are enabled (a disabled
-/// application has nothing on the panels to keep in step); returns the sync it reports.
-pub(crate) async fn schedule_if_enabled(
-    state: &AppState,
-    application: &str,
-    kind: SyncKind,
-    service_id: Option<i64>,
-    admin: i64,
-) -> Result<Option<SyncSummary>, ApiError> {
-    let enabled = match state.db().application(application).await {
-        Ok(app) => app.enabled,
-        Err(storage::Error::NotFound(_)) => false,
-        Err(e) => return Err(e.into()),
-    };
-    if !enabled {
-        return Ok(None);
-    }
-    Ok(state
-        .sync()
-        .request(SyncRequest {
-            application: application.to_owned(),
-            kind,
-            service_id,
-            requested_by: Some(admin),
-        })
-        .await?)
-}
-
 async fn links_of(state: &AppState, plugin: &Plugin) -> Result<Vec<EffectiveLink>, ApiError> {
     let saved = state.db().link_settings(plugin.id()).await?;
     Ok(effective_links(&plugin.description.links, &saved))
@@ -411,26 +383,11 @@ pub async fn update(
     let plugin = active_plugin(&state, &id)?;
     let before = state.db().ensure_application(&id).await?;
     if before.enabled != body.enabled {
-        state
+        let (_, change) = state
             .db()
             .set_application_enabled(&auth.principal.actor(), &id, body.enabled)
             .await?;
-        state
-            .sync()
-            .request(SyncRequest {
-                application: id.clone(),
-                kind: if body.enabled {
-                    SyncKind::Enable
-                } else {
-                    SyncKind::Disable
-                },
-                service_id: None,
-                requested_by: Some(auth.principal.admin_id),
-            })
-            .await?;
-        state
-            .events()
-            .publish(Event::Application { id: id.clone() });
+        state.sync().request(change).await?;
     }
     Ok((StatusCode::ACCEPTED, Json(app_view(&state, &plugin).await?)))
 }
@@ -541,21 +498,11 @@ pub async fn put_links(
     let plugin = active_plugin(&state, &id)?;
     let settings = check_links(&plugin, &body.links)?;
     state.db().ensure_application(&id).await?;
-    state
+    let change = state
         .db()
         .save_link_settings(&auth.principal.actor(), &id, &settings)
         .await?;
-    let sync = schedule_if_enabled(
-        &state,
-        &id,
-        SyncKind::Configure,
-        None,
-        auth.principal.admin_id,
-    )
-    .await?;
-    state
-        .events()
-        .publish(Event::Application { id: id.clone() });
+    let sync = state.sync().request(change).await?.into_iter().next();
     let links = links_of(&state, &plugin).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -614,16 +561,14 @@ pub async fn sync(
             plugin.description.name
         )));
     }
-    let sync = state
-        .sync()
-        .request(SyncRequest {
-            application: id.clone(),
-            kind: SyncKind::Repair,
-            service_id: None,
-            requested_by: Some(auth.principal.admin_id),
-        })
+    let change = state
+        .db()
+        .enqueue_change(
+            &Change::RepairRequested { application: id },
+            Some(auth.principal.admin_id),
+        )
         .await?;
-    state.events().publish(Event::Application { id });
+    let sync = state.sync().request(change).await?.into_iter().next();
     Ok((
         StatusCode::ACCEPTED,
         Json(SyncScheduled {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::admins::LogQuery;
-use super::applications::{SyncView, schedule_if_enabled};
+use super::applications::SyncView;
 use super::error::{ApiError, Check, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Authorized, ManageClients};
 use super::{AppState, rfc3339};
@@ -19,7 +19,7 @@ use crate::storage::{
     self, ActivityEntry, Client, ClientPatch, ClientUser, NewClient, NewService, Service,
     ServiceFilter, ServicePatch,
 };
-use crate::sync_port::SyncKind;
+use crate::sync;
 
 /// A client to create.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -418,34 +418,6 @@ fn reference_error(e: storage::Error) -> ApiError {
     }
 }
 
-/// Ask for the provisioning of a service on the application of each given server (its old and
-/// new one when it moved).
-async fn provision(
-    state: &AppState,
-    service_id: i64,
-    server_ids: &[i64],
-    admin: i64,
-) -> Result<(), ApiError> {
-    let mut applications = Vec::new();
-    for server in server_ids {
-        let module = state.db().server(*server).await?.module;
-        if !applications.contains(&module) {
-            applications.push(module);
-        }
-    }
-    for application in applications {
-        schedule_if_enabled(
-            state,
-            &application,
-            SyncKind::Service,
-            Some(service_id),
-            admin,
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 /// Add a service.
 #[utoipa::path(post, path = "/api/v1/services", tag = "clients", request_body = CreateService,
     security(("bearer" = ["manage_clients"])),
@@ -468,18 +440,14 @@ pub async fn create_service(
             status: status?.unwrap_or(ServiceStatus::Pending),
         })
     })?;
-    let service = state
+    let (service, change) = state
         .db()
-        .create_service(&auth.principal.actor(), &new)
+        .create_service(&auth.principal.actor(), &new, sync::service_added)
         .await
         .map_err(reference_error)?;
-    provision(
-        &state,
-        service.id,
-        &[service.server_id],
-        auth.principal.admin_id,
-    )
-    .await?;
+    if let Some(change) = change {
+        state.sync().request(change).await?;
+    }
     Ok((StatusCode::CREATED, Json(service.into())))
 }
 
@@ -545,29 +513,13 @@ pub async fn update_service(
             client_id: body.client_id,
         })
     })?;
-    let before = state.db().service(id).await?;
-    let service = state
+    let (service, change) = state
         .db()
-        .update_service(&auth.principal.actor(), id, &patch)
+        .update_service(&auth.principal.actor(), id, &patch, sync::service_updated)
         .await
         .map_err(reference_error)?;
-    let key = |s: &Service| {
-        (
-            s.client_id,
-            s.server_id,
-            s.username.clone(),
-            s.domain.clone(),
-            s.status,
-        )
-    };
-    if key(&before) != key(&service) {
-        provision(
-            &state,
-            service.id,
-            &[before.server_id, service.server_id],
-            auth.principal.admin_id,
-        )
-        .await?;
+    if let Some(change) = change {
+        state.sync().request(change).await?;
     }
     Ok(Json(service.into()))
 }
@@ -600,20 +552,11 @@ pub async fn rotate_credential(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<(StatusCode, Json<CredentialRotated>), ApiError> {
-    let service = state.db().service(id).await?;
-    let version = state
+    let (version, change) = state
         .db()
         .rotate_live_credential(&auth.principal.actor(), id)
         .await?;
-    let module = state.db().server(service.server_id).await?.module;
-    let sync = schedule_if_enabled(
-        &state,
-        &module,
-        SyncKind::Service,
-        Some(id),
-        auth.principal.admin_id,
-    )
-    .await?;
+    let sync = state.sync().request(change).await?.into_iter().next();
     Ok((
         StatusCode::ACCEPTED,
         Json(CredentialRotated {

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::catalog;
 use crate::storage;
-use crate::sync_port::SyncError;
+use crate::sync::SyncError;
 
 /// An API error, rendered as the contract's error body.
 #[derive(Debug)]

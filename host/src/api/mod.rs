@@ -43,7 +43,8 @@ use utoipa_axum::routes;
 
 use crate::catalog::Catalog;
 use crate::storage::Db;
-use crate::sync_port::{Events, SyncRequests};
+use crate::sync::SyncRequests;
+use crate::sync_port::Events;
 
 pub use error::ApiError;
 

@@ -7,14 +7,13 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::applications::schedule_if_enabled;
 use super::error::{ApiError, Check, ErrorBody};
 use super::extract::{ApiJson, ApiPath, Authorized, ManageServers};
 use super::{AppState, rfc3339};
 use crate::adapter::{Secret, Support};
 use crate::model::{ApplicationId, Hostname, Name, Port, Username};
 use crate::storage::{NewServer, Server, ServerPatch};
-use crate::sync_port::SyncKind;
+use crate::sync;
 
 /// A server to create.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -180,19 +179,12 @@ pub async fn create(
             })
         })?
     };
-    let server = state
+    let (server, change) = state
         .db()
-        .create_server(&auth.principal.actor(), &new)
+        .create_server(&auth.principal.actor(), &new, sync::server_added)
         .await?;
-    if server.enabled {
-        schedule_if_enabled(
-            &state,
-            &server.module,
-            SyncKind::Repair,
-            None,
-            auth.principal.admin_id,
-        )
-        .await?;
+    if let Some(change) = change {
+        state.sync().request(change).await?;
     }
     Ok((StatusCode::CREATED, Json(server.into())))
 }
@@ -258,27 +250,12 @@ pub async fn update(
             enabled: body.enabled,
         })
     })?;
-    let before = state.db().server(id).await?;
-    let server = state
+    let (server, change) = state
         .db()
-        .update_server(&auth.principal.actor(), id, &patch)
+        .update_server(&auth.principal.actor(), id, &patch, sync::server_updated)
         .await?;
-    let admin = auth.principal.admin_id;
-    if before.module != server.module {
-        schedule_if_enabled(&state, &before.module, SyncKind::Repair, None, admin).await?;
-    }
-    let reach = |s: &Server| {
-        (
-            s.module.clone(),
-            s.hostname.clone(),
-            s.port,
-            s.secure,
-            s.username.clone(),
-            s.enabled,
-        )
-    };
-    if reach(&before) != reach(&server) || patch.api_token.is_some() {
-        schedule_if_enabled(&state, &server.module, SyncKind::Repair, None, admin).await?;
+    if let Some(change) = change {
+        state.sync().request(change).await?;
     }
     Ok(Json(server.into()))
 }

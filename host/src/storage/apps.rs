@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use super::{Actor, Db, Error, Result, audit, flag, now_ms, parsed};
 use crate::adapter::LogLevel;
 use crate::model::{DisplayName, LinkSetting, Scope};
+use crate::sync_port::{Change, ChangeId};
 
 /// An application's stored state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,13 +105,14 @@ impl Db {
         rows.iter().map(application_from).collect()
     }
 
-    /// Turn Application Links on or off for an application.
+    /// Turn Application Links on or off for an application, and queue the change (see
+    /// [`crate::sync_port::Change`]) in the same transaction.
     pub async fn set_application_enabled(
         &self,
         actor: &Actor,
         id: &str,
         enabled: bool,
-    ) -> Result<Application> {
+    ) -> Result<(Application, ChangeId)> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE applications SET enabled = $2, updated_at = $3 WHERE id = $1 \
@@ -134,8 +136,15 @@ impl Db {
             "",
         )
         .await?;
+        let application = id.to_owned();
+        let change = if enabled {
+            Change::Enabled { application }
+        } else {
+            Change::Disabled { application }
+        };
+        let queued = super::sync::enqueue(&mut tx, &change, actor.admin_id).await?;
         tx.commit().await?;
-        application_from(&row)
+        Ok((application_from(&row)?, queued))
     }
 
     /// The saved link settings of an application in display order (empty: never saved).
@@ -162,13 +171,14 @@ impl Db {
             .collect()
     }
 
-    /// Replace an application's link settings at once; the slice order is the display order.
+    /// Replace an application's link settings at once (the slice order is the display order),
+    /// and queue the change in the same transaction.
     pub async fn save_link_settings(
         &self,
         actor: &Actor,
         application: &str,
         links: &[LinkSetting],
-    ) -> Result<()> {
+    ) -> Result<ChangeId> {
         let mut tx = self.begin_write().await?;
         let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM applications WHERE id = $1")
             .bind(application)
@@ -214,17 +224,22 @@ impl Db {
             &summary,
         )
         .await?;
+        let change = Change::LinksSaved {
+            application: application.to_owned(),
+        };
+        let queued = super::sync::enqueue(&mut tx, &change, actor.admin_id).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(queued)
     }
 
-    /// Start a fresh log for an application's new provisioning operation: the entries of the
-    /// previous operation are dropped (the log holds the last operation only).
+    /// Start a fresh log for an application: the entries of the previous operation are dropped
+    /// (the log holds the last operation only). The sync engine does this when it drains a
+    /// change into a new operation ([`Db::drain_change`]).
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn start_log(&self, application: &str) -> Result<()> {
-        sqlx::query("DELETE FROM app_log WHERE application = $1")
-            .bind(application)
-            .execute(self.pool())
-            .await?;
+        let mut tx = self.begin_write().await?;
+        clear_log(&mut tx, application).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -270,6 +285,15 @@ impl Db {
         .fetch_one(self.pool())
         .await?)
     }
+}
+
+/// Drop an application's log (inside the caller's transaction).
+pub(crate) async fn clear_log(conn: &mut sqlx::AnyConnection, application: &str) -> Result<()> {
+    sqlx::query("DELETE FROM app_log WHERE application = $1")
+        .bind(application)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Insert log entries on a connection (inside the caller's transaction).

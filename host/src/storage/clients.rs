@@ -10,6 +10,7 @@ use super::{Actor, Db, Error, Result, audit, conflict_on_violation, flag, now_ms
 use crate::model::{
     ClientPermission, ClientStatus, Email, Hostname, Name, ServiceStatus, Username,
 };
+use crate::sync_port::{Change, ChangeId};
 
 /// A client account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -447,8 +448,15 @@ impl Db {
             .collect()
     }
 
-    /// Create a service. An unknown client or server is `NotFound("client")`/`("server")`.
-    pub async fn create_service(&self, actor: &Actor, new: &NewService) -> Result<Service> {
+    /// Create a service. The change `change` returns for it ([`crate::sync::service_added`])
+    /// is queued in the same transaction. An unknown client or server is
+    /// `NotFound("client")`/`("server")`.
+    pub async fn create_service(
+        &self,
+        actor: &Actor,
+        new: &NewService,
+        change: impl FnOnce(&Service) -> Option<Change> + Send,
+    ) -> Result<(Service, Option<ChangeId>)> {
         let mut tx = self.begin_write().await?;
         if !exists(&mut tx, "clients", new.client_id).await? {
             return Err(Error::NotFound("client"));
@@ -484,8 +492,12 @@ impl Db {
             ),
         )
         .await?;
+        let queued = match change(&service) {
+            Some(change) => Some(super::sync::enqueue(&mut tx, &change, actor.admin_id).await?),
+            None => None,
+        };
         tx.commit().await?;
-        Ok(service)
+        Ok((service, queued))
     }
 
     /// One service.
@@ -533,6 +545,7 @@ impl Db {
 
     /// The services that get links for an application: `active` or `suspended`, on an enabled
     /// server of that application, by id.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn linked_services(&self, application: &str) -> Result<Vec<Service>> {
         let rows = sqlx::query(
             "SELECT s.id, s.client_id, s.server_id, s.username, s.domain, s.status, s.created_at, \
@@ -548,13 +561,16 @@ impl Db {
     }
 
     /// Change a service. Moving it to an unknown client or server is
-    /// `NotFound("client")`/`("server")`.
+    /// `NotFound("client")`/`("server")`. `change` is given the service before and after, and
+    /// the change it returns (the sync engine's judgement of what the panel sees,
+    /// [`crate::sync::service_updated`]) is queued in the same transaction.
     pub async fn update_service(
         &self,
         actor: &Actor,
         id: i64,
         patch: &ServicePatch,
-    ) -> Result<Service> {
+        change: impl FnOnce(&Service, &Service) -> Option<Change> + Send,
+    ) -> Result<(Service, Option<ChangeId>)> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "SELECT {SERVICE_COLUMNS} FROM services WHERE id = $1"
@@ -626,7 +642,11 @@ impl Db {
             &changed.join(" "),
         )
         .await?;
+        let queued = match change(&old, &service) {
+            Some(change) => Some(super::sync::enqueue(&mut tx, &change, actor.admin_id).await?),
+            None => None,
+        };
         tx.commit().await?;
-        Ok(service)
+        Ok((service, queued))
     }
 }

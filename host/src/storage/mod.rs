@@ -1,6 +1,6 @@
 //! Storage: the only module that writes SQL.
 //!
-//! [`Db`] is a pool on SQLite (the embedded default: WAL, foreign keys on, a 5 s busy timeout) or on
+//! [`Db`] is a pool on SQLite (the embedded default: WAL, foreign keys on, a 10 s busy timeout) or on
 //! PostgreSQL (several `panelink serve` processes may share one), chosen by the URL's scheme at
 //! run time through sqlx's `Any` driver, so every query is written once. Queries stick to the
 //! SQL both dialects share: `$1`-style parameters (SQLite reads `$N` as parameter N), `RETURNING`,
@@ -17,9 +17,14 @@
 //!
 //! Submodules add query functions to [`Db`] per area: [`admins`] (roles, admins, API tokens, the
 //! audit log), [`servers`], [`clients`] (clients, their users, services), [`apps`] (applications,
-//! link settings, the application log), [`plugins`] (plugin versions). The sync engine adds its
-//! own in `storage/sync.rs` the same way (`impl Db { … }` using `Db::pool`); single sign-on
-//! in [`sso`] (SSO credentials, access tokens, portal sessions, the client activity log).
+//! link settings, the application log), [`plugins`] (plugin versions), [`sync`] (the change
+//! outbox, syncs and units, leases, the account record: the engine's vocabulary of
+//! [`crate::sync_port`], stored), [`credentials`] (per-service single sign-on credentials),
+//! [`sso`] (access tokens, portal sessions, the client activity log).
+//!
+//! A write that needs pushing to the panels stores its [`crate::sync_port::Change`] in the
+//! outbox (`sync_changes`) in its own transaction and returns its
+//! [`crate::sync_port::ChangeId`]; the caller hands that to the sync engine.
 //!
 //! Secrets: server API tokens are sealed with [`crate::crypto::SecretBox`] on the way in and only
 //! come out as [`Secret`] through [`Db::server_target`]; no storage type holds a plaintext secret.
@@ -32,6 +37,7 @@
 pub mod admins;
 pub mod apps;
 pub mod clients;
+pub mod credentials;
 pub mod plugins;
 pub mod servers;
 pub mod sso;
@@ -59,6 +65,7 @@ pub use sso::{
     AccountState, ActivityEntry, ActivityOutcome, NewActivity, NewPortalSession, NewSsoToken,
     OwnerState, PortalSession, RedeemWrites, SsoSubject, TokenInfo, TokenLookup,
 };
+pub use sync::{NewSync, PendingChange};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
@@ -440,6 +447,7 @@ impl Db {
     }
 
     /// Whether every migration of this build is applied.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn is_migrated(&self) -> Result<bool> {
         let migrator = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
@@ -499,6 +507,7 @@ impl Db {
 
     /// Every row of every table as text, in a stable order: for tests that check a refused
     /// request changed nothing, and for diagnostics. Blobs show as their length.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn snapshot(&self) -> Result<Vec<String>> {
         const TABLES: &[&str] = &[
             "roles",
@@ -530,6 +539,7 @@ impl Db {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 fn cell_text(row: &AnyRow, i: usize) -> String {
     if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
         return v.map_or("NULL".into(), |v| v.to_string());

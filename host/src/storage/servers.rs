@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use super::{Actor, Db, Error, Result, audit, flag, now_ms, opt_flag};
 use crate::adapter::{Secret, ServerTarget, Support};
 use crate::model::{ApplicationId, Hostname, Name, Port, Username};
+use crate::sync_port::{Change, ChangeId};
 
 /// The sealing context of server API tokens.
 const TOKEN_CONTEXT: &str = "server_api_token";
@@ -123,8 +124,14 @@ fn server_from(row: &AnyRow) -> Result<Server> {
 }
 
 impl Db {
-    /// Create a server.
-    pub async fn create_server(&self, actor: &Actor, new: &NewServer) -> Result<Server> {
+    /// Create a server. The change `change` returns for it
+    /// ([`crate::sync::server_added`]) is queued in the same transaction.
+    pub async fn create_server(
+        &self,
+        actor: &Actor,
+        new: &NewServer,
+        change: impl FnOnce(&Server) -> Option<Change> + Send,
+    ) -> Result<(Server, Option<ChangeId>)> {
         let mut tx = self.begin_write().await?;
         let now = now_ms();
         let row = sqlx::query(&format!(
@@ -161,8 +168,12 @@ impl Db {
             ),
         )
         .await?;
+        let queued = match change(&server) {
+            Some(change) => Some(super::sync::enqueue(&mut tx, &change, actor.admin_id).await?),
+            None => None,
+        };
         tx.commit().await?;
-        Ok(server)
+        Ok((server, queued))
     }
 
     /// One server.
@@ -196,13 +207,16 @@ impl Db {
         rows.iter().map(server_from).collect()
     }
 
-    /// Change a server.
+    /// Change a server. `change` is given the server before and after and whether its API
+    /// token was replaced; the change it returns ([`crate::sync::server_updated`]) is queued in
+    /// the same transaction.
     pub async fn update_server(
         &self,
         actor: &Actor,
         id: i64,
         patch: &ServerPatch,
-    ) -> Result<Server> {
+        change: impl FnOnce(&Server, &Server, bool) -> Option<Change> + Send,
+    ) -> Result<(Server, Option<ChangeId>)> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM servers WHERE id = $1"))
             .bind(id)
@@ -289,8 +303,12 @@ impl Db {
             &changed.join(" "),
         )
         .await?;
+        let queued = match change(&old, &server, patch.api_token.is_some()) {
+            Some(change) => Some(super::sync::enqueue(&mut tx, &change, actor.admin_id).await?),
+            None => None,
+        };
         tx.commit().await?;
-        Ok(server)
+        Ok((server, queued))
     }
 
     /// Delete a server; a conflict while services use it.

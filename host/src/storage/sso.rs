@@ -1,11 +1,8 @@
-//! Single sign-on state: the per-service SSO credentials one service at a time (the table and
-//! the batch functions belong to the sync engine, `storage::sync`; the single-service ones the
-//! engine's callers and tests use, and the check of a presented credential, live here), the
-//! one-time access tokens, client portal sessions and the client activity log.
+//! Single sign-on state: the one-time access tokens, client portal sessions and the client
+//! activity log (the per-service credentials are in [`super::credentials`]).
 //!
-//! Nothing secret is stored in the clear: credential secrets are sealed with
-//! [`crate::crypto::SecretBox`] (context [`CREDENTIAL_CONTEXT`]); access tokens and session
-//! cookies are stored as their SHA-256 ([`crate::crypto::hash_token`]), computed by the caller.
+//! Nothing secret is stored in the clear: access tokens and session cookies are stored as their
+//! SHA-256 ([`crate::crypto::hash_token`]), computed by the caller.
 //!
 //! A token is consumed by one conditional `UPDATE … WHERE used_at IS NULL AND expires_at > now
 //! RETURNING …`, so of any number of concurrent redemptions exactly one wins, on both backends;
@@ -18,13 +15,10 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
-use super::sync::CREDENTIAL_CONTEXT;
 use super::writer::BatchOp;
 use super::{Backend, Db, Error, Result, backend_of, flag, now_ms, parsed, placeholder_rows};
-use crate::adapter::Secret;
 use crate::model::{ClientStatus, ServiceStatus};
 
 /// What a valid SSO credential speaks for, with what the token endpoint checks about it.
@@ -250,7 +244,7 @@ pub struct PortalSession {
 }
 
 /// A foreign-key violation on `services` means the service does not exist.
-fn service_missing(e: Error) -> Error {
+pub(super) fn service_missing(e: Error) -> Error {
     match &e {
         Error::Database(db)
             if db
@@ -544,105 +538,6 @@ fn in_list(backend: Backend, first: usize, count: usize) -> String {
 }
 
 impl Db {
-    /// The live (not revoked) SSO credential of a service: subscriber id, secret, version.
-    pub async fn sso_credential(&self, service_id: i64) -> Result<Option<(String, Secret, i64)>> {
-        let row = sqlx::query(
-            "SELECT subscriber_id, secret_sealed, version FROM sso_credentials \
-             WHERE service_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(service_id)
-        .fetch_optional(self.pool())
-        .await?;
-        row.map(|row| {
-            let sealed: String = row.try_get("secret_sealed")?;
-            Ok((
-                row.try_get("subscriber_id")?,
-                self.open_secret(CREDENTIAL_CONTEXT, &sealed)?,
-                row.try_get("version")?,
-            ))
-        })
-        .transpose()
-    }
-
-    /// The service's live SSO credential, minted when it has none (or only a revoked one, whose
-    /// version is bumped). Idempotent: a service with a live credential keeps it. Unknown
-    /// service: `NotFound`. (One service's share of [`Db::mint_credentials`].)
-    pub async fn mint_sso_credential(&self, service_id: i64) -> Result<(String, Secret)> {
-        if let Some((subscriber_id, secret, _)) = self.sso_credential(service_id).await? {
-            return Ok((subscriber_id, secret));
-        }
-        let minted = self
-            .mint_credentials(&[service_id])
-            .await
-            .map_err(service_missing)?;
-        if let Some(credential) = minted.into_values().next() {
-            return Ok((credential.subscriber_id, credential.secret));
-        }
-        // Another minter won the race: theirs is the live one.
-        self.sso_credential(service_id)
-            .await?
-            .map(|(subscriber_id, secret, _)| (subscriber_id, secret))
-            .ok_or_else(|| Error::Conflict("the SSO credential changed while minting".into()))
-    }
-
-    /// Revoke the service's SSO credential (its links are gone or going). No credential, or an
-    /// already revoked one, is fine.
-    pub async fn revoke_sso_credential(&self, service_id: i64) -> Result<()> {
-        self.revoke_credentials(&[service_id]).await
-    }
-
-    /// Check a presented credential (`subscriber_unique_id` + `token`) and describe what it
-    /// speaks for, with respect to the requested application and scope. `None` when the
-    /// subscriber id is unknown, the credential revoked, or the secret wrong; the secret is
-    /// compared in constant time. (Subscriber ids are 128 random bits: that one exists is no
-    /// secret worth hiding by timing.)
-    pub async fn check_sso_credential(
-        &self,
-        subscriber_id: &str,
-        presented: &str,
-        application: &str,
-        scope: &str,
-    ) -> Result<Option<SsoSubject>> {
-        let row = sqlx::query(
-            "SELECT c.service_id, c.secret_sealed, s.client_id, s.status, \
-                    v.module, v.enabled AS server_enabled, \
-                    EXISTS (SELECT 1 FROM applications a \
-                            WHERE a.id = $2 AND a.enabled = TRUE) AS application_enabled, \
-                    EXISTS (SELECT 1 FROM account_records r WHERE r.service_id = c.service_id \
-                            AND r.application = $2 AND r.scopes LIKE $3 ESCAPE '\\') \
-                      AS scope_provisioned \
-             FROM sso_credentials c JOIN services s ON s.id = c.service_id \
-             JOIN servers v ON v.id = s.server_id \
-             WHERE c.subscriber_id = $1 AND c.revoked_at IS NULL",
-        )
-        .bind(subscriber_id)
-        .bind(application)
-        .bind(super::sync::scope_pattern(scope))
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let sealed: String = row.try_get("secret_sealed")?;
-        let secret = self.open_secret(CREDENTIAL_CONTEXT, &sealed)?;
-        if !bool::from(secret.expose().as_bytes().ct_eq(presented.as_bytes())) {
-            return Ok(None);
-        }
-        Ok(Some(SsoSubject {
-            service_id: row.try_get("service_id")?,
-            client_id: row.try_get("client_id")?,
-            service_status: parsed(
-                row.try_get("status")?,
-                "service status",
-                ServiceStatus::parse,
-            )?,
-            server_module: row.try_get("module")?,
-            server_enabled: flag(&row, "server_enabled")?,
-            application_enabled: flag(&row, "application_enabled")?,
-            scope_provisioned: flag(&row, "scope_provisioned")?,
-        }))
-    }
-
     /// Store a new access token.
     pub async fn create_sso_token(&self, token: NewSsoToken) -> Result<()> {
         let (done, answer) = oneshot::channel();
@@ -707,6 +602,7 @@ impl Db {
 
     /// Open a portal session directly (single sign-on opens them in
     /// [`Db::redeem_sso_token`]); for tools and tests.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn open_portal_session(&self, session: &NewPortalSession) -> Result<()> {
         sqlx::query(
             "INSERT INTO portal_sessions (token_hash, client_id, user_id, service_id, created_at, \
@@ -733,6 +629,7 @@ impl Db {
     }
 
     /// How many live sessions an account has.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn portal_session_count(&self, client_id: i64) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM portal_sessions WHERE client_id = $1 AND expires_at > $2",

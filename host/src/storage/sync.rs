@@ -1,119 +1,30 @@
-//! The sync engine's durable state: syncs and their per-server units of work, server leases,
-//! and the record of what each account has been given.
+//! The sync engine's durable state: the change outbox, syncs and their per-server units of
+//! work, server leases, and the record of what each account has been given. The types are the
+//! engine's ([`crate::sync_port`]); this file only stores them.
 //!
 //! Every state change the engine makes is one statement or one transaction here, so a crash at
-//! any point leaves a state the engine resumes from: units that were running are still
-//! `queued`/`running` and are picked up again once their lease expires; the account record lags
-//! the panel by at most one batch, whose operations are idempotent and simply repeated.
+//! any point leaves a state the engine resumes from: a change still in the outbox is drained at
+//! the next start; units that were running are still `queued`/`running` and are picked up again
+//! once their lease expires; the account record lags the panel by at most one batch, whose
+//! operations are idempotent and simply repeated.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use rand::RngCore;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
-use super::{Db, Result, now_ms};
-use crate::adapter::Secret;
-use crate::sync_port::{ServerProgress, SyncDetail, SyncKind, SyncState, SyncSummary};
+use super::{Db, Error, NewLogEntry, Result, now_ms};
+use crate::sync_port::{
+    Change, ChangeId, RecordChange, RecordedGroup, RecordedLink, ServerProgress, SyncDetail,
+    SyncKind, SyncRequest, SyncState, SyncSummary, Unit,
+};
 
-fn kind_from(raw: &str) -> SyncKind {
-    match raw {
-        "enable" => SyncKind::Enable,
-        "configure" => SyncKind::Configure,
-        "disable" => SyncKind::Disable,
-        "service" => SyncKind::Service,
-        _ => SyncKind::Repair,
-    }
+fn kind_from(raw: &str) -> Result<SyncKind> {
+    SyncKind::parse(raw).ok_or_else(|| Error::Corrupt(format!("sync kind {raw:?}")))
 }
 
-/// Parse a stored state (the CHECK constraint keeps it one of these).
-pub fn state_from(raw: &str) -> SyncState {
-    match raw {
-        "queued" => SyncState::Queued,
-        "running" => SyncState::Running,
-        "completed" => SyncState::Completed,
-        "completed_with_warnings" => SyncState::CompletedWithWarnings,
-        _ => SyncState::Failed,
-    }
-}
-
-/// A unit of work: one sync's part on one server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unit {
-    /// The sync.
-    pub sync_id: i64,
-    /// The server.
-    pub server_id: i64,
-    /// The sync's application.
-    pub application: String,
-    /// Why the sync runs.
-    pub kind: SyncKind,
-    /// Transient failures so far.
-    pub attempts: i64,
-}
-
-/// What the record says one account has on its panel for one application.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedLink {
-    /// The service.
-    pub service_id: i64,
-    /// The panel user it was pushed to.
-    pub username: String,
-    /// Scope.
-    pub scope: String,
-    /// Label pushed.
-    pub label: String,
-    /// Position pushed.
-    pub position: i64,
-    /// Credential version pushed.
-    pub credential_version: i64,
-}
-
-/// A group on an account, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedGroup {
-    /// The service.
-    pub service_id: i64,
-    /// The panel user it was pushed to.
-    pub username: String,
-}
-
-/// One confirmed change to the record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordChange {
-    /// The group exists on the account.
-    Group {
-        /// Service.
-        service_id: i64,
-        /// Panel user.
-        username: String,
-    },
-    /// The group is gone.
-    GroupRemoved {
-        /// Service.
-        service_id: i64,
-    },
-    /// The link exists with these values.
-    Link(RecordedLink),
-    /// The link is gone.
-    LinkRemoved {
-        /// Service.
-        service_id: i64,
-        /// Scope.
-        scope: String,
-    },
-}
-
-impl RecordChange {
-    /// The service the change is about.
-    pub fn service_id(&self) -> i64 {
-        match self {
-            Self::Group { service_id, .. }
-            | Self::GroupRemoved { service_id }
-            | Self::LinkRemoved { service_id, .. } => *service_id,
-            Self::Link(link) => link.service_id,
-        }
-    }
+fn state_from(raw: &str) -> Result<SyncState> {
+    SyncState::parse(raw).ok_or_else(|| Error::Corrupt(format!("sync state {raw:?}")))
 }
 
 /// Rows a statement when the record is read or written many accounts at a time.
@@ -205,26 +116,6 @@ pub(crate) fn scope_pattern(scope: &str) -> String {
     pattern
 }
 
-/// The sealing context of per-service SSO credential secrets.
-pub const CREDENTIAL_CONTEXT: &str = "sso_credential";
-
-/// A service's live SSO credential.
-#[derive(Debug, Clone)]
-pub struct StoredCredential {
-    /// `subscriber_unique_id`.
-    pub subscriber_id: String,
-    /// `token`.
-    pub secret: Secret,
-    /// Bumped on every rotation.
-    pub version: i64,
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut raw = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut raw);
-    hex::encode(raw)
-}
-
 const SUMMARY_SQL: &str = "SELECT s.id, s.application, s.kind, s.state, s.created_at, s.started_at, \
      s.finished_at, \
      CAST(COALESCE((SELECT SUM(done) FROM sync_servers u WHERE u.sync_id = s.id), 0) AS BIGINT) AS done, \
@@ -237,8 +128,8 @@ fn summary_from(row: &AnyRow) -> Result<SyncSummary> {
     Ok(SyncSummary {
         id: row.try_get("id")?,
         application: row.try_get("application")?,
-        kind: kind_from(&row.try_get::<String, _>("kind")?),
-        state: state_from(&row.try_get::<String, _>("state")?),
+        kind: kind_from(&row.try_get::<String, _>("kind")?)?,
+        state: state_from(&row.try_get::<String, _>("state")?)?,
         done: u64::try_from(done).unwrap_or(0),
         total: u64::try_from(total).unwrap_or(0),
         started_at: row.try_get("started_at")?,
@@ -247,49 +138,122 @@ fn summary_from(row: &AnyRow) -> Result<SyncSummary> {
 }
 
 impl Db {
-    /// Record a new sync with one queued unit per server. With no server it is completed at once.
-    pub async fn create_sync(
+    /// Put a change in the outbox by itself (a change that writes nothing else, such as an
+    /// admin's repair request).
+    pub async fn enqueue_change(
         &self,
-        application: &str,
-        kind: SyncKind,
-        service_id: Option<i64>,
+        change: &Change,
         requested_by: Option<i64>,
-        server_ids: &[i64],
-    ) -> Result<SyncSummary> {
+    ) -> Result<ChangeId> {
+        let mut tx = self.begin_write().await?;
+        let id = enqueue(&mut tx, change, requested_by).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// A change still waiting in the outbox (`None` once drained).
+    pub async fn pending_change(&self, id: ChangeId) -> Result<Option<PendingChange>> {
+        let row = sqlx::query(
+            "SELECT id, kind, applications, service_id, server_ids, requested_by \
+             FROM sync_changes WHERE id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(pending_from).transpose()
+    }
+
+    /// The changes waiting in the outbox since before `before_ms`, oldest first.
+    pub async fn pending_changes(&self, before_ms: i64) -> Result<Vec<ChangeId>> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM sync_changes WHERE created_at < $1 ORDER BY id")
+                .bind(before_ms)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(ids.into_iter().map(ChangeId).collect())
+    }
+
+    /// Drain one change from the outbox into the syncs it causes, in one transaction: the
+    /// change leaves the outbox, each sync's opening log entries are written (after clearing
+    /// the application's log for a fresh operation), and each sync is written with one queued
+    /// unit per server (a sync with no server is completed at once, with its closing entries).
+    /// Returns `None`, writing nothing, when the change was drained already (by another worker
+    /// or host).
+    pub async fn drain_change(
+        &self,
+        id: ChangeId,
+        syncs: &[NewSync],
+    ) -> Result<Option<Vec<SyncSummary>>> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let (state, finished) = if server_ids.is_empty() {
-            ("completed", Some(now))
-        } else {
-            ("queued", None)
-        };
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO syncs (application, kind, state, service_id, requested_by, created_at, \
-             started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-        )
-        .bind(application)
-        .bind(kind.as_str())
-        .bind(state)
-        .bind(service_id)
-        .bind(requested_by)
-        .bind(now)
-        .bind(finished)
-        .bind(finished)
-        .fetch_one(&mut *tx)
-        .await?;
-        for server_id in server_ids {
-            sqlx::query(
-                "INSERT INTO sync_servers (sync_id, server_id, state) VALUES ($1, $2, 'queued')",
-            )
-            .bind(id)
-            .bind(server_id)
+        let taken = sqlx::query("DELETE FROM sync_changes WHERE id = $1")
+            .bind(id.0)
             .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if taken == 0 {
+            return Ok(None);
+        }
+        let mut ids = Vec::with_capacity(syncs.len());
+        for sync in syncs {
+            let request = &sync.request;
+            if sync.fresh_log {
+                super::apps::clear_log(&mut tx, &request.application).await?;
+            }
+            super::apps::insert_log(&mut tx, &request.application, &sync.opening).await?;
+            let (state, finished) = if sync.servers.is_empty() {
+                ("completed", Some(now))
+            } else {
+                ("queued", None)
+            };
+            let sync_id: i64 = sqlx::query_scalar(
+                "INSERT INTO syncs (application, kind, state, service_id, requested_by, \
+                 created_at, started_at, finished_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            )
+            .bind(&request.application)
+            .bind(request.kind.as_str())
+            .bind(state)
+            .bind(request.service_id)
+            .bind(request.requested_by)
+            .bind(now)
+            .bind(finished)
+            .bind(finished)
+            .fetch_one(&mut *tx)
             .await?;
+            for server_id in &sync.servers {
+                sqlx::query(
+                    "INSERT INTO sync_servers (sync_id, server_id, state) \
+                     VALUES ($1, $2, 'queued')",
+                )
+                .bind(sync_id)
+                .bind(server_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if sync.servers.is_empty() {
+                let closing: Vec<NewLogEntry> = sync
+                    .closing
+                    .iter()
+                    .map(|e| NewLogEntry {
+                        sync_id: Some(sync_id),
+                        ..e.clone()
+                    })
+                    .collect();
+                super::apps::insert_log(&mut tx, &request.application, &closing).await?;
+            }
+            ids.push(sync_id);
         }
         tx.commit().await?;
-        self.sync_summary(id)
-            .await?
-            .ok_or(super::Error::NotFound("sync"))
+        let mut summaries = Vec::with_capacity(ids.len());
+        for sync_id in ids {
+            summaries.push(
+                self.sync_summary(sync_id)
+                    .await?
+                    .ok_or(Error::NotFound("sync"))?,
+            );
+        }
+        Ok(Some(summaries))
     }
 
     /// One sync's summary.
@@ -313,6 +277,7 @@ impl Db {
     }
 
     /// Whether any sync of the application is queued or running.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn application_syncing(&self, application: &str) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM syncs WHERE application = $1 AND state IN ('queued', 'running')",
@@ -342,7 +307,7 @@ impl Db {
                 let total: i64 = row.try_get("total")?;
                 Ok(ServerProgress {
                     server_id: row.try_get("server_id")?,
-                    state: state_from(&row.try_get::<String, _>("state")?),
+                    state: state_from(&row.try_get::<String, _>("state")?)?,
                     done: u64::try_from(done).unwrap_or(0),
                     total: u64::try_from(total).unwrap_or(0),
                     last_error: row.try_get("last_error")?,
@@ -395,6 +360,20 @@ impl Db {
         Ok(())
     }
 
+    /// Extend a lease `owner` holds until `until_ms`. Returns whether it was still held.
+    pub async fn renew_lease(&self, server_id: i64, owner: &str, until_ms: i64) -> Result<bool> {
+        let held = sqlx::query(
+            "UPDATE server_leases SET until_ms = $1 WHERE server_id = $2 AND owner = $3",
+        )
+        .bind(until_ms)
+        .bind(server_id)
+        .bind(owner)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(held == 1)
+    }
+
     /// Give a lease back.
     pub async fn release_lease(&self, server_id: i64, owner: &str) -> Result<()> {
         sqlx::query("DELETE FROM server_leases WHERE server_id = $1 AND owner = $2")
@@ -422,7 +401,7 @@ impl Db {
                 sync_id: row.try_get("sync_id")?,
                 server_id: row.try_get("server_id")?,
                 application: row.try_get("application")?,
-                kind: kind_from(&row.try_get::<String, _>("kind")?),
+                kind: kind_from(&row.try_get::<String, _>("kind")?)?,
                 attempts: row.try_get("attempts")?,
             })
         })
@@ -769,169 +748,6 @@ impl Db {
         .await?)
     }
 
-    /// The live (not revoked) SSO credentials of the services on a server, by service id.
-    pub async fn credentials_on_server(
-        &self,
-        server_id: i64,
-    ) -> Result<HashMap<i64, StoredCredential>> {
-        let rows = sqlx::query(
-            "SELECT c.service_id, c.subscriber_id, c.secret_sealed, c.version \
-             FROM sso_credentials c JOIN services s ON s.id = c.service_id \
-             WHERE s.server_id = $1 AND c.revoked_at IS NULL",
-        )
-        .bind(server_id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let sealed: String = row.try_get("secret_sealed")?;
-                Ok((
-                    row.try_get("service_id")?,
-                    StoredCredential {
-                        subscriber_id: row.try_get("subscriber_id")?,
-                        secret: self.open_secret(CREDENTIAL_CONTEXT, &sealed)?,
-                        version: row.try_get("version")?,
-                    },
-                ))
-            })
-            .collect()
-    }
-
-    /// Mint the SSO credentials of services that have no live one, in one transaction: a new
-    /// random subscriber id and secret each, the version bumped over any revoked earlier one. A
-    /// service that already has a live credential keeps it (rotation is
-    /// [`Db::rotate_live_credential`]).
-    pub async fn mint_credentials(
-        &self,
-        service_ids: &[i64],
-    ) -> Result<HashMap<i64, StoredCredential>> {
-        let now = now_ms();
-        let mut out = HashMap::with_capacity(service_ids.len());
-        // Generated and sealed before the write turn is taken: sealing is the costly part, and
-        // SQLite's writer (shared with every other sync) waits while a transaction is open.
-        let minted: Vec<(i64, String, Secret, String)> = service_ids
-            .iter()
-            .map(|&service_id| {
-                let (subscriber_id, secret, sealed) = self.new_credential(service_id);
-                (service_id, subscriber_id, secret, sealed)
-            })
-            .collect();
-        // On conflict the earlier credential is replaced only when it was revoked;
-        // `rotated_at` takes the new row's `created_at` (now).
-        let mut tx = self.begin_write().await?;
-        for chunk in minted.chunks(200) {
-            let mut fresh: HashMap<i64, (&str, &Secret)> = HashMap::with_capacity(chunk.len());
-            let sql = format!(
-                "INSERT INTO sso_credentials (service_id, subscriber_id, secret_sealed, version, \
-                 created_at) VALUES {} \
-                 ON CONFLICT (service_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, \
-                 secret_sealed = excluded.secret_sealed, version = sso_credentials.version + 1, \
-                 rotated_at = excluded.created_at, revoked_at = NULL \
-                 WHERE sso_credentials.revoked_at IS NOT NULL \
-                 RETURNING service_id, version",
-                self.placeholder_rows(chunk.len(), 5)
-            );
-            let mut query = sqlx::query(&sql);
-            for (service_id, subscriber_id, secret, sealed) in chunk {
-                query = query
-                    .bind(*service_id)
-                    .bind(subscriber_id.as_str())
-                    .bind(sealed.as_str())
-                    .bind(1_i64)
-                    .bind(now);
-                fresh.insert(*service_id, (subscriber_id, secret));
-            }
-            for row in query.fetch_all(&mut *tx).await? {
-                let service_id: i64 = row.try_get("service_id")?;
-                let version: i64 = row.try_get("version")?;
-                if let Some((subscriber_id, secret)) = fresh.remove(&service_id) {
-                    out.insert(
-                        service_id,
-                        StoredCredential {
-                            subscriber_id: subscriber_id.to_owned(),
-                            secret: secret.clone(),
-                            version,
-                        },
-                    );
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(out)
-    }
-
-    /// A fresh credential for a service: subscriber id, secret, and the secret sealed.
-    fn new_credential(&self, service_id: i64) -> (String, Secret, String) {
-        let subscriber_id = format!("svc{service_id}_{}", random_hex(8));
-        let secret = Secret::new(random_hex(32));
-        let sealed = self.seal_secret(CREDENTIAL_CONTEXT, &secret);
-        (subscriber_id, secret, sealed)
-    }
-
-    /// An admin's rotation of a service's live credential: a new subscriber id and secret
-    /// replace the old ones at once (the old stop working), the version goes up so that the sync
-    /// engine pushes the new ones, and the audit log says who did it. Returns the new version.
-    /// A service without a live credential (it has no links) has nothing to rotate: `Conflict`.
-    pub async fn rotate_live_credential(
-        &self,
-        actor: &super::Actor,
-        service_id: i64,
-    ) -> Result<i64> {
-        let (subscriber_id, _secret, sealed) = self.new_credential(service_id);
-        let mut tx = self.begin_write().await?;
-        let version: Option<i64> = sqlx::query_scalar(
-            "UPDATE sso_credentials SET subscriber_id = $2, secret_sealed = $3, \
-             version = version + 1, rotated_at = $4 \
-             WHERE service_id = $1 AND revoked_at IS NULL RETURNING version",
-        )
-        .bind(service_id)
-        .bind(&subscriber_id)
-        .bind(&sealed)
-        .bind(now_ms())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(version) = version else {
-            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM services WHERE id = $1")
-                .bind(service_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            return Err(match exists {
-                None => super::Error::NotFound("service"),
-                Some(_) => super::Error::Conflict(
-                    "the service has no live single sign-on credential (it has no links)".into(),
-                ),
-            });
-        };
-        super::audit(
-            &mut tx,
-            actor,
-            "rotate_credential",
-            &format!("service:{service_id}"),
-            &format!("credential version {version}"),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(version)
-    }
-
-    /// Revoke the SSO credentials of services (their links are gone or going).
-    pub async fn revoke_credentials(&self, service_ids: &[i64]) -> Result<()> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        for service_id in service_ids {
-            sqlx::query(
-                "UPDATE sso_credentials SET revoked_at = $1 \
-                 WHERE service_id = $2 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(service_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// The servers a service has recorded links or a group on.
     pub async fn servers_with_records_of_service(&self, service_id: i64) -> Result<Vec<i64>> {
         Ok(sqlx::query_scalar(
@@ -942,16 +758,190 @@ impl Db {
         .await?)
     }
 
-    /// Forget what one account was given (a drift check found the panel differs), so that the
-    /// next sync pushes it whole.
-    pub async fn forget_account(&self, application: &str, service_id: i64) -> Result<()> {
-        sqlx::query("DELETE FROM account_records WHERE service_id = $1 AND application = $2")
+    /// Forget what some accounts of one server were given (the drift check found their panel
+    /// differs from the record) and queue the change that pushes them again, in one
+    /// transaction: a record is never forgotten without its repair being due.
+    pub async fn forget_drifted(
+        &self,
+        application: &str,
+        server_id: i64,
+        service_ids: &[i64],
+    ) -> Result<ChangeId> {
+        let mut tx = self.begin_write().await?;
+        for service_id in service_ids {
+            sqlx::query(
+                "DELETE FROM account_records \
+                 WHERE service_id = $1 AND application = $2 AND server_id = $3",
+            )
             .bind(service_id)
             .bind(application)
-            .execute(self.pool())
+            .bind(server_id)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        }
+        let change = Change::DriftFound {
+            application: application.to_owned(),
+            server_id,
+        };
+        let id = enqueue(&mut tx, &change, None).await?;
+        tx.commit().await?;
+        Ok(id)
     }
+
+    /// Take the lease of one server for `owner` until `until_ms`, when nobody holds it (or the
+    /// holder's lease expired). Returns whether it is now held.
+    pub async fn take_lease(&self, server_id: i64, owner: &str, until_ms: i64) -> Result<bool> {
+        let taken = sqlx::query(
+            "INSERT INTO server_leases (server_id, owner, until_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (server_id) DO UPDATE SET owner = excluded.owner, \
+             until_ms = excluded.until_ms \
+             WHERE server_leases.until_ms < $4",
+        )
+        .bind(server_id)
+        .bind(owner)
+        .bind(until_ms)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(taken == 1)
+    }
+}
+
+/// A change waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingChange {
+    pub id: ChangeId,
+    pub change: Change,
+    /// The admin who caused it.
+    pub requested_by: Option<i64>,
+}
+
+/// One sync to write when a change is drained ([`Db::drain_change`]).
+#[derive(Debug, Clone)]
+pub struct NewSync {
+    /// What the sync does.
+    pub request: SyncRequest,
+    /// One unit each; none: the sync is completed at once.
+    pub servers: Vec<i64>,
+    /// Clear the application's log first (a new operation; a service's sync appends).
+    pub fresh_log: bool,
+    /// Log entries written before the sync (so that they come first whatever the workers do).
+    pub opening: Vec<NewLogEntry>,
+    /// Log entries of a sync with no server (their `sync_id` is filled in).
+    pub closing: Vec<NewLogEntry>,
+}
+
+/// Put a change in the outbox, inside the caller's transaction (the write that causes it).
+pub(crate) async fn enqueue(
+    conn: &mut AnyConnection,
+    change: &Change,
+    requested_by: Option<i64>,
+) -> Result<ChangeId> {
+    let join = |items: &[String]| items.join(" ");
+    let (kind, applications, service_id, servers): (&str, String, Option<i64>, Vec<i64>) =
+        match change {
+            Change::Enabled { application } => ("enabled", application.clone(), None, vec![]),
+            Change::Disabled { application } => ("disabled", application.clone(), None, vec![]),
+            Change::LinksSaved { application } => {
+                ("links_saved", application.clone(), None, vec![])
+            }
+            Change::RepairRequested { application } => {
+                ("repair_requested", application.clone(), None, vec![])
+            }
+            Change::ServerChanged {
+                server_id,
+                applications,
+            } => ("server_changed", join(applications), None, vec![*server_id]),
+            Change::ServiceChanged {
+                service_id,
+                servers,
+            } => (
+                "service_changed",
+                String::new(),
+                Some(*service_id),
+                servers.clone(),
+            ),
+            Change::CredentialRotated { service_id } => (
+                "credential_rotated",
+                String::new(),
+                Some(*service_id),
+                vec![],
+            ),
+            Change::DriftFound {
+                application,
+                server_id,
+            } => ("drift_found", application.clone(), None, vec![*server_id]),
+        };
+    let server_ids = servers
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO sync_changes (kind, applications, service_id, server_ids, requested_by, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(kind)
+    .bind(applications)
+    .bind(service_id)
+    .bind(server_ids)
+    .bind(requested_by)
+    .bind(now_ms())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(ChangeId(id))
+}
+
+fn pending_from(row: &AnyRow) -> Result<PendingChange> {
+    let kind: String = row.try_get("kind")?;
+    let applications: String = row.try_get("applications")?;
+    let service_id: Option<i64> = row.try_get("service_id")?;
+    let server_ids: String = row.try_get("server_ids")?;
+    let corrupt = |what: &str| Error::Corrupt(format!("sync_changes {kind}: {what}"));
+    let servers = server_ids
+        .split_whitespace()
+        .map(|id| id.parse::<i64>().map_err(|_| corrupt("server_ids")))
+        .collect::<Result<Vec<i64>>>()?;
+    let mut apps = applications.split_whitespace().map(str::to_owned);
+    let mut application = || apps.next().ok_or_else(|| corrupt("no application"));
+    let service = || service_id.ok_or_else(|| corrupt("no service"));
+    let server = || servers.first().copied().ok_or_else(|| corrupt("no server"));
+    let change = match kind.as_str() {
+        "enabled" => Change::Enabled {
+            application: application()?,
+        },
+        "disabled" => Change::Disabled {
+            application: application()?,
+        },
+        "links_saved" => Change::LinksSaved {
+            application: application()?,
+        },
+        "repair_requested" => Change::RepairRequested {
+            application: application()?,
+        },
+        "server_changed" => Change::ServerChanged {
+            server_id: server()?,
+            applications: applications.split_whitespace().map(str::to_owned).collect(),
+        },
+        "service_changed" => Change::ServiceChanged {
+            service_id: service()?,
+            servers: servers.clone(),
+        },
+        "credential_rotated" => Change::CredentialRotated {
+            service_id: service()?,
+        },
+        "drift_found" => Change::DriftFound {
+            application: application()?,
+            server_id: server()?,
+        },
+        _ => return Err(corrupt("unknown kind")),
+    };
+    Ok(PendingChange {
+        id: ChangeId(row.try_get("id")?),
+        change,
+        requested_by: row.try_get("requested_by")?,
+    })
 }
 
 #[cfg(test)]

@@ -1,8 +1,12 @@
 //! The sync engine: makes the desired state (enabled applications, their link configuration,
 //! the services) true on every panel, and keeps it true.
 //!
-//! Every change becomes durable work first ([`SyncEngine::request`] writes a sync and one unit
-//! per server), then workers carry it out ([`SyncEngine::run`]). A worker takes a server's lease
+//! Every change becomes durable work first, then workers carry it out ([`SyncEngine::run`]).
+//! An admin's write is stored with the [`Change`] it causes in one transaction (the outbox,
+//! see [`crate::sync_port`]); [`SyncEngine::request`], the one entry point for "this change
+//! happened", asks [`work_for`] which syncs the change causes and drains it into them (a sync and
+//! one unit per server) in one transaction. Changes a crash left in the outbox are drained when
+//! the engine starts, and any a request missed, by a background pass. A worker takes a server's lease
 //! (so one host works on a server at a time, and a dead host's servers are taken over when its
 //! lease expires), computes the difference between what each account should have and what the
 //! record says it has, pushes only that difference through the plugin in batches, and records
@@ -28,12 +32,203 @@ use tokio::sync::Notify;
 use crate::adapter::{LogLevel, ServerTarget, Settings};
 use crate::model::effective_links;
 use crate::runtime::{Plugin, Plugins};
-use crate::storage::sync::Unit;
-use crate::storage::{self, Db, NewLogEntry, ServiceFilter, now_ms};
+use crate::storage::{self, Db, NewLogEntry, NewSync, Server, Service, ServiceFilter, now_ms};
 use crate::sync_port::{
-    Event, Events, SyncDetail, SyncError, SyncKind, SyncRequest, SyncRequests, SyncSummary,
+    Change, ChangeId, Event, Events, SyncDetail, SyncKind, SyncRequest, SyncSummary, Unit,
 };
 pub use plan::{AccountPlan, Desired, DesiredLink, plan_server};
+
+/// Why the sync engine could not take or answer a request.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The database failed while the engine was doing `context`.
+    #[error("{context}: {source}")]
+    Storage {
+        /// What the engine was doing, e.g. "draining change 12 (links_saved of cpanel)".
+        context: String,
+        #[source]
+        source: storage::Error,
+    },
+}
+
+/// Adds what the engine was doing to a storage error.
+trait Context<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, SyncError>;
+}
+
+impl<T> Context<T> for Result<T, storage::Error> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, SyncError> {
+        self.map_err(|source| SyncError::Storage {
+            context: what(),
+            source,
+        })
+    }
+}
+
+/// What the sync engine offers the API. The engine implements it; tests bring stand-ins.
+pub trait SyncRequests: Send + Sync + 'static {
+    /// "This change happened": drain the queued change into the syncs it causes (see
+    /// [`work_for`]) and return them (none when nothing needs doing, e.g. a service change on
+    /// a disabled application, or when another worker drained it first).
+    fn request(&self, change: ChangeId) -> BoxFuture<'_, Result<Vec<SyncSummary>, SyncError>>;
+
+    /// The latest sync of an application, if any.
+    fn latest<'a>(
+        &'a self,
+        application: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SyncSummary>, SyncError>>;
+
+    /// One sync with its per-server progress.
+    fn get(&self, id: i64) -> BoxFuture<'_, Result<Option<SyncDetail>, SyncError>>;
+}
+
+/// Which syncs a change causes: the one place that decides it. A change on an application
+/// whose links are disabled causes nothing (its panels hold nothing to keep in step), except
+/// turning them off, which removes what is there.
+pub async fn work_for(
+    db: &Db,
+    change: &Change,
+    requested_by: Option<i64>,
+) -> Result<Vec<SyncRequest>, storage::Error> {
+    let work = |application: &str, kind: SyncKind, service_id: Option<i64>| SyncRequest {
+        application: application.to_owned(),
+        kind,
+        service_id,
+        servers: None,
+        requested_by,
+    };
+    let mut out = Vec::new();
+    match change {
+        Change::Enabled { application } => out.push(work(application, SyncKind::Enable, None)),
+        Change::Disabled { application } => out.push(work(application, SyncKind::Disable, None)),
+        Change::LinksSaved { application } => {
+            if enabled(db, application).await? {
+                out.push(work(application, SyncKind::Configure, None));
+            }
+        }
+        Change::RepairRequested { application } => {
+            if enabled(db, application).await? {
+                out.push(work(application, SyncKind::Repair, None));
+            }
+        }
+        Change::DriftFound {
+            application,
+            server_id,
+        } => {
+            if enabled(db, application).await? {
+                out.push(SyncRequest {
+                    servers: Some(vec![*server_id]),
+                    ..work(application, SyncKind::Repair, None)
+                });
+            }
+        }
+        Change::ServerChanged { applications, .. } => {
+            for application in applications {
+                if enabled(db, application).await? {
+                    out.push(work(application, SyncKind::Repair, None));
+                }
+            }
+        }
+        Change::ServiceChanged {
+            service_id,
+            servers,
+        } => {
+            let mut applications: Vec<String> = Vec::new();
+            for server in servers {
+                let module = db.server(*server).await?.module;
+                if !applications.contains(&module) {
+                    applications.push(module);
+                }
+            }
+            for application in applications {
+                if enabled(db, &application).await? {
+                    out.push(work(&application, SyncKind::Service, Some(*service_id)));
+                }
+            }
+        }
+        Change::CredentialRotated { service_id } => {
+            let server = db.service(*service_id).await?.server_id;
+            let application = db.server(server).await?.module;
+            if enabled(db, &application).await? {
+                out.push(work(&application, SyncKind::Service, Some(*service_id)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn enabled(db: &Db, application: &str) -> Result<bool, storage::Error> {
+    match db.application(application).await {
+        Ok(app) => Ok(app.enabled),
+        Err(storage::Error::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The change a new service causes: it is pushed to its server.
+pub fn service_added(service: &Service) -> Option<Change> {
+    Some(Change::ServiceChanged {
+        service_id: service.id,
+        servers: vec![service.server_id],
+    })
+}
+
+/// The change a service's update causes: one when anything its panel sees changed (owner,
+/// server, user name, domain, status), on the server it was on and the one it is on now.
+pub fn service_updated(before: &Service, after: &Service) -> Option<Change> {
+    let seen = |s: &Service| {
+        (
+            s.client_id,
+            s.server_id,
+            s.username.clone(),
+            s.domain.clone(),
+            s.status,
+        )
+    };
+    (seen(before) != seen(after)).then(|| Change::ServiceChanged {
+        service_id: after.id,
+        servers: if before.server_id == after.server_id {
+            vec![after.server_id]
+        } else {
+            vec![before.server_id, after.server_id]
+        },
+    })
+}
+
+/// The change a new server causes: its application is pushed again when it is enabled.
+pub fn server_added(server: &Server) -> Option<Change> {
+    server.enabled.then(|| Change::ServerChanged {
+        server_id: server.id,
+        applications: vec![server.module.clone()],
+    })
+}
+
+/// The change a server's update causes: the application it left is pushed again (its accounts
+/// there are removed), and its application now is pushed again when anything that reaches the
+/// panel changed (module, address, user, token, enabled).
+pub fn server_updated(before: &Server, after: &Server, token_replaced: bool) -> Option<Change> {
+    let reach = |s: &Server| {
+        (
+            s.module.clone(),
+            s.hostname.clone(),
+            s.port,
+            s.secure,
+            s.username.clone(),
+            s.enabled,
+        )
+    };
+    let mut applications = Vec::new();
+    if before.module != after.module {
+        applications.push(before.module.clone());
+    }
+    if reach(before) != reach(after) || token_replaced {
+        applications.push(after.module.clone());
+    }
+    (!applications.is_empty()).then(|| Change::ServerChanged {
+        server_id: after.id,
+        applications,
+    })
+}
 
 /// Knobs of the sync engine.
 #[derive(Debug, Clone)]
@@ -64,6 +259,9 @@ pub struct SyncConfig {
     pub support_ttl: Duration,
     /// Interval of the drift check; `None` disables it.
     pub drift_interval: Option<Duration>,
+    /// A change still in the outbox this long after it was queued is drained by the engine's
+    /// background pass (normally the request that queued it drains it at once).
+    pub outbox_grace: Duration,
     /// Base URL panels and browsers reach this host at.
     pub public_url: String,
     /// Where SSO lands customers.
@@ -96,6 +294,7 @@ impl Default for SyncConfig {
             retry_budget: 8,
             support_ttl: Duration::from_secs(600),
             drift_interval: None,
+            outbox_grace: Duration::from_secs(10),
             public_url: "http://127.0.0.1:8080".into(),
             client_area_url: "http://127.0.0.1:8080/portal".into(),
             destinations: std::collections::BTreeMap::new(),
@@ -149,10 +348,6 @@ enum UnitEnd {
     LeaseLost,
     /// Shutting down: the unit stays open and is resumed at the next start.
     Stopped,
-}
-
-fn err(e: impl std::fmt::Display) -> SyncError {
-    SyncError(e.to_string())
 }
 
 impl SyncEngine {
@@ -210,51 +405,99 @@ impl SyncEngine {
         }
     }
 
-    /// Schedule the work for a request: a sync with one unit per server that may need work.
-    pub async fn schedule(&self, request: SyncRequest) -> Result<Option<SyncSummary>, SyncError> {
+    /// "This change happened": the one entry point, used by every API handler and by the
+    /// engine itself (the drift check, and the outbox drain at start). Reads the queued change,
+    /// asks [`work_for`] which syncs it causes, and drains it into them in one transaction;
+    /// publishes the events and wakes the workers. A change drained already (by another worker
+    /// or host) causes nothing more here.
+    pub async fn request(&self, id: ChangeId) -> Result<Vec<SyncSummary>, SyncError> {
+        let Some(pending) = self
+            .db
+            .pending_change(id)
+            .await
+            .context(|| format!("reading change {}", id.0))?
+        else {
+            return Ok(Vec::new());
+        };
+        let what = || format!("draining change {} ({:?})", id.0, pending.change);
+        let requests = work_for(&self.db, &pending.change, pending.requested_by)
+            .await
+            .context(what)?;
+        let mut syncs = Vec::with_capacity(requests.len());
+        for request in requests {
+            syncs.push(self.new_sync(request).await.context(what)?);
+        }
+        let Some(summaries) = self.db.drain_change(id, &syncs).await.context(what)? else {
+            return Ok(Vec::new());
+        };
+        let mut applications: Vec<&str> = match &pending.change {
+            Change::Enabled { application }
+            | Change::Disabled { application }
+            | Change::LinksSaved { application }
+            | Change::RepairRequested { application }
+            | Change::DriftFound { application, .. } => vec![application.as_str()],
+            Change::ServerChanged { applications, .. } => {
+                applications.iter().map(String::as_str).collect()
+            }
+            Change::ServiceChanged { .. } | Change::CredentialRotated { .. } => Vec::new(),
+        };
+        for summary in &summaries {
+            self.events.publish(Event::Sync(summary.clone()));
+            applications.push(&summary.application);
+        }
+        applications.sort_unstable();
+        applications.dedup();
+        for id in applications {
+            self.events
+                .publish(Event::Application { id: id.to_owned() });
+        }
+        if !summaries.is_empty() {
+            self.wake.notify_waiters();
+        }
+        Ok(summaries)
+    }
+
+    /// Drain every change left in the outbox since before `before_ms` (by a crash, or a request
+    /// whose caller went away). Returns how many syncs that caused.
+    pub async fn drain_outbox(&self, before_ms: i64) -> Result<usize, SyncError> {
+        let pending = self
+            .db
+            .pending_changes(before_ms)
+            .await
+            .context(|| "listing the change outbox".to_owned())?;
+        let mut syncs = 0;
+        for id in pending {
+            syncs += self.request(id).await?.len();
+        }
+        Ok(syncs)
+    }
+
+    /// A sync for one request: the servers that may need work (a service's: the server it is
+    /// on and those it has a record on; an application's: its enabled servers and those with a
+    /// record), and its log entries.
+    async fn new_sync(&self, request: SyncRequest) -> Result<NewSync, storage::Error> {
         let app = &request.application;
-        let enabled = self.db.application(app).await.map_err(err)?.enabled;
         let mut servers: Vec<i64> = Vec::new();
-        match request.kind {
-            SyncKind::Service => {
-                let service_id = request
-                    .service_id
-                    .ok_or_else(|| SyncError("a service sync needs a service".into()))?;
-                let service = self.db.service(service_id).await.map_err(err)?;
-                let recorded = self
-                    .db
-                    .servers_with_records_of_service(service_id)
-                    .await
-                    .map_err(err)?;
-                let server = self.db.server(service.server_id).await.map_err(err)?;
-                if enabled && server.enabled && server.module == *app {
+        match (&request.servers, request.kind, request.service_id) {
+            (Some(only), _, _) => servers.clone_from(only),
+            (None, SyncKind::Service, Some(service_id)) => {
+                // work_for asks for a service's sync only while its application is enabled.
+                let service = self.db.service(service_id).await?;
+                let server = self.db.server(service.server_id).await?;
+                if server.enabled && server.module == *app {
                     servers.push(service.server_id);
                 }
-                servers.extend(recorded);
-                if servers.is_empty() {
-                    return Ok(None);
-                }
+                servers.extend(self.db.servers_with_records_of_service(service_id).await?);
             }
-            _ => {
-                servers.extend(
-                    self.db
-                        .servers_of(app, true)
-                        .await
-                        .map_err(err)?
-                        .iter()
-                        .map(|s| s.id),
-                );
-                servers.extend(self.db.servers_with_records(app).await.map_err(err)?);
+            (None, SyncKind::Service, None) => {}
+            (None, _, _) => {
+                servers.extend(self.db.servers_of(app, true).await?.iter().map(|s| s.id));
+                servers.extend(self.db.servers_with_records(app).await?);
             }
         }
         servers.sort_unstable();
         servers.dedup();
 
-        let fresh_log = request.kind != SyncKind::Service;
-        if fresh_log {
-            self.db.start_log(app).await.map_err(err)?;
-        }
-        // Written before the sync exists, so that it is first in the log whatever the workers do.
         let name = self.app_name(app);
         let what = match request.kind {
             SyncKind::Enable => format!("Attempting to enable Application Links for {name}"),
@@ -270,45 +513,36 @@ impl SyncEngine {
                 request.service_id.unwrap_or_default()
             ),
         };
-        self.log(
-            app,
-            vec![NewLogEntry {
-                sync_id: None,
-                level: LogLevel::Debug,
-                message: what,
-                server_id: None,
-                service_id: request.service_id,
-            }],
-        )
-        .await;
-        let summary = self
-            .db
-            .create_sync(
-                app,
-                request.kind,
-                request.service_id,
-                request.requested_by,
-                &servers,
-            )
-            .await
-            .map_err(err)?;
-        if servers.is_empty() {
-            let entries = vec![
+        let opening = vec![NewLogEntry {
+            sync_id: None,
+            level: LogLevel::Debug,
+            message: what,
+            server_id: None,
+            service_id: request.service_id,
+        }];
+        let closing = if servers.is_empty() {
+            vec![
                 Self::entry(
-                    summary.id,
+                    0,
                     LogLevel::Notice,
                     format!("No server of {name} supports Application Links"),
                     None,
                     None,
                 ),
-                Self::entry(summary.id, LogLevel::Debug, "Process completed", None, None),
-            ];
-            self.log(app, entries).await;
-        }
-        self.events.publish(Event::Sync(summary.clone()));
-        self.events.publish(Event::Application { id: app.clone() });
-        self.wake.notify_waiters();
-        Ok(Some(summary))
+                Self::entry(0, LogLevel::Debug, "Process completed", None, None),
+            ]
+        } else {
+            Vec::new()
+        };
+        Ok(NewSync {
+            // A service's sync and a drift repair of one server add to the log of the last
+            // operation; everything else starts a fresh one.
+            fresh_log: request.kind != SyncKind::Service && request.servers.is_none(),
+            request,
+            servers,
+            opening,
+            closing,
+        })
     }
 
     /// Run the workers until `shutdown` resolves. Work in flight stops at the next batch
@@ -321,8 +555,19 @@ impl SyncEngine {
                 tracing::warn!(error = %e, "could not clear stale leases");
             }
         }
+        // Changes a crash left between "saved" and "scheduled".
+        match self.drain_outbox(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(syncs = n, "drained changes left in the outbox"),
+            Err(e) => tracing::warn!(error = %e, "could not drain the change outbox"),
+        }
         let token = tokio_util::sync::CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
+        {
+            let engine = self.clone();
+            let token = token.clone();
+            tasks.spawn(async move { engine.outbox_loop(token).await });
+        }
         for _ in 0..self.config.workers.max(1) {
             let engine = self.clone();
             let token = token.clone();
@@ -336,6 +581,19 @@ impl SyncEngine {
         shutdown.await;
         token.cancel();
         while tasks.join_next().await.is_some() {}
+    }
+
+    async fn outbox_loop(&self, token: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+            let before = now_ms() - self.config.outbox_grace.as_millis() as i64;
+            if let Err(e) = self.drain_outbox(before).await {
+                tracing::warn!(error = %e, "could not drain the change outbox");
+            }
+        }
     }
 
     async fn worker(&self, token: tokio_util::sync::CancellationToken) {
@@ -459,7 +717,8 @@ impl SyncEngine {
     async fn run_unit(&self, unit: &Unit, token: &tokio_util::sync::CancellationToken) -> UnitEnd {
         match self.try_unit(unit, token).await {
             Ok(end) => end,
-            Err(UnitError::Transient(message)) => {
+            Err(UnitError::Transient(e)) => {
+                let message = e.to_string();
                 let attempts = unit.attempts + 1;
                 if attempts > i64::from(self.config.retry_budget) {
                     self.fail_unit(unit, &message).await;
@@ -483,8 +742,8 @@ impl SyncEngine {
                     UnitEnd::Retry
                 }
             }
-            Err(UnitError::Fatal(message)) => {
-                self.fail_unit(unit, &message).await;
+            Err(e @ (UnitError::Plugin(_) | UnitError::NoPlugin(_))) => {
+                self.fail_unit(unit, &e.to_string()).await;
                 UnitEnd::Failed
             }
             Err(UnitError::Storage(e)) => {
@@ -514,7 +773,9 @@ impl SyncEngine {
             )],
         )
         .await;
-        let _ = self.db.set_server_sync_state(unit.server_id, true).await;
+        if let Err(e) = self.db.set_server_sync_state(unit.server_id, true).await {
+            tracing::warn!(server_id = unit.server_id, error = %e, "could not mark the server failed");
+        }
         self.finish(unit, Some(message)).await;
     }
 
@@ -525,9 +786,7 @@ impl SyncEngine {
     ) -> Result<UnitEnd, UnitError> {
         let app = &unit.application;
         let Some(plugin) = self.plugins.get(app) else {
-            return Err(UnitError::Fatal(format!(
-                "no plugin is installed for the application {app}"
-            )));
+            return Err(UnitError::NoPlugin(app.clone()));
         };
         let server = self.db.server(unit.server_id).await?;
         let target = self.db.server_target(unit.server_id).await?;
@@ -565,8 +824,7 @@ impl SyncEngine {
                             return Ok(UnitEnd::Done);
                         }
                     }
-                    Err(e) if e.is_transient() => return Err(UnitError::Transient(e.to_string())),
-                    Err(e) => return Err(UnitError::Fatal(e.to_string())),
+                    Err(e) => return Err(UnitError::from(e)),
                 }
             }
         }
@@ -725,7 +983,7 @@ impl SyncEngine {
             let work: Vec<_> = batch.iter().map(AccountPlan::work).collect();
             plugin.provision(target, settings, work).await
         }
-        .map_err(UnitError::from_runtime)?
+        .map_err(UnitError::from)?
         .value;
         for (plan, outcome) in batch.iter().zip(&outcomes) {
             let errors = if deprovision {
@@ -795,56 +1053,118 @@ impl SyncEngine {
     }
 
     /// List every recorded account's links through its plugin; where the panel differs from the
-    /// record, forget the record and schedule a repair of that application.
+    /// record, forget those accounts' record and push them again (a repair of that server).
+    /// Each server is checked under its lease, like every other writer of its record: a server
+    /// another host (or a worker of this one) is working on is skipped this round. Returns how
+    /// many accounts drifted.
     pub async fn check_drift(&self) -> Result<usize, SyncError> {
         let settings = self.config.settings();
+        // An owner of its own: a lease the drift check holds is never mistaken for a worker's.
+        let owner = format!("{}/drift", self.config.node_id);
         let mut drifted = 0;
         for plugin in self.plugins.all() {
             let app = plugin.id().to_owned();
-            let mut app_drifted = 0;
-            for server_id in self.db.servers_with_records(&app).await.map_err(err)? {
-                let Ok(target) = self.db.server_target(server_id).await else {
+            let servers = self
+                .db
+                .servers_with_records(&app)
+                .await
+                .context(|| format!("listing the servers with records of {app}"))?;
+            for server_id in servers {
+                let until = now_ms() + self.config.lease.as_millis() as i64;
+                let taken = self
+                    .db
+                    .take_lease(server_id, &owner, until)
+                    .await
+                    .context(|| format!("taking the lease of server {server_id}"))?;
+                if !taken {
+                    tracing::debug!(server_id, "drift check: server busy, skipped this round");
                     continue;
-                };
-                let (groups, links) = self.db.recorded_state(server_id, &app).await.map_err(err)?;
-                let mut by_account: HashMap<(i64, String), Vec<String>> = HashMap::new();
-                for g in &groups {
-                    by_account
-                        .entry((g.service_id, g.username.clone()))
-                        .or_default();
                 }
-                for l in &links {
-                    by_account
-                        .entry((l.service_id, l.username.clone()))
-                        .or_default()
-                        .push(l.scope.clone());
-                }
-                for ((service_id, username), mut recorded) in by_account {
-                    let Ok(out) = plugin.list_links(&target, &settings, &username).await else {
-                        continue;
-                    };
-                    let mut actual: Vec<String> =
-                        out.value.into_iter().filter_map(|l| l.scope).collect();
-                    actual.sort();
-                    recorded.sort();
-                    if actual != recorded {
+                let found = self
+                    .drift_of_server(&plugin, &settings, server_id, &owner)
+                    .await;
+                let queued = match &found {
+                    Ok(accounts) if !accounts.is_empty() => Some(
                         self.db
-                            .forget_account(&app, service_id)
+                            .forget_drifted(&app, server_id, accounts)
                             .await
-                            .map_err(err)?;
-                        app_drifted += 1;
-                    }
+                            .context(|| {
+                                format!("forgetting drifted accounts of server {server_id}")
+                            }),
+                    ),
+                    _ => None,
+                };
+                if let Err(e) = self.db.release_lease(server_id, &owner).await {
+                    tracing::warn!(server_id, error = %e, "could not release a lease");
+                }
+                let accounts = found?;
+                if let Some(queued) = queued {
+                    drifted += accounts.len();
+                    self.request(queued?).await?;
                 }
             }
-            if app_drifted > 0 {
-                drifted += app_drifted;
-                self.schedule(SyncRequest {
-                    application: app,
-                    kind: SyncKind::Repair,
-                    service_id: None,
-                    requested_by: None,
-                })
-                .await?;
+        }
+        self.wake.notify_waiters();
+        Ok(drifted)
+    }
+
+    /// The accounts of one server (whose lease `owner` holds) whose links on the panel differ
+    /// from the record. An account whose panel cannot be read is left for the next round. Stops
+    /// early, with what it found so far, when the lease is lost.
+    async fn drift_of_server(
+        &self,
+        plugin: &Plugin,
+        settings: &Settings,
+        server_id: i64,
+        owner: &str,
+    ) -> Result<Vec<i64>, SyncError> {
+        let app = plugin.id();
+        let target = match self.db.server_target(server_id).await {
+            Ok(target) => target,
+            Err(storage::Error::NotFound(_)) => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(e).context(|| format!("reading server {server_id}"));
+            }
+        };
+        let (groups, links) = self
+            .db
+            .recorded_state(server_id, app)
+            .await
+            .context(|| format!("reading the record of server {server_id}"))?;
+        let mut by_account: HashMap<(i64, String), Vec<String>> = HashMap::new();
+        for g in &groups {
+            by_account
+                .entry((g.service_id, g.username.clone()))
+                .or_default();
+        }
+        for l in &links {
+            by_account
+                .entry((l.service_id, l.username.clone()))
+                .or_default()
+                .push(l.scope.clone());
+        }
+        let mut drifted = Vec::new();
+        for (checked, ((service_id, username), mut recorded)) in by_account.into_iter().enumerate()
+        {
+            if checked > 0 && checked % 50 == 0 {
+                let until = now_ms() + self.config.lease.as_millis() as i64;
+                let held = self
+                    .db
+                    .renew_lease(server_id, owner, until)
+                    .await
+                    .context(|| format!("renewing the lease of server {server_id}"))?;
+                if !held {
+                    break;
+                }
+            }
+            let Ok(out) = plugin.list_links(&target, settings, &username).await else {
+                continue;
+            };
+            let mut actual: Vec<String> = out.value.into_iter().filter_map(|l| l.scope).collect();
+            actual.sort();
+            recorded.sort();
+            if actual != recorded {
+                drifted.push(service_id);
             }
         }
         Ok(drifted)
@@ -880,47 +1200,56 @@ fn pack(
 }
 
 /// Why a unit stopped early.
+#[derive(Debug, thiserror::Error)]
 enum UnitError {
-    /// Worth retrying later.
-    Transient(String),
-    /// Not worth retrying.
-    Fatal(String),
-    /// The database failed.
-    Storage(storage::Error),
+    /// The plugin failed in a way worth retrying later (a timeout, a 5xx, a refused connection).
+    #[error(transparent)]
+    Transient(crate::runtime::Error),
+    /// The plugin failed in a way a retry would not mend.
+    #[error(transparent)]
+    Plugin(crate::runtime::Error),
+    /// No plugin serves the unit's application.
+    #[error("no plugin is installed for the application {0}")]
+    NoPlugin(String),
+    /// The database failed: the unit is left as it is and taken up again after the lease
+    /// expires.
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
 }
 
-impl From<storage::Error> for UnitError {
-    fn from(e: storage::Error) -> Self {
-        UnitError::Storage(e)
-    }
-}
-
-impl UnitError {
-    fn from_runtime(e: crate::runtime::Error) -> Self {
+impl From<crate::runtime::Error> for UnitError {
+    fn from(e: crate::runtime::Error) -> Self {
         if e.is_transient() {
-            UnitError::Transient(e.to_string())
+            UnitError::Transient(e)
         } else {
-            UnitError::Fatal(e.to_string())
+            UnitError::Plugin(e)
         }
     }
 }
 
 impl SyncRequests for SyncEngine {
-    fn request(
-        &self,
-        request: SyncRequest,
-    ) -> BoxFuture<'_, Result<Option<SyncSummary>, SyncError>> {
-        Box::pin(self.schedule(request))
+    fn request(&self, change: ChangeId) -> BoxFuture<'_, Result<Vec<SyncSummary>, SyncError>> {
+        Box::pin(SyncEngine::request(self, change))
     }
 
     fn latest<'a>(
         &'a self,
         application: &'a str,
     ) -> BoxFuture<'a, Result<Option<SyncSummary>, SyncError>> {
-        Box::pin(async move { self.db.latest_sync(application).await.map_err(err) })
+        Box::pin(async move {
+            self.db
+                .latest_sync(application)
+                .await
+                .context(|| format!("reading the latest sync of {application}"))
+        })
     }
 
     fn get(&self, id: i64) -> BoxFuture<'_, Result<Option<SyncDetail>, SyncError>> {
-        Box::pin(async move { self.db.sync_detail(id).await.map_err(err) })
+        Box::pin(async move {
+            self.db
+                .sync_detail(id)
+                .await
+                .context(|| format!("reading sync {id}"))
+        })
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::adapter::{AccountOutcome, AccountWork, Credential, LinkPush, Operation};
-use crate::storage::sync::{RecordChange, RecordedGroup, RecordedLink, StoredCredential};
+use crate::sync_port::{RecordChange, RecordedGroup, RecordedLink, StoredCredential};
 
 /// One link an account should have.
 #[derive(Debug, Clone, PartialEq, Eq)]

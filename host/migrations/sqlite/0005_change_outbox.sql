@@ -1,0 +1,15 @@
+-- The change outbox: a write that needs pushing to the panels (saved links, a service changed,
+-- a server changed, a credential rotated, a record forgotten by the drift check) stores the
+-- change here in its own transaction. The sync engine drains each change into its syncs in one
+-- transaction; a change left here by a crash is drained when the engine starts.
+CREATE TABLE sync_changes (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind          TEXT    NOT NULL,
+    -- Application ids, space-separated (ids hold no spaces).
+    applications  TEXT    NOT NULL DEFAULT '',
+    service_id    BIGINT,
+    -- Server ids, space-separated.
+    server_ids    TEXT    NOT NULL DEFAULT '',
+    requested_by  BIGINT,
+    created_at    BIGINT  NOT NULL
+);
