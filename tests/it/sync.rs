@@ -364,6 +364,8 @@ on_both!(
     transient_faults_converge_and_a_dead_server_fails_alone,
     panel_errors_are_warnings_and_do_not_stop_the_rest,
     drift_is_found_and_repaired,
+    drift_check_leaves_a_server_another_host_holds_alone,
+    a_change_saved_before_a_crash_is_pushed_after_restart,
 );
 
 async fn enable_gives_exactly_the_configured_links(backend: Backend) {
@@ -675,6 +677,27 @@ async fn two_hosts_share_the_work_and_survive_one_dying() {
     fleet.stop().await;
 }
 
+/// Someone removes one of `user`'s links on the panel through WHM, as an admin of the panel would.
+async fn remove_link_behind_our_back(sim: &SimHandle, user: &str) {
+    let before = sim.links(user).len();
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(sim.url("remove_integration_link"))
+        .header("Authorization", sim.auth_header())
+        .form(&[
+            ("api.version", "1"),
+            ("user", user),
+            ("app", "PANELINK_clientarea_emails"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["metadata"]["result"], 1, "{answer}");
+    assert_eq!(sim.links(user).len(), before - 1);
+}
+
 async fn drift_is_found_and_repaired(backend: Backend) {
     let mut fleet = Fleet::new(backend, 1, 3, &[ServiceStatus::Active]).await;
     fleet.start(config());
@@ -685,27 +708,169 @@ async fn drift_is_found_and_repaired(backend: Backend) {
     // Someone removes a link on the panel behind Panelink's back.
     let sim = &fleet.sims[0];
     let user = sim.accounts().keys().next().unwrap().clone();
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(sim.url("remove_integration_link"))
-        .header("Authorization", sim.auth_header())
-        .form(&[
-            ("api.version", "1"),
-            ("user", user.as_str()),
-            ("app", "PANELINK_clientarea_emails"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["metadata"]["result"], 1, "{answer}");
-    assert_eq!(sim.links(&user).len(), 13);
+    remove_link_behind_our_back(sim, &user).await;
 
     assert_eq!(fleet.engine().check_drift().await.unwrap(), 1);
     let repair = fleet.db.latest_sync("cpanel").await.unwrap().unwrap();
     assert_eq!(repair.kind, SyncKind::Repair);
     fleet.finished(repair.id).await;
     fleet.assert_exact(&defaults());
+    fleet.stop().await;
+}
+
+async fn drift_check_leaves_a_server_another_host_holds_alone(backend: Backend) {
+    let mut fleet = Fleet::new(backend, 1, 3, &[ServiceStatus::Active]).await;
+    fleet.start(config());
+    let s = fleet.set_enabled(true).await;
+    fleet.finished(s.id).await;
+    // The panel drifts: a link is removed behind Panelink's back.
+    let sim = &fleet.sims[0];
+    let user = sim.accounts().keys().next().unwrap().clone();
+    remove_link_behind_our_back(sim, &user).await;
+    let server_id = fleet.server_ids[0];
+    let (groups, links) = fleet.db.recorded_state(server_id, "cpanel").await.unwrap();
+
+    // Another host holds the server's lease (it is syncing it): the drift check neither asks
+    // the panel nor touches the record, and schedules nothing.
+    let until = panelink::storage::now_ms() + 60_000;
+    assert!(
+        fleet
+            .db
+            .take_lease(server_id, "other-host", until)
+            .await
+            .unwrap()
+    );
+    let latest = fleet.db.latest_sync("cpanel").await.unwrap().unwrap().id;
+    fleet.reset_counters();
+    assert_eq!(fleet.engine().check_drift().await.unwrap(), 0);
+    assert_eq!(fleet.sims[0].http_requests(), 0, "the panel was asked");
+    assert_eq!(
+        fleet.db.recorded_state(server_id, "cpanel").await.unwrap(),
+        (groups, links),
+        "the record was touched"
+    );
+    assert_eq!(
+        fleet.db.latest_sync("cpanel").await.unwrap().unwrap().id,
+        latest
+    );
+
+    // Once the other host lets go, the next check finds the drift and repairs it.
+    fleet
+        .db
+        .release_lease(server_id, "other-host")
+        .await
+        .unwrap();
+    assert_eq!(fleet.engine().check_drift().await.unwrap(), 1);
+    let repair = fleet.db.latest_sync("cpanel").await.unwrap().unwrap();
+    assert_eq!(repair.kind, SyncKind::Repair);
+    fleet.finished(repair.id).await;
+    fleet.assert_exact(&defaults());
+    fleet.stop().await;
+}
+
+/// Stands in for a host that dies right after the admin's write committed: the change it was
+/// about to schedule is never handed to an engine. `reached` is told when the write is done.
+struct DiesBeforeScheduling {
+    reached: tokio::sync::Notify,
+}
+
+impl panelink::sync::SyncRequests for DiesBeforeScheduling {
+    fn request(
+        &self,
+        _change: ChangeId,
+    ) -> futures::future::BoxFuture<'_, Result<Vec<SyncSummary>, panelink::sync::SyncError>> {
+        self.reached.notify_one();
+        Box::pin(futures::future::pending())
+    }
+
+    fn latest<'a>(
+        &'a self,
+        _application: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Option<SyncSummary>, panelink::sync::SyncError>>
+    {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn get(
+        &self,
+        _id: i64,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<Option<panelink::sync_port::SyncDetail>, panelink::sync::SyncError>,
+    > {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+async fn a_change_saved_before_a_crash_is_pushed_after_restart(backend: Backend) {
+    use panelink::api::{self, AppState, Limits};
+    use panelink::catalog::Catalog;
+    use tower::ServiceExt;
+
+    let mut fleet = Fleet::new(backend, 2, 3, &[ServiceStatus::Active]).await;
+    // A host whose process dies between "intent saved" and "work scheduled": the admin's
+    // request to turn Application Links on reaches the real API and storage, and the host
+    // is gone before the change reaches a sync engine (its request never answers).
+    let (runtime, _) = crate::harness::shipped_plugins();
+    let catalog = Arc::new(Catalog::new(
+        runtime.clone(),
+        fleet.plugins.clone(),
+        fleet.db.clone(),
+    ));
+    let dying = Arc::new(DiesBeforeScheduling {
+        reached: tokio::sync::Notify::new(),
+    });
+    let state = AppState::new(
+        fleet.db.clone(),
+        catalog,
+        dying.clone(),
+        Events::new(),
+        Limits::default(),
+    );
+    state.set_ready(true);
+    let email = Email::parse("root@example.com").unwrap();
+    let (_, token) = fleet
+        .db
+        .create_admin(&Actor::cli(), &email, "Full Administrator")
+        .await
+        .unwrap();
+    let request = axum::http::Request::patch("/api/v1/applications/cpanel")
+        .header("authorization", format!("Bearer {}", token.expose()))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(r#"{"enabled": true}"#))
+        .unwrap();
+    let call = tokio::spawn(api::app(state).oneshot(request));
+    tokio::time::timeout(Duration::from_secs(60), dying.reached.notified())
+        .await
+        .expect("the write never finished");
+    call.abort();
+    assert!(
+        call.await.unwrap_err().is_cancelled(),
+        "the dying host answered"
+    );
+    // Saved, not pushed.
+    assert!(fleet.db.application("cpanel").await.unwrap().enabled);
+    assert!(fleet.db.latest_sync("cpanel").await.unwrap().is_none());
+    assert!(fleet.sims.iter().all(|s| s.link_count() == 0));
+
+    // The restarted host's engine finds the change and pushes it.
+    fleet.start(config());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let sync = loop {
+        if let Some(sync) = fleet.db.latest_sync("cpanel").await.unwrap() {
+            break sync;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the saved change was never scheduled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(sync.kind, SyncKind::Enable);
+    let done = fleet.finished(sync.id).await;
+    assert_eq!(done.state, SyncState::Completed, "{done:?}");
+    fleet.assert_exact(&defaults());
+    // The outbox is empty: nothing is pushed twice.
+    assert!(fleet.db.pending_changes(i64::MAX).await.unwrap().is_empty());
     fleet.stop().await;
 }
