@@ -364,11 +364,8 @@ spelled_enum!(
 spelled_enum!(
     /// A client account's status; a closed account cannot sign in.
     ClientStatus {
-        /// Active.
         Active = "active",
-        /// Inactive.
         Inactive = "inactive",
-        /// Closed.
         Closed = "closed",
     }
 );
@@ -382,9 +379,7 @@ spelled_enum!(
         Active = "active",
         /// Suspended (still gets links).
         Suspended = "suspended",
-        /// Terminated.
         Terminated = "terminated",
-        /// Cancelled.
         Cancelled = "cancelled",
     }
 );
@@ -409,9 +404,7 @@ pub fn parse_set<T: Ord>(
 /// One link setting an admin saved (or the default when nothing was saved).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkSetting {
-    /// Scope.
     pub scope: Scope,
-    /// Display name.
     pub display_name: DisplayName,
     /// Shown or hidden.
     pub enabled: bool,
@@ -420,9 +413,7 @@ pub struct LinkSetting {
 /// A link as the application shows it: the plugin's spec with the admin's settings applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EffectiveLink {
-    /// Scope.
     pub scope: String,
-    /// Group.
     pub group: LinkGroup,
     /// The plugin's default label.
     pub default_label: String,

@@ -60,7 +60,6 @@ impl SyncKind {
 pub enum SyncState {
     /// Waiting to run.
     Queued,
-    /// Running.
     Running,
     /// Done, no warnings.
     Completed,

@@ -26,15 +26,11 @@ pub struct CreateRole {
 /// A role.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RoleView {
-    /// Id.
     pub id: i64,
-    /// Name.
     pub name: String,
     /// Built in (Full Administrator).
     pub builtin: bool,
-    /// Permissions.
     pub permissions: Vec<String>,
-    /// Created.
     pub created_at: String,
 }
 
@@ -115,11 +111,9 @@ pub struct CreateAdmin {
 /// A created admin, with their API token (shown this once).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedAdmin {
-    /// Id.
     pub id: i64,
     /// E-mail.
     pub email: String,
-    /// Role name.
     pub role: String,
     /// The API token: store it now, it cannot be shown again.
     pub token: String,
@@ -128,13 +122,10 @@ pub struct CreatedAdmin {
 /// An admin.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AdminView {
-    /// Id.
     pub id: i64,
     /// E-mail.
     pub email: String,
-    /// Role name.
     pub role: String,
-    /// Created.
     pub created_at: String,
 }
 
@@ -228,7 +219,6 @@ impl LogQuery {
 /// One audit entry.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditView {
-    /// Id.
     pub id: i64,
     /// When.
     pub at: String,

@@ -28,7 +28,6 @@ use crate::sync_port::{Change, Event, SyncDetail, SyncSummary};
 pub struct PluginRef {
     /// Plugin name.
     pub name: String,
-    /// Version.
     pub version: String,
     /// `sha256:<hex>` of the component.
     pub digest: String,
@@ -50,9 +49,7 @@ pub struct ServerCountsView {
 /// A sync operation.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SyncView {
-    /// Id.
     pub id: i64,
-    /// Application.
     pub application: String,
     /// `enable`, `configure`, `disable`, `service` or `repair`.
     pub kind: String,
@@ -62,9 +59,7 @@ pub struct SyncView {
     pub done: u64,
     /// Units of work in total.
     pub total: u64,
-    /// Started.
     pub started_at: Option<String>,
-    /// Finished.
     pub finished_at: Option<String>,
 }
 
@@ -162,7 +157,6 @@ pub struct LinkList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkInput {
-    /// Scope.
     pub scope: String,
     /// 1–100 characters after trimming, no control characters.
     pub display_name: String,
@@ -194,7 +188,6 @@ pub struct LogEntryView {
     pub at: String,
     /// `debug`, `info`, `notice` or `warning`.
     pub level: String,
-    /// Message.
     pub message: String,
     /// The server it is about.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -221,13 +214,9 @@ pub struct SyncScheduled {
 /// One server's part of a sync.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServerProgressView {
-    /// Server.
     pub server_id: i64,
-    /// State.
     pub state: String,
-    /// Done.
     pub done: u64,
-    /// Total.
     pub total: u64,
     /// The last error there.
     pub last_error: Option<String>,
@@ -236,21 +225,13 @@ pub struct ServerProgressView {
 /// A sync with its per-server progress.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SyncDetailView {
-    /// Id.
     pub id: i64,
-    /// Application.
     pub application: String,
-    /// Kind.
     pub kind: String,
-    /// State.
     pub state: String,
-    /// Done.
     pub done: u64,
-    /// Total.
     pub total: u64,
-    /// Started.
     pub started_at: Option<String>,
-    /// Finished.
     pub finished_at: Option<String>,
     /// Per server.
     pub servers: Vec<ServerProgressView>,

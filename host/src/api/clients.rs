@@ -39,11 +39,9 @@ pub struct CreateClient {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateClient {
-    /// Name.
     pub name: Option<String>,
     /// E-mail.
     pub email: Option<String>,
-    /// Status.
     pub status: Option<String>,
     /// Allow single sign-on.
     pub allow_sso: Option<bool>,
@@ -52,9 +50,7 @@ pub struct UpdateClient {
 /// A client.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClientView {
-    /// Id.
     pub id: i64,
-    /// Name.
     pub name: String,
     /// E-mail.
     pub email: String,
@@ -64,7 +60,6 @@ pub struct ClientView {
     pub allow_sso: bool,
     /// The owner user.
     pub owner_user_id: i64,
-    /// Created.
     pub created_at: String,
     /// Last changed.
     pub updated_at: String,
@@ -114,17 +109,13 @@ pub struct UpdateUser {
 /// A client's user.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
-    /// Id.
     pub id: i64,
-    /// Client.
     pub client_id: i64,
     /// E-mail.
     pub email: String,
     /// The account owner.
     pub owner: bool,
-    /// Permissions.
     pub permissions: Vec<String>,
-    /// Created.
     pub created_at: String,
 }
 
@@ -158,7 +149,6 @@ pub struct UserList {
 pub struct CreateService {
     /// Owning client.
     pub client_id: i64,
-    /// Server.
     pub server_id: i64,
     /// Panel user name (may be empty).
     pub username: String,
@@ -172,7 +162,6 @@ pub struct CreateService {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateService {
-    /// Status.
     pub status: Option<String>,
     /// Panel user name.
     pub username: Option<String>,
@@ -187,19 +176,14 @@ pub struct UpdateService {
 /// A service.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServiceView {
-    /// Id.
     pub id: i64,
-    /// Client.
     pub client_id: i64,
-    /// Server.
     pub server_id: i64,
     /// Panel user name.
     pub username: String,
     /// Main domain.
     pub domain: String,
-    /// Status.
     pub status: String,
-    /// Created.
     pub created_at: String,
     /// Last changed.
     pub updated_at: String,

@@ -46,9 +46,7 @@ pub struct UpdateServer {
     pub name: Option<String>,
     /// Application id.
     pub module: Option<String>,
-    /// Host.
     pub hostname: Option<String>,
-    /// Port.
     pub port: Option<i64>,
     /// TLS. Changing it without a port moves a default port along (2087 ↔ 2086).
     pub secure: Option<bool>,
@@ -57,28 +55,22 @@ pub struct UpdateServer {
     /// A new API token (write-only).
     #[schema(write_only)]
     pub api_token: Option<String>,
-    /// Enabled.
     pub enabled: Option<bool>,
 }
 
 /// A server (never with its API token).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServerView {
-    /// Id.
     pub id: i64,
-    /// Name.
     pub name: String,
     /// Application id.
     pub module: String,
-    /// Host.
     pub hostname: String,
-    /// Port.
     pub port: u16,
     /// TLS.
     pub secure: bool,
     /// API user.
     pub username: String,
-    /// Enabled.
     pub enabled: bool,
     /// The last support check's answer (null: never checked).
     pub supported: Option<bool>,
@@ -86,7 +78,6 @@ pub struct ServerView {
     pub support_detail: Option<String>,
     /// When it was last checked.
     pub checked_at: Option<String>,
-    /// Created.
     pub created_at: String,
     /// Last changed.
     pub updated_at: String,

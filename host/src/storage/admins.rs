@@ -16,7 +16,6 @@ pub const FULL_ADMINISTRATOR: &str = "Full Administrator";
 /// A role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Role {
-    /// Id.
     pub id: i64,
     /// Unique name.
     pub name: String,
@@ -31,7 +30,6 @@ pub struct Role {
 /// An admin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin {
-    /// Id.
     pub id: i64,
     /// Unique e-mail.
     pub email: String,
@@ -46,11 +44,9 @@ pub struct Admin {
 /// The admin a request's token belongs to, with what they may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// Admin id.
     pub admin_id: i64,
     /// Admin e-mail.
     pub email: String,
-    /// Role name.
     pub role: String,
     /// The role's permissions.
     pub permissions: BTreeSet<Permission>,

@@ -24,15 +24,12 @@ pub struct Application {
 pub struct LogEntry {
     /// Id (increasing).
     pub id: i64,
-    /// Application.
     pub application: String,
     /// The sync that wrote it.
     pub sync_id: Option<i64>,
     /// When (ms).
     pub at: i64,
-    /// Level.
     pub level: LogLevel,
-    /// Message.
     pub message: String,
     /// The server it is about.
     pub server_id: Option<i64>,
@@ -45,9 +42,7 @@ pub struct LogEntry {
 pub struct NewLogEntry {
     /// The sync writing it.
     pub sync_id: Option<i64>,
-    /// Level.
     pub level: LogLevel,
-    /// Message.
     pub message: String,
     /// The server it is about.
     pub server_id: Option<i64>,

@@ -15,13 +15,10 @@ use crate::sync_port::{Change, ChangeId};
 /// A client account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
-    /// Id.
     pub id: i64,
-    /// Name.
     pub name: String,
     /// Contact e-mail.
     pub email: String,
-    /// Status.
     pub status: ClientStatus,
     /// Whether single sign-on is allowed for the account.
     pub allow_sso: bool,
@@ -36,11 +33,9 @@ pub struct Client {
 /// A client to create.
 #[derive(Debug, Clone)]
 pub struct NewClient {
-    /// Name.
     pub name: Name,
     /// E-mail (also the owner user's).
     pub email: Email,
-    /// Status.
     pub status: ClientStatus,
     /// Allow SSO.
     pub allow_sso: bool,
@@ -49,11 +44,9 @@ pub struct NewClient {
 /// A change to a client; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct ClientPatch {
-    /// Name.
     pub name: Option<Name>,
     /// E-mail.
     pub email: Option<Email>,
-    /// Status.
     pub status: Option<ClientStatus>,
     /// Allow SSO.
     pub allow_sso: Option<bool>,
@@ -62,7 +55,6 @@ pub struct ClientPatch {
 /// A user of a client account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientUser {
-    /// Id.
     pub id: i64,
     /// The account.
     pub client_id: i64,
@@ -79,7 +71,6 @@ pub struct ClientUser {
 /// A hosting service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
-    /// Id.
     pub id: i64,
     /// Owning client.
     pub client_id: i64,
@@ -89,7 +80,6 @@ pub struct Service {
     pub username: String,
     /// Main domain.
     pub domain: String,
-    /// Status.
     pub status: ServiceStatus,
     /// Created (ms).
     pub created_at: i64,
@@ -102,20 +92,17 @@ pub struct Service {
 pub struct NewService {
     /// Owning client.
     pub client_id: i64,
-    /// Server.
     pub server_id: i64,
     /// Panel user name (may be empty).
     pub username: Username,
     /// Main domain.
     pub domain: Hostname,
-    /// Status.
     pub status: ServiceStatus,
 }
 
 /// A change to a service; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct ServicePatch {
-    /// Status.
     pub status: Option<ServiceStatus>,
     /// Panel user name.
     pub username: Option<Username>,

@@ -14,7 +14,6 @@ const TOKEN_CONTEXT: &str = "server_api_token";
 /// A server, without its API token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
-    /// Id.
     pub id: i64,
     /// Display name.
     pub name: String,
@@ -51,9 +50,7 @@ pub struct NewServer {
     pub name: Name,
     /// Application id.
     pub module: ApplicationId,
-    /// Host.
     pub hostname: Hostname,
-    /// Port.
     pub port: Port,
     /// TLS.
     pub secure: bool,
@@ -61,7 +58,6 @@ pub struct NewServer {
     pub username: Username,
     /// API token (sealed before it is stored).
     pub api_token: Secret,
-    /// Enabled.
     pub enabled: bool,
 }
 
@@ -72,7 +68,6 @@ pub struct ServerPatch {
     pub name: Option<Name>,
     /// Application id.
     pub module: Option<ApplicationId>,
-    /// Host.
     pub hostname: Option<Hostname>,
     /// Port. When `secure` changes and no port is given, a port that was the old default follows
     /// to the new default (2087 ↔ 2086).
@@ -83,7 +78,6 @@ pub struct ServerPatch {
     pub username: Option<Username>,
     /// A new API token.
     pub api_token: Option<Secret>,
-    /// Enabled.
     pub enabled: Option<bool>,
 }
 

@@ -105,7 +105,6 @@ pub enum TokenLookup {
     Unknown,
     /// Redeemed before.
     Used(TokenInfo),
-    /// Expired unused.
     Expired(TokenInfo),
     /// Consumed now, by this redemption.
     Redeemed(TokenInfo),
@@ -143,7 +142,6 @@ pub struct NewPortalSession {
 pub enum ActivityOutcome {
     /// Done.
     Success,
-    /// Refused.
     Refused,
 }
 
@@ -203,9 +201,7 @@ pub struct ActivityEntry {
     pub service_id: Option<i64>,
     /// Who did it.
     pub actor: String,
-    /// Source address.
     pub source: Option<String>,
-    /// Detail.
     pub detail: String,
 }
 

@@ -10,9 +10,7 @@ use crate::sync_port::{RecordChange, RecordedGroup, RecordedLink, StoredCredenti
 /// One link an account should have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredLink {
-    /// Scope.
     pub scope: String,
-    /// Label.
     pub label: String,
     /// 1-based display position.
     pub order: u32,
