@@ -172,7 +172,9 @@ impl Host {
         if let Some(workers) = workers {
             // The workers stop at their next batch boundary; what is unfinished stays queued.
             stop.cancel();
-            let _ = workers.await;
+            if let Err(e) = workers.await {
+                tracing::error!(error = %e, "the sync workers ended abnormally");
+            }
         }
         served.context("serving HTTP")?;
         tracing::info!("stopped");
