@@ -254,6 +254,14 @@ impl Drop for TestDb {
 pub const TEST_SECRET_KEY: &str = "panelink test secret key material 0123456789";
 
 /// A migrated database on `backend`.
+/// Another connection pool to a test database, as a second host would have.
+pub async fn connect(test_db: &TestDb) -> Db {
+    let secrets = SecretBox::from_material(TEST_SECRET_KEY).expect("secret box");
+    Db::connect(&test_db.url, Arc::new(secrets))
+        .await
+        .expect("connect")
+}
+
 pub async fn database(backend: Backend) -> (Db, TestDb) {
     let test_db = TestDb::migrated(backend).await;
     let secrets = SecretBox::from_material(TEST_SECRET_KEY).expect("secret box");

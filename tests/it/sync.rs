@@ -14,7 +14,7 @@ use panelink::model::{
 use panelink::runtime::{Plugins, Runtime};
 use panelink::storage::{Actor, Db, NewClient, NewServer, NewService, ServicePatch};
 use panelink::sync::{SyncConfig, SyncEngine};
-use panelink::sync_port::{Change, ChangeId, Events, SyncKind, SyncState, SyncSummary};
+use panelink::sync_port::{Change, ChangeId, Event, Events, SyncKind, SyncState, SyncSummary};
 use tokio::sync::oneshot;
 
 use crate::harness::{Backend, TestDb, database, on_both};
@@ -162,8 +162,13 @@ impl Fleet {
     }
 
     fn start(&mut self, config: SyncConfig) -> Arc<SyncEngine> {
+        self.start_on(self.db.clone(), config)
+    }
+
+    /// Start an engine on its own connection pool, as another host would.
+    fn start_on(&mut self, db: Db, config: SyncConfig) -> Arc<SyncEngine> {
         let engine = Arc::new(SyncEngine::new(
-            self.db.clone(),
+            db,
             self.plugins.clone(),
             Events::new(),
             config,
@@ -652,9 +657,19 @@ async fn two_hosts_share_the_work_and_survive_one_dying() {
     c.workers = 2;
     c.batch_accounts = 1;
     c.per_server_concurrency = 1;
-    let a = fleet.start(c.clone());
+    let other_db = crate::harness::connect(&fleet._test_db).await;
+    let a = fleet.start_on(
+        other_db,
+        SyncConfig {
+            node_id: "host-a".into(),
+            ..c.clone()
+        },
+    );
     let running_a = fleet.engine.take().unwrap();
-    let b = fleet.start(c);
+    let b = fleet.start(SyncConfig {
+        node_id: "host-b".into(),
+        ..c
+    });
     let s = fleet.set_enabled(true).await;
     // Let both work a little, then kill A without a clean stop.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -674,6 +689,73 @@ async fn two_hosts_share_the_work_and_survive_one_dying() {
     // except the at most one batch per server A was in when it died.
     let total: u64 = fleet.calls("create_integration_link");
     assert!((24 * 14..=24 * 14 + 4 * 14).contains(&total), "{total}");
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn work_queued_through_one_host_is_shared_with_the_other() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let mut fleet = Fleet::new(backend, 4, 6, &[ServiceStatus::Active]).await;
+    for sim in &fleet.sims {
+        sim.set_request_latency(Duration::from_millis(20));
+    }
+    // Idle hosts would look for work only every minute: host A can only learn of the work
+    // host B queues by being told.
+    let host = |name: &str| SyncConfig {
+        batch_accounts: 1,
+        per_server_concurrency: 1,
+        poll_interval: Duration::from_secs(60),
+        lease: Duration::from_secs(30),
+        node_id: name.to_owned(),
+        ..config()
+    };
+    let other_db = crate::harness::connect(&fleet._test_db).await;
+    let a = fleet.start_on(other_db, host("host-a"));
+    let running_a = fleet.engine.take().unwrap();
+    let mut a_events = a.events().subscribe();
+    let b = fleet.start(host("host-b"));
+    // Both hosts are counted before the work is queued.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let live = fleet.db.live_hosts(0).await.unwrap();
+        if live == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "hosts: {live}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let s = fleet.set_enabled(true).await; // through B
+    let done = fleet.finished(s.id).await;
+    assert_eq!(done.state, SyncState::Completed, "{done:?}");
+    fleet.assert_exact(&defaults());
+    // Each host worked on its share of the four servers.
+    assert!(
+        a.batches_pushed() >= 6,
+        "host A pushed {}",
+        a.batches_pushed()
+    );
+    assert!(
+        b.batches_pushed() >= 6,
+        "host B pushed {}",
+        b.batches_pushed()
+    );
+    assert_eq!(a.batches_pushed() + b.batches_pushed(), 24);
+    // Host A's event stream carried the sync to its end, whichever host finished it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, a_events.recv()).await {
+            Ok(Ok(Event::Sync(summary))) if summary.id == s.id && summary.finished_at.is_some() => {
+                break;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("host A's events: {e}"),
+            Err(_) => panic!("host A never saw the sync finish"),
+        }
+    }
+    let _ = running_a.stop.send(());
+    running_a.task.await.unwrap();
     fleet.stop().await;
 }
 

@@ -13,3 +13,10 @@ CREATE TABLE sync_changes (
     requested_by  BIGINT,
     created_at    BIGINT  NOT NULL
 );
+
+-- The hosts working on this database, each renewing its row while its sync engine runs: a host
+-- takes at most its fair share (servers with work / live hosts) of the servers' leases.
+CREATE TABLE sync_hosts (
+    node_id  TEXT   NOT NULL PRIMARY KEY,
+    seen_at  BIGINT NOT NULL
+);

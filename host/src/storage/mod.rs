@@ -38,6 +38,7 @@ pub mod admins;
 pub mod apps;
 pub mod clients;
 pub mod credentials;
+mod peers;
 pub mod plugins;
 pub mod servers;
 pub mod sso;
@@ -152,6 +153,8 @@ pub struct Db {
     sso_writes: Arc<writer::Writer<sso::SsoWrite>>,
     /// Where write transactions begin (see [`WriteTurn`]).
     write_turn: WriteTurn,
+    /// The other hosts sharing the database (see [`Db::tell_peers`]).
+    peers: Arc<peers::Peers>,
 }
 
 /// Where this process's write transactions begin. On SQLite: one connection that every write
@@ -433,6 +436,7 @@ impl Db {
             secrets,
             sso_writes: Arc::default(),
             write_turn,
+            peers: peers::Peers::new(backend, url),
         })
     }
 

@@ -318,9 +318,40 @@ impl Db {
     }
 
     /// Try to take the lease of a server that has work due, for `owner`, until `until_ms`.
-    /// Returns the server taken, if any.
-    pub async fn claim_server(&self, owner: &str, until_ms: i64) -> Result<Option<i64>> {
+    /// A host takes at most its fair share: the servers with open work divided by the hosts
+    /// whose heartbeat is newer than `live_since` (rounded up), so that work queued through one
+    /// host is spread over all of them. Returns the server taken, if any.
+    pub async fn claim_server(
+        &self,
+        owner: &str,
+        until_ms: i64,
+        live_since: i64,
+    ) -> Result<Option<i64>> {
         let now = now_ms();
+        let (open, hosts, mine): (i64, i64, i64) = {
+            let row = sqlx::query(
+                "SELECT \
+                 (SELECT COUNT(DISTINCT server_id) FROM sync_servers \
+                  WHERE state IN ('queued', 'running')) AS open, \
+                 (SELECT COUNT(*) FROM sync_hosts WHERE seen_at >= $1) AS hosts, \
+                 (SELECT COUNT(*) FROM server_leases WHERE owner = $2 AND until_ms >= $3) \
+                   AS mine",
+            )
+            .bind(live_since)
+            .bind(owner)
+            .bind(now)
+            .fetch_one(self.pool())
+            .await?;
+            (
+                row.try_get("open")?,
+                row.try_get("hosts")?,
+                row.try_get("mine")?,
+            )
+        };
+        let share = (open + hosts.max(1) - 1) / hosts.max(1);
+        if mine >= share.max(1) {
+            return Ok(None);
+        }
         let candidates: Vec<i64> = sqlx::query_scalar(
             "SELECT DISTINCT u.server_id FROM sync_servers u \
              LEFT JOIN server_leases l ON l.server_id = u.server_id \
@@ -332,31 +363,57 @@ impl Db {
         .fetch_all(self.pool())
         .await?;
         for server_id in candidates {
-            let taken = sqlx::query(
-                "INSERT INTO server_leases (server_id, owner, until_ms) VALUES ($1, $2, $3) \
-                 ON CONFLICT (server_id) DO UPDATE SET owner = excluded.owner, \
-                 until_ms = excluded.until_ms WHERE server_leases.until_ms < $4",
-            )
-            .bind(server_id)
-            .bind(owner)
-            .bind(until_ms)
-            .bind(now)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
-            if taken == 1 {
+            if self.take_lease(server_id, owner, until_ms).await? {
                 return Ok(Some(server_id));
             }
         }
         Ok(None)
     }
 
-    /// Forget every lease. Only for SQLite, where one process is the only host: leases left by
-    /// an earlier run of this process (killed mid-sync) need not be waited out.
-    pub async fn clear_leases(&self) -> Result<()> {
-        sqlx::query("DELETE FROM server_leases")
+    /// Renew this host's heartbeat (see [`Db::claim_server`]).
+    pub async fn heartbeat(&self, node_id: &str, now_ms: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sync_hosts (node_id, seen_at) VALUES ($1, $2) \
+             ON CONFLICT (node_id) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .bind(node_id)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// How many hosts' heartbeats are newer than `since`.
+    pub async fn live_hosts(&self, since: i64) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM sync_hosts WHERE seen_at >= $1")
+                .bind(since)
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// This host stops working on the database: it no longer counts among the live hosts.
+    pub async fn leave(&self, node_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sync_hosts WHERE node_id = $1")
+            .bind(node_id)
             .execute(self.pool())
             .await?;
+        Ok(())
+    }
+
+    /// Forget every lease and every host's heartbeat. Only for SQLite, where one process is
+    /// the only host: what an earlier run of this process (killed mid-sync) left need not be
+    /// waited out.
+    pub async fn clear_leases(&self) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM server_leases")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM sync_hosts")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -326,6 +326,8 @@ pub struct SyncEngine {
     config: SyncConfig,
     wake: Notify,
     batches: std::sync::atomic::AtomicU64,
+    /// When the engine was built: the outbox drain at start takes the changes older than this.
+    created_ms: i64,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -360,7 +362,13 @@ impl SyncEngine {
             config,
             wake: Notify::new(),
             batches: std::sync::atomic::AtomicU64::new(0),
+            created_ms: now_ms(),
         }
+    }
+
+    /// The event bus the engine publishes on (with what other hosts tell it).
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     /// The engine's configuration.
@@ -442,17 +450,21 @@ impl SyncEngine {
             Change::ServiceChanged { .. } | Change::CredentialRotated { .. } => Vec::new(),
         };
         for summary in &summaries {
-            self.events.publish(Event::Sync(summary.clone()));
             applications.push(&summary.application);
         }
         applications.sort_unstable();
         applications.dedup();
+        let applications: Vec<String> = applications.into_iter().map(str::to_owned).collect();
+        for summary in &summaries {
+            self.announce(Event::Sync(summary.clone())).await;
+        }
         for id in applications {
-            self.events
-                .publish(Event::Application { id: id.to_owned() });
+            self.announce(Event::Application { id }).await;
         }
         if !summaries.is_empty() {
             self.wake.notify_waiters();
+            // Other hosts' workers take their share at once instead of at their next poll.
+            self.tell_peers(Peer::Work).await;
         }
         Ok(summaries)
     }
@@ -555,8 +567,9 @@ impl SyncEngine {
                 tracing::warn!(error = %e, "could not clear stale leases");
             }
         }
-        // Changes a crash left between "saved" and "scheduled".
-        match self.drain_outbox(now_ms()).await {
+        // Changes a crash left between "saved" and "scheduled" (changes queued since this engine
+        // exists are drained by whoever queued them).
+        match self.drain_outbox(self.created_ms).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(syncs = n, "drained changes left in the outbox"),
             Err(e) => tracing::warn!(error = %e, "could not drain the change outbox"),
@@ -567,6 +580,23 @@ impl SyncEngine {
             let engine = self.clone();
             let token = token.clone();
             tasks.spawn(async move { engine.outbox_loop(token).await });
+        }
+        {
+            // Listening before this host counts among the live ones: once it does, other hosts
+            // leave it a share of their work, and tell it so.
+            let heard = self.db.peer_messages().await;
+            let engine = self.clone();
+            let token = token.clone();
+            tasks.spawn(async move { engine.hear_peers(heard, token).await });
+        }
+        // Counted among the live hosts before the first claim.
+        if let Err(e) = self.db.heartbeat(&self.config.node_id, now_ms()).await {
+            tracing::warn!(error = %e, "could not register this host");
+        }
+        {
+            let engine = self.clone();
+            let token = token.clone();
+            tasks.spawn(async move { engine.heartbeat(token).await });
         }
         for _ in 0..self.config.workers.max(1) {
             let engine = self.clone();
@@ -598,8 +628,15 @@ impl SyncEngine {
 
     async fn worker(&self, token: tokio_util::sync::CancellationToken) {
         while !token.is_cancelled() {
-            let until = now_ms() + self.config.lease.as_millis() as i64;
-            match self.db.claim_server(&self.config.node_id, until).await {
+            let now = now_ms();
+            let until = now + self.config.lease.as_millis() as i64;
+            // A host whose heartbeat is older than a lease is gone.
+            let live_since = now - self.config.lease.as_millis() as i64;
+            match self
+                .db
+                .claim_server(&self.config.node_id, until, live_since)
+                .await
+            {
                 Ok(Some(server_id)) => self.work_server(server_id, &token).await,
                 Ok(None) => {
                     let notified = self.wake.notified();
@@ -659,8 +696,75 @@ impl SyncEngine {
     async fn publish_sync(&self, sync_id: i64) {
         if let Ok(Some(summary)) = self.db.sync_summary(sync_id).await {
             let app = summary.application.clone();
-            self.events.publish(Event::Sync(summary));
-            self.events.publish(Event::Application { id: app });
+            self.announce(Event::Sync(summary)).await;
+            self.announce(Event::Application { id: app }).await;
+        }
+    }
+
+    /// Publish an event on this host's bus and tell the other hosts, whose buses carry it to
+    /// their admins too.
+    async fn announce(&self, event: Event) {
+        let peer = match &event {
+            Event::Sync(summary) => Peer::Sync(summary.id),
+            Event::Application { id } => Peer::Application(id.clone()),
+        };
+        self.events.publish(event);
+        self.tell_peers(peer).await;
+    }
+
+    async fn tell_peers(&self, message: Peer) {
+        if let Err(e) = self.db.tell_peers(&message.to_string()).await {
+            tracing::debug!(error = %e, "could not tell the other hosts");
+        }
+    }
+
+    /// What other hosts tell this one: wake the workers, carry their events to this host's bus.
+    async fn hear_peers(
+        &self,
+        mut heard: tokio::sync::broadcast::Receiver<String>,
+        token: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let message = tokio::select! {
+                () = token.cancelled() => return,
+                message = heard.recv() => message,
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Hints were lost: look for work now rather than at the next poll.
+                    self.wake.notify_waiters();
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            match Peer::parse(&message) {
+                Some(Peer::Work) => self.wake.notify_waiters(),
+                Some(Peer::Sync(id)) => {
+                    if let Ok(Some(summary)) = self.db.sync_summary(id).await {
+                        self.events.publish(Event::Sync(summary));
+                    }
+                }
+                Some(Peer::Application(id)) => self.events.publish(Event::Application { id }),
+                None => {}
+            }
+        }
+    }
+
+    /// This host's heartbeat, which counts it among the hosts sharing the work.
+    async fn heartbeat(&self, token: tokio_util::sync::CancellationToken) {
+        let every = (self.config.lease / 3).max(Duration::from_millis(10));
+        loop {
+            if let Err(e) = self.db.heartbeat(&self.config.node_id, now_ms()).await {
+                tracing::warn!(error = %e, "could not renew this host's heartbeat");
+            }
+            tokio::select! {
+                () = token.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+        if let Err(e) = self.db.leave(&self.config.node_id).await {
+            tracing::debug!(error = %e, "could not sign this host off");
         }
     }
 
@@ -705,8 +809,8 @@ impl SyncEngine {
         {
             Ok(Some(summary)) => {
                 let app = summary.application.clone();
-                self.events.publish(Event::Sync(summary));
-                self.events.publish(Event::Application { id: app });
+                self.announce(Event::Sync(summary)).await;
+                self.announce(Event::Application { id: app }).await;
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(sync_id = unit.sync_id, error = %e, "could not finish a unit"),
@@ -1168,6 +1272,40 @@ impl SyncEngine {
             }
         }
         Ok(drifted)
+    }
+}
+
+/// What the sync engines of the hosts sharing a database tell each other (see
+/// [`Db::tell_peers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Peer {
+    /// Work was queued: look for it now.
+    Work,
+    /// A sync progressed: re-read it and publish it.
+    Sync(i64),
+    /// An application's state changed.
+    Application(String),
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Work => f.write_str("sync.work"),
+            Peer::Sync(id) => write!(f, "sync.progress {id}"),
+            Peer::Application(id) => write!(f, "sync.application {id}"),
+        }
+    }
+}
+
+impl Peer {
+    fn parse(message: &str) -> Option<Self> {
+        let (kind, rest) = message.split_once(' ').unwrap_or((message, ""));
+        match kind {
+            "sync.work" => Some(Peer::Work),
+            "sync.progress" => rest.parse().ok().map(Peer::Sync),
+            "sync.application" if !rest.is_empty() => Some(Peer::Application(rest.to_owned())),
+            _ => None,
+        }
     }
 }
 
