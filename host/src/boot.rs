@@ -86,6 +86,8 @@ impl Host {
                         destinations: config.sso.destinations.clone(),
                         workers: config.sync_workers,
                         drift_interval: config.sync_drift_interval,
+                        retry_window: config.sync_retry_window,
+                        failed_retry_interval: config.sync_failed_retry_interval,
                         ..SyncConfig::default()
                     },
                 ));

@@ -13,6 +13,10 @@
 //! - `sync_workers`: servers the sync engine of this host works on at once (default 16);
 //! - `sync_drift_interval`: seconds between drift checks, which list every account's links
 //!   and repair differences (default 21600, six hours; 0 turns it off);
+//! - `sync_retry_window`: seconds a server may go on failing transiently without progress
+//!   before its part of a sync fails (default 900);
+//! - `sync_failed_retry_interval`: seconds between automatic retries of servers whose last
+//!   sync failed (default 600; 0 turns them off);
 //! - `sso_token_ttl`: lifetime of a single sign-on access token in seconds (default 60);
 //! - `portal_session_ttl`: lifetime of a client portal session in seconds (default 28800);
 //! - `sso_rate_limit_per_address` / `sso_rate_limit_per_credential`: token requests a minute one
@@ -104,6 +108,10 @@ pub struct Layer {
     pub sync_workers: Option<u64>,
     /// `sync_drift_interval` (seconds, 0: off).
     pub sync_drift_interval: Option<u64>,
+    /// `sync_retry_window` (seconds).
+    pub sync_retry_window: Option<u64>,
+    /// `sync_failed_retry_interval` (seconds, 0: off).
+    pub sync_failed_retry_interval: Option<u64>,
     /// `sso_token_ttl` (seconds).
     pub sso_token_ttl: Option<u64>,
     /// `portal_session_ttl` (seconds).
@@ -159,6 +167,13 @@ impl Layer {
                     layer.sync_drift_interval =
                         Some(parse_env_number("sync_drift_interval", &value)?)
                 }
+                "SYNC_RETRY_WINDOW" => {
+                    layer.sync_retry_window = Some(parse_env_number("sync_retry_window", &value)?)
+                }
+                "SYNC_FAILED_RETRY_INTERVAL" => {
+                    layer.sync_failed_retry_interval =
+                        Some(parse_env_number("sync_failed_retry_interval", &value)?)
+                }
                 "SSO_TOKEN_TTL" => {
                     layer.sso_token_ttl = Some(parse_env_number("sso_token_ttl", &value)?)
                 }
@@ -199,6 +214,10 @@ impl Layer {
             max_plugin_bytes: over.max_plugin_bytes.or(self.max_plugin_bytes),
             sync_workers: over.sync_workers.or(self.sync_workers),
             sync_drift_interval: over.sync_drift_interval.or(self.sync_drift_interval),
+            sync_retry_window: over.sync_retry_window.or(self.sync_retry_window),
+            sync_failed_retry_interval: over
+                .sync_failed_retry_interval
+                .or(self.sync_failed_retry_interval),
             sso_token_ttl: over.sso_token_ttl.or(self.sso_token_ttl),
             portal_session_ttl: over.portal_session_ttl.or(self.portal_session_ttl),
             sso_rate_limit_per_address: over
@@ -352,6 +371,10 @@ pub struct Config {
     pub sync_workers: usize,
     /// Interval of the drift check; `None`: off.
     pub sync_drift_interval: Option<Duration>,
+    /// How long a server may fail transiently without progress before its unit fails.
+    pub sync_retry_window: Duration,
+    /// Interval of the automatic retry of failed servers; `None`: off.
+    pub sync_failed_retry_interval: Option<Duration>,
     /// Single sign-on and client portal settings.
     pub sso: SsoConfig,
 }
@@ -379,6 +402,11 @@ impl std::fmt::Debug for Config {
             .field("max_plugin_bytes", &self.max_plugin_bytes)
             .field("sync_workers", &self.sync_workers)
             .field("sync_drift_interval", &self.sync_drift_interval)
+            .field("sync_retry_window", &self.sync_retry_window)
+            .field(
+                "sync_failed_retry_interval",
+                &self.sync_failed_retry_interval,
+            )
             .field("sso", &self.sso)
             .finish()
     }
@@ -470,6 +498,11 @@ impl Config {
                 }
             },
             sync_drift_interval: match layer.sync_drift_interval.unwrap_or(6 * 3600) {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
+            sync_retry_window: Duration::from_secs(layer.sync_retry_window.unwrap_or(900)),
+            sync_failed_retry_interval: match layer.sync_failed_retry_interval.unwrap_or(600) {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
             },

@@ -48,7 +48,7 @@ fn config() -> SyncConfig {
         poll_interval: Duration::from_millis(50),
         retry_base: Duration::from_millis(20),
         retry_max: Duration::from_millis(200),
-        retry_budget: 4,
+        retry_window: Duration::from_secs(2),
         public_url: PUBLIC_URL.into(),
         client_area_url: format!("{PUBLIC_URL}/portal"),
         ..SyncConfig::default()
@@ -371,6 +371,8 @@ on_both!(
     drift_is_found_and_repaired,
     drift_check_leaves_a_server_another_host_holds_alone,
     a_change_saved_before_a_crash_is_pushed_after_restart,
+    a_steadily_flaky_panel_converges,
+    a_failed_server_is_retried_by_itself,
 );
 
 async fn enable_gives_exactly_the_configured_links(backend: Backend) {
@@ -589,7 +591,7 @@ async fn transient_faults_converge_and_a_dead_server_fails_alone(backend: Backen
     fleet.sims[0].set_fault_rate(0.2);
     fleet.sims[2].set_down(true);
     let mut c = config();
-    c.retry_budget = 30;
+    c.retry_window = Duration::from_secs(5);
     fleet.start(c);
     let s = fleet.set_enabled(true).await;
     let done = fleet.finished(s.id).await;
@@ -954,5 +956,75 @@ async fn a_change_saved_before_a_crash_is_pushed_after_restart(backend: Backend)
     fleet.assert_exact(&defaults());
     // The outbox is empty: nothing is pushed twice.
     assert!(fleet.db.pending_changes(i64::MAX).await.unwrap().is_empty());
+    fleet.stop().await;
+}
+
+async fn a_steadily_flaky_panel_converges(backend: Backend) {
+    // One panel answers about one request in five with a fault of every kind (HTTP 500 before
+    // and after doing the work, a hang, a dropped connection), for the whole push.
+    let mut fleet = Fleet::new(backend, 1, 40, &[ServiceStatus::Active]).await;
+    let sim = &fleet.sims[0];
+    sim.set_fault_kinds(FaultKind::ALL);
+    sim.set_hang_for(Duration::from_millis(200));
+    sim.reseed(Some(11));
+    sim.set_fault_rate(0.2);
+    fleet.start(SyncConfig {
+        retry_window: Duration::from_secs(60),
+        batch_accounts: 1,
+        ..config()
+    });
+    let s = fleet.set_enabled(true).await;
+    let done = fleet.finished(s.id).await;
+    assert_eq!(done.state, SyncState::Completed, "{done:?}");
+    let faults = fleet.sims[0].faults_injected();
+    assert!(faults >= 4, "only {faults} faults");
+    fleet.assert_exact(&defaults());
+    fleet.stop().await;
+}
+
+async fn a_failed_server_is_retried_by_itself(backend: Backend) {
+    let mut fleet = Fleet::new(backend, 2, 3, &[ServiceStatus::Active]).await;
+    fleet.sims[1].set_down(true);
+    fleet.start(SyncConfig {
+        retry_base: Duration::from_millis(100),
+        retry_max: Duration::from_millis(100),
+        retry_window: Duration::from_secs(2),
+        failed_retry_interval: Some(Duration::from_millis(200)),
+        ..config()
+    });
+    let s = fleet.set_enabled(true).await;
+    // While it retries, the server shows as retrying: its attempts, the next one's time and
+    // the last error.
+    let down = fleet.server_ids[1];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let detail = fleet.db.sync_detail(s.id).await.unwrap().unwrap();
+        let p = detail.servers.iter().find(|p| p.server_id == down).unwrap();
+        if p.attempts > 0 && p.next_attempt_at.is_some() {
+            assert_eq!(p.state, SyncState::Queued);
+            assert!(p.last_error.is_some(), "{p:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{p:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Given up after the retry window.
+    let done = fleet.finished(s.id).await;
+    assert_eq!(done.state, SyncState::Failed, "{done:?}");
+    // The panel comes back; nobody asks for anything, and it converges.
+    fleet.sims[1].set_down(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while fleet.sims[1].link_count() < 3 * 14 {
+        assert!(tokio::time::Instant::now() < deadline, "never retried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let retry = fleet.db.latest_sync("cpanel").await.unwrap().unwrap();
+    assert_eq!(retry.kind, SyncKind::Repair);
+    fleet.finished(retry.id).await;
+    fleet.assert_exact(&defaults());
+    assert_eq!(
+        fleet.db.server(down).await.unwrap().sync_state.as_deref(),
+        Some("synced")
+    );
     fleet.stop().await;
 }

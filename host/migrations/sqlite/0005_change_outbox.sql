@@ -20,3 +20,7 @@ CREATE TABLE sync_hosts (
     node_id  TEXT   NOT NULL PRIMARY KEY,
     seen_at  BIGINT NOT NULL
 );
+
+-- When a unit last made progress (or first failed): a unit fails only after transient failures
+-- with no progress for the engine's retry window, however many attempts that takes.
+ALTER TABLE sync_servers ADD COLUMN progress_at BIGINT;

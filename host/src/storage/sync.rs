@@ -294,8 +294,8 @@ impl Db {
             return Ok(None);
         };
         let rows = sqlx::query(
-            "SELECT server_id, state, done, total, last_error FROM sync_servers WHERE sync_id = $1 \
-             ORDER BY server_id",
+            "SELECT server_id, state, done, total, last_error, attempts, not_before \
+             FROM sync_servers WHERE sync_id = $1 ORDER BY server_id",
         )
         .bind(id)
         .fetch_all(self.pool())
@@ -305,12 +305,18 @@ impl Db {
             .map(|row| {
                 let done: i64 = row.try_get("done")?;
                 let total: i64 = row.try_get("total")?;
+                let state = state_from(&row.try_get::<String, _>("state")?)?;
+                let attempts: i64 = row.try_get("attempts")?;
+                let not_before: i64 = row.try_get("not_before")?;
                 Ok(ServerProgress {
                     server_id: row.try_get("server_id")?,
-                    state: state_from(&row.try_get::<String, _>("state")?)?,
+                    state,
                     done: u64::try_from(done).unwrap_or(0),
                     total: u64::try_from(total).unwrap_or(0),
                     last_error: row.try_get("last_error")?,
+                    attempts,
+                    next_attempt_at: (state == SyncState::Queued && attempts > 0)
+                        .then_some(not_before),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -368,6 +374,24 @@ impl Db {
             }
         }
         Ok(None)
+    }
+
+    /// The enabled servers of enabled applications whose last sync failed and that have no
+    /// open work, with their application: the engine tries them again (see [`Change::ServerRetry`]).
+    pub async fn failed_servers(&self) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT v.id, v.module FROM servers v \
+             WHERE v.sync_state = 'failed' AND v.enabled = TRUE \
+             AND EXISTS (SELECT 1 FROM applications a WHERE a.id = v.module AND a.enabled = TRUE) \
+             AND NOT EXISTS \
+             (SELECT 1 FROM sync_servers u WHERE u.server_id = v.id \
+              AND u.state IN ('queued', 'running')) ORDER BY v.id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("module")?)))
+            .collect()
     }
 
     /// Renew this host's heartbeat (see [`Db::claim_server`]).
@@ -444,7 +468,7 @@ impl Db {
     /// The oldest unit of a server that is due.
     pub async fn next_unit(&self, server_id: i64) -> Result<Option<Unit>> {
         let row = sqlx::query(
-            "SELECT u.sync_id, u.server_id, u.attempts, s.application, s.kind \
+            "SELECT u.sync_id, u.server_id, u.attempts, u.progress_at, s.application, s.kind \
              FROM sync_servers u JOIN syncs s ON s.id = u.sync_id \
              WHERE u.server_id = $1 AND u.state IN ('queued', 'running') AND u.not_before <= $2 \
              ORDER BY u.sync_id LIMIT 1",
@@ -460,6 +484,7 @@ impl Db {
                 application: row.try_get("application")?,
                 kind: kind_from(&row.try_get::<String, _>("kind")?)?,
                 attempts: row.try_get("attempts")?,
+                progress_at: row.try_get("progress_at")?,
             })
         })
         .transpose()
@@ -470,12 +495,13 @@ impl Db {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "UPDATE sync_servers SET state = 'running', total = $1, done = 0 \
-             WHERE sync_id = $2 AND server_id = $3",
+            "UPDATE sync_servers SET state = 'running', total = $1, done = 0, \
+             progress_at = COALESCE(progress_at, $4) WHERE sync_id = $2 AND server_id = $3",
         )
         .bind(i64::try_from(total).unwrap_or(i64::MAX))
         .bind(sync_id)
         .bind(server_id)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -500,12 +526,14 @@ impl Db {
     ) -> Result<()> {
         sqlx::query(
             "UPDATE sync_servers SET state = 'queued', attempts = attempts + 1, not_before = $1, \
-             last_error = $2 WHERE sync_id = $3 AND server_id = $4",
+             last_error = $2, progress_at = COALESCE(progress_at, $5) \
+             WHERE sync_id = $3 AND server_id = $4",
         )
         .bind(not_before)
         .bind(error)
         .bind(sync_id)
         .bind(server_id)
+        .bind(now_ms())
         .execute(self.pool())
         .await?;
         Ok(())
@@ -756,14 +784,16 @@ impl Db {
             query.execute(&mut *tx).await?;
         }
         if let Some((sync_id, done, warnings)) = progress {
+            // Progress: the retry window starts again, and so does the backoff.
             sqlx::query(
-                "UPDATE sync_servers SET done = done + $1, warnings = warnings + $2 \
-                 WHERE sync_id = $3 AND server_id = $4",
+                "UPDATE sync_servers SET done = done + $1, warnings = warnings + $2, \
+                 progress_at = $5, attempts = 0 WHERE sync_id = $3 AND server_id = $4",
             )
             .bind(i64::try_from(done).unwrap_or(i64::MAX))
             .bind(i64::try_from(warnings).unwrap_or(i64::MAX))
             .bind(sync_id)
             .bind(server_id)
+            .bind(now_ms())
             .execute(&mut *tx)
             .await?;
         }
@@ -929,6 +959,10 @@ pub(crate) async fn enqueue(
                 application,
                 server_id,
             } => ("drift_found", application.clone(), None, vec![*server_id]),
+            Change::ServerRetry {
+                application,
+                server_id,
+            } => ("server_retry", application.clone(), None, vec![*server_id]),
         };
     let server_ids = servers
         .iter()
@@ -989,6 +1023,10 @@ fn pending_from(row: &AnyRow) -> Result<PendingChange> {
             service_id: service()?,
         },
         "drift_found" => Change::DriftFound {
+            application: application()?,
+            server_id: server()?,
+        },
+        "server_retry" => Change::ServerRetry {
             application: application()?,
             server_id: server()?,
         },

@@ -114,6 +114,10 @@ pub async fn work_for(
         Change::DriftFound {
             application,
             server_id,
+        }
+        | Change::ServerRetry {
+            application,
+            server_id,
         } => {
             if enabled(db, application).await? {
                 out.push(SyncRequest {
@@ -253,8 +257,15 @@ pub struct SyncConfig {
     pub retry_base: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
-    /// Transient failures a server's unit may have before it fails.
-    pub retry_budget: u32,
+    /// How long a server's unit may go on failing transiently without progress before it
+    /// fails (a batch pushed starts the window again).
+    pub retry_window: Duration,
+    /// Retries of a failed panel call within one attempt, after `retry_base`, then twice
+    /// that, … (the calls are idempotent: reads, upserts and removals).
+    pub in_attempt_retries: u32,
+    /// How often servers whose last sync failed are tried again, by themselves; `None`: only
+    /// when an admin asks.
+    pub failed_retry_interval: Option<Duration>,
     /// A support check younger than this is trusted (enable and repair always check again).
     pub support_ttl: Duration,
     /// Interval of the drift check; `None` disables it.
@@ -291,7 +302,9 @@ impl Default for SyncConfig {
             poll_interval: Duration::from_secs(2),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
-            retry_budget: 8,
+            retry_window: Duration::from_secs(15 * 60),
+            in_attempt_retries: 2,
+            failed_retry_interval: Some(Duration::from_secs(10 * 60)),
             support_ttl: Duration::from_secs(600),
             drift_interval: None,
             outbox_grace: Duration::from_secs(10),
@@ -443,7 +456,8 @@ impl SyncEngine {
             | Change::Disabled { application }
             | Change::LinksSaved { application }
             | Change::RepairRequested { application }
-            | Change::DriftFound { application, .. } => vec![application.as_str()],
+            | Change::DriftFound { application, .. }
+            | Change::ServerRetry { application, .. } => vec![application.as_str()],
             Change::ServerChanged { applications, .. } => {
                 applications.iter().map(String::as_str).collect()
             }
@@ -603,6 +617,11 @@ impl SyncEngine {
             let token = token.clone();
             tasks.spawn(async move { engine.worker(token).await });
         }
+        if let Some(interval) = self.config.failed_retry_interval {
+            let engine = self.clone();
+            let token = token.clone();
+            tasks.spawn(async move { engine.failed_retry_loop(interval, token).await });
+        }
         if let Some(interval) = self.config.drift_interval {
             let engine = self.clone();
             let token = token.clone();
@@ -682,6 +701,70 @@ impl SyncEngine {
         }
         // Work that is due later (a retry) or that arrived meanwhile is found by the next poll.
         self.wake.notify_waiters();
+    }
+
+    /// A plugin call, repeated up to `in_attempt_retries` times after a transient failure (with
+    /// a short, doubling pause). Only for idempotent calls: every plugin call is (reads, upserts
+    /// and removals), so a panel that failed after doing the work is simply asked again.
+    async fn retrying<T, F>(&self, mut call: impl FnMut() -> F) -> Result<T, crate::runtime::Error>
+    where
+        F: Future<Output = Result<T, crate::runtime::Error>>,
+    {
+        let mut pause = self.config.retry_base;
+        let mut retries = self.config.in_attempt_retries;
+        loop {
+            match call().await {
+                Err(e) if e.is_transient() && retries > 0 => {
+                    retries -= 1;
+                    tracing::debug!(error = %e, "transient failure; asking again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(self.config.retry_max);
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Every `interval`, queue a retry of each server whose last sync failed (and that has no
+    /// open work), so that a panel that comes back converges without an admin.
+    async fn failed_retry_loop(
+        &self,
+        interval: Duration,
+        token: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            if let Err(e) = self.retry_failed().await {
+                tracing::warn!(error = %e, "could not retry failed servers");
+            }
+        }
+    }
+
+    /// Queue and request a retry of each server whose last sync failed. Returns how many syncs
+    /// that started.
+    pub async fn retry_failed(&self) -> Result<usize, SyncError> {
+        let failed = self
+            .db
+            .failed_servers()
+            .await
+            .context(|| "listing failed servers".to_owned())?;
+        let mut started = 0;
+        for (server_id, application) in failed {
+            let change = Change::ServerRetry {
+                application,
+                server_id,
+            };
+            let queued = self
+                .db
+                .enqueue_change(&change, None)
+                .await
+                .context(|| format!("queueing {change:?}"))?;
+            started += self.request(queued).await?.len();
+        }
+        Ok(started)
     }
 
     fn backoff(&self, attempts: i64) -> Duration {
@@ -824,7 +907,9 @@ impl SyncEngine {
             Err(UnitError::Transient(e)) => {
                 let message = e.to_string();
                 let attempts = unit.attempts + 1;
-                if attempts > i64::from(self.config.retry_budget) {
+                let now = now_ms();
+                let stalled_for = now - unit.progress_at.unwrap_or(now);
+                if stalled_for >= self.config.retry_window.as_millis() as i64 {
                     self.fail_unit(unit, &message).await;
                     UnitEnd::Failed
                 } else {
@@ -905,7 +990,7 @@ impl SyncEngine {
                     .is_some_and(|at| now_ms() - at < self.config.support_ttl.as_millis() as i64)
                 && !matches!(unit.kind, SyncKind::Enable | SyncKind::Repair);
             if !fresh {
-                match plugin.check_server(&target).await {
+                match self.retrying(|| plugin.check_server(&target)).await {
                     Ok(out) => {
                         self.db.record_support(unit.server_id, &out.value).await?;
                         if !out.value.supported {
@@ -1082,10 +1167,14 @@ impl SyncEngine {
         let deprovision = batch.first().is_some_and(|p| p.deprovision);
         let outcomes = if deprovision {
             let usernames: Vec<String> = batch.iter().map(|p| p.username.clone()).collect();
-            plugin.deprovision(target, settings, &usernames).await
+            self.retrying(|| plugin.deprovision(target, settings, &usernames))
+                .await
         } else {
-            let work: Vec<_> = batch.iter().map(AccountPlan::work).collect();
-            plugin.provision(target, settings, work).await
+            self.retrying(|| {
+                let work: Vec<_> = batch.iter().map(AccountPlan::work).collect();
+                plugin.provision(target, settings, work)
+            })
+            .await
         }
         .map_err(UnitError::from)?
         .value;
