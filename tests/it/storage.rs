@@ -266,8 +266,7 @@ async fn servers_in_use_cannot_be_deleted(backend: Backend) {
         |_, _| None,
     )
     .await
-    .unwrap()
-    .0;
+    .unwrap();
     db.delete_server(&actor, s.id).await.unwrap();
     assert!(matches!(
         db.server(s.id).await,
@@ -645,8 +644,7 @@ async fn changes_are_audited_without_secrets(backend: Backend) {
         |_, _, _| None,
     )
     .await
-    .unwrap()
-    .0;
+    .unwrap();
     let entries = db.audit_log(10).await.unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0].action, "server.update");

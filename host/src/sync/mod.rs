@@ -228,7 +228,7 @@ pub fn server_updated(before: &Server, after: &Server, token_replaced: bool) -> 
     if reach(before) != reach(after) || token_replaced {
         applications.push(after.module.clone());
     }
-    (!applications.is_empty()).then(|| Change::ServerChanged {
+    (!applications.is_empty()).then_some(Change::ServerChanged {
         server_id: after.id,
         applications,
     })
