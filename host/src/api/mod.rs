@@ -25,6 +25,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod ops;
+pub mod page;
 pub mod plugins;
 pub mod servers;
 
