@@ -721,7 +721,9 @@ pub fn documented_routes() -> HashMap<(&'static str, &'static str), Option<&'sta
                     .into_boxed_str(),
             );
             let start = text.find("\n## Admin API").expect("an Admin API section");
-            let end = text.find("\n## Single sign-on").expect("a Single sign-on section");
+            let end = text
+                .find("\n## Single sign-on")
+                .expect("a Single sign-on section");
             let mut permission: Option<&'static str> = None;
             let mut routes = HashMap::new();
             for line in text[start..end].lines() {

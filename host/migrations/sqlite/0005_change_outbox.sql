@@ -24,3 +24,8 @@ CREATE TABLE sync_hosts (
 -- When a unit last made progress (or first failed): a unit fails only after transient failures
 -- with no progress for the engine's retry window, however many attempts that takes.
 ALTER TABLE sync_servers ADD COLUMN progress_at BIGINT;
+
+-- The scopes a running unit pushes, each between single spaces (as account_records.scopes): a
+-- panel may show a link before the batch that creates it is recorded, and its first click is
+-- accepted while that push is under way.
+ALTER TABLE sync_servers ADD COLUMN pushing TEXT NOT NULL DEFAULT '';

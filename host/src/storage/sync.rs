@@ -70,18 +70,9 @@ impl AccountRecord {
         })
     }
 
-    /// The `scopes` column: each scope between single spaces, so that `LIKE '% <scope> %'`
-    /// finds it (scopes hold no spaces).
+    /// The `scopes` column (see [`scopes_text`]).
     fn scopes_text(&self) -> String {
-        let mut text = String::from(" ");
-        for scope in self.links.keys() {
-            text.push_str(scope);
-            text.push(' ');
-        }
-        if self.links.is_empty() {
-            text.push(' ');
-        }
-        text
+        scopes_text(self.links.keys().map(String::as_str))
     }
 
     /// The `links` column: `[[scope, label, position, credential_version], ...]`.
@@ -100,6 +91,22 @@ impl AccountRecord {
             .collect();
         serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
     }
+}
+
+/// Scopes as stored in `account_records.scopes` and `sync_servers.pushing`: each between
+/// single spaces, so that `LIKE '% <scope> %'` finds it (scopes hold no spaces).
+fn scopes_text<'a>(scopes: impl IntoIterator<Item = &'a str>) -> String {
+    let mut text = String::from(" ");
+    let mut empty = true;
+    for scope in scopes {
+        text.push_str(scope);
+        text.push(' ');
+        empty = false;
+    }
+    if empty {
+        text.push(' ');
+    }
+    text
 }
 
 /// The `LIKE` pattern that finds `scope` in the `scopes` column of `account_records` (with
@@ -490,18 +497,27 @@ impl Db {
         .transpose()
     }
 
-    /// Mark a unit running with its total; the sync becomes running too.
-    pub async fn start_unit(&self, sync_id: i64, server_id: i64, total: u64) -> Result<()> {
+    /// Mark a unit running with its total and the scopes it pushes (see
+    /// [`Db::check_sso_credential`]); the sync becomes running too.
+    pub async fn start_unit(
+        &self,
+        sync_id: i64,
+        server_id: i64,
+        total: u64,
+        pushing: &[&str],
+    ) -> Result<()> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE sync_servers SET state = 'running', total = $1, done = 0, \
-             progress_at = COALESCE(progress_at, $4) WHERE sync_id = $2 AND server_id = $3",
+             progress_at = COALESCE(progress_at, $4), pushing = $5 \
+             WHERE sync_id = $2 AND server_id = $3",
         )
         .bind(i64::try_from(total).unwrap_or(i64::MAX))
         .bind(sync_id)
         .bind(server_id)
         .bind(now)
+        .bind(scopes_text(pushing.iter().copied()))
         .execute(&mut *tx)
         .await?;
         sqlx::query(

@@ -994,7 +994,9 @@ impl SyncEngine {
                     Ok(out) => {
                         self.db.record_support(unit.server_id, &out.value).await?;
                         if !out.value.supported {
-                            self.db.start_unit(unit.sync_id, unit.server_id, 0).await?;
+                            self.db
+                                .start_unit(unit.sync_id, unit.server_id, 0, &[])
+                                .await?;
                             self.log(
                                 app,
                                 vec![Self::entry(
@@ -1049,7 +1051,12 @@ impl SyncEngine {
             app,
         );
         self.db
-            .start_unit(unit.sync_id, unit.server_id, plans.len() as u64)
+            .start_unit(
+                unit.sync_id,
+                unit.server_id,
+                plans.len() as u64,
+                &links.iter().map(|l| l.scope.as_str()).collect::<Vec<_>>(),
+            )
             .await?;
         self.publish_sync(unit.sync_id).await;
 
