@@ -379,7 +379,7 @@ impl World {
             })
             .collect();
         self.db
-            .record_changes("cpanel", self.server_id, &changes, None, None)
+            .record_changes("cpanel", self.server_id, &changes, None, None, &[])
             .await
             .unwrap();
         Account {

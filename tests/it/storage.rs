@@ -927,7 +927,7 @@ async fn account_record_survives_the_upgrade_and_applies_changes(backend: Backen
         },
     ];
     assert!(
-        db.record_changes("cpanel", 7, &changes, None, None)
+        db.record_changes("cpanel", 7, &changes, None, None, &[])
             .await
             .unwrap()
     );

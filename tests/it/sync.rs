@@ -373,6 +373,7 @@ on_both!(
     a_change_saved_before_a_crash_is_pushed_after_restart,
     a_steadily_flaky_panel_converges,
     a_failed_server_is_retried_by_itself,
+    the_log_has_every_level_the_plugins_lines_and_each_warning_once,
 );
 
 async fn enable_gives_exactly_the_configured_links(backend: Backend) {
@@ -1026,5 +1027,70 @@ async fn a_failed_server_is_retried_by_itself(backend: Backend) {
         fleet.db.server(down).await.unwrap().sync_state.as_deref(),
         Some("synced")
     );
+    fleet.stop().await;
+}
+
+async fn the_log_has_every_level_the_plugins_lines_and_each_warning_once(backend: Backend) {
+    use panelink::adapter::LogLevel;
+    let mut fleet = Fleet::new(backend, 2, 2, &[ServiceStatus::Active]).await;
+    // Server 1 runs a cPanel too old for integration links.
+    fleet.sims[1].set_version("11.50.0.1");
+    fleet.start(config());
+    let s = fleet.set_enabled(true).await;
+    fleet.finished(s.id).await;
+    let log = fleet.db.log("cpanel").await.unwrap();
+    let has = |level: LogLevel, text: &str| {
+        log.iter()
+            .any(|e| e.level == level && e.message.contains(text))
+    };
+    assert!(has(LogLevel::Debug, "Attempting to enable"), "{log:#?}");
+    // The plugin's own `log.write` line about its WHM batch.
+    assert!(has(LogLevel::Debug, "sending WHM batch"), "{log:#?}");
+    assert!(
+        has(LogLevel::Info, "does not support Application Links"),
+        "{log:#?}"
+    );
+    assert!(has(LogLevel::Debug, "Process completed"), "{log:#?}");
+
+    // With no server left that supports them: the notice.
+    fleet.sims[0].set_version("11.50.0.1");
+    let repair = fleet.repair().await;
+    fleet.finished(repair.id).await;
+    let log = fleet.db.log("cpanel").await.unwrap();
+    assert!(
+        log.iter().any(
+            |e| e.level == LogLevel::Notice && e.message.contains("supports Application Links")
+        ),
+        "{log:#?}"
+    );
+
+    // An account that keeps failing the same way is logged once per operation, however many
+    // service syncs meet it.
+    fleet.sims[0].set_version(panel_sim::DEFAULT_VERSION);
+    let s = fleet.repair().await;
+    fleet.finished(s.id).await;
+    let (&service_id, (i, user, _)) = fleet
+        .services
+        .iter()
+        .find(|(_, (i, _, _))| *i == 0)
+        .unwrap();
+    assert!(fleet.sims[*i].remove_account(user));
+    // Each rotation of its credential re-pushes its links, and each meets the missing account.
+    for _ in 0..2 {
+        let (_, change) = fleet
+            .db
+            .rotate_live_credential(&Actor::system(), service_id)
+            .await
+            .unwrap();
+        let s = fleet.request(change).await;
+        let done = fleet.finished(s.id).await;
+        assert_eq!(done.state, SyncState::CompletedWithWarnings, "{done:?}");
+    }
+    let log = fleet.db.log("cpanel").await.unwrap();
+    let warnings = log
+        .iter()
+        .filter(|e| e.level == LogLevel::Warning && e.service_id == Some(service_id))
+        .count();
+    assert_eq!(warnings, 1, "{log:#?}");
     fleet.stop().await;
 }

@@ -241,7 +241,7 @@ async fn fixtures(db: &Db) -> anyhow::Result<Vec<Link>> {
                 })
             })
             .collect();
-        db.record_changes("cpanel", server.id, &changes, None, None)
+        db.record_changes("cpanel", server.id, &changes, None, None, &[])
             .await?;
         links.push(Link {
             subscriber_id,

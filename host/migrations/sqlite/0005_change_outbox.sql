@@ -29,3 +29,6 @@ ALTER TABLE sync_servers ADD COLUMN progress_at BIGINT;
 -- panel may show a link before the batch that creates it is recorded, and its first click is
 -- accepted while that push is under way.
 ALTER TABLE sync_servers ADD COLUMN pushing TEXT NOT NULL DEFAULT '';
+
+-- A warning about a service is written once per operation's log (see storage::apps::insert_log).
+CREATE INDEX app_log_service ON app_log (application, service_id);

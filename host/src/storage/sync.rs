@@ -697,8 +697,9 @@ impl Db {
 
     /// Apply confirmed changes to the record, at once, together with the unit's progress and,
     /// when given, the renewal of the server's lease (`owner`, until `until_ms`): a batch costs
-    /// one write transaction. Returns whether the lease is still held (always `true` without
-    /// one). The record is written either way: it says what the panel confirmed.
+    /// one write transaction, with the batch's entries of the application log (`log`). Returns
+    /// whether the lease is still held (always `true` without one). The record is written either
+    /// way: it says what the panel confirmed.
     ///
     /// The record is one row per account (see `account_records`): the rows of the accounts the
     /// changes touch are read, changed and written back, many rows a statement.
@@ -709,8 +710,10 @@ impl Db {
         changes: &[RecordChange],
         progress: Option<(i64, u64, u64)>,
         lease: Option<(&str, i64)>,
+        log: &[NewLogEntry],
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
+        super::apps::insert_log(&mut tx, application, log).await?;
         let mut touched: Vec<i64> = changes.iter().map(RecordChange::service_id).collect();
         touched.sort_unstable();
         touched.dedup();

@@ -992,6 +992,8 @@ impl SyncEngine {
             if !fresh {
                 match self.retrying(|| plugin.check_server(&target)).await {
                     Ok(out) => {
+                        self.log(app, self.plugin_lines(unit, out.logs).collect())
+                            .await;
                         self.db.record_support(unit.server_id, &out.value).await?;
                         if !out.value.supported {
                             self.db
@@ -1103,6 +1105,18 @@ impl SyncEngine {
         Ok(UnitEnd::Done)
     }
 
+    /// A plugin's `log.write` lines as entries of the application log (the contract's promise),
+    /// attributed to the unit's sync and server.
+    fn plugin_lines(
+        &self,
+        unit: &Unit,
+        logs: Vec<crate::adapter::PluginLog>,
+    ) -> impl Iterator<Item = NewLogEntry> + use<'_> {
+        let (sync_id, server_id) = (unit.sync_id, unit.server_id);
+        logs.into_iter()
+            .map(move |l| Self::entry(sync_id, l.level, l.message, Some(server_id), None))
+    }
+
     /// The application's enabled links and the accounts of a server that should have them,
     /// with their credentials (minted for those that have none yet).
     async fn desired(
@@ -1183,8 +1197,11 @@ impl SyncEngine {
             })
             .await
         }
-        .map_err(UnitError::from)?
-        .value;
+        .map_err(UnitError::from)?;
+        // The plugin's own lines come first, as it wrote them.
+        entries.extend(self.plugin_lines(unit, outcomes.logs));
+        let outcomes = outcomes.value;
+        let mut warnings = 0;
         for (plan, outcome) in batch.iter().zip(&outcomes) {
             let errors = if deprovision {
                 // The account is going away from this panel: its record goes too, whatever the
@@ -1204,6 +1221,7 @@ impl SyncEngine {
                 changes.extend(confirmed);
                 errors
             };
+            warnings += errors.len() as u64;
             entries.extend(errors.into_iter().map(|e| {
                 Self::entry(
                     unit.sync_id,
@@ -1216,7 +1234,6 @@ impl SyncEngine {
         }
         self.batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let warnings = entries.len() as u64;
         let until = now_ms() + self.config.lease.as_millis() as i64;
         let held = self
             .db
@@ -1226,9 +1243,9 @@ impl SyncEngine {
                 &changes,
                 Some((unit.sync_id, batch.len() as u64, warnings)),
                 Some((&self.config.node_id, until)),
+                &entries,
             )
             .await?;
-        self.log(&unit.application, entries).await;
         let revoke: Vec<i64> = removed
             .into_iter()
             .filter(|id| revocable.contains(id))
