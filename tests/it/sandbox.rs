@@ -467,6 +467,18 @@ async fn a_host_with_a_sleeping_plugin_becomes_ready_and_serves_the_others() {
             .unwrap()
             .contains(&"create_integration_link".into())
     );
+    let doc: serde_json::Value = call(reqwest::Method::GET, "/api/v1/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["components"]["schemas"]["PluginView"]["properties"]["allowed_requests"].is_object(),
+        "{}",
+        doc["components"]["schemas"]["PluginView"]
+    );
     let apps: serde_json::Value = call(reqwest::Method::GET, "/api/v1/applications")
         .send()
         .await

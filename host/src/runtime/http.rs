@@ -161,6 +161,16 @@ enum Rule {
     WhmBatch(HashSet<String>),
 }
 
+/// At most the first 100 bytes of `s` (at a character boundary): the plugin's own text in an
+/// error message, kept short whatever it sent.
+fn cut(s: &str) -> &str {
+    let mut end = s.len().min(100);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Whether a declared path is in the one spelling the matcher compares: `/`, or `/`-separated
 /// non-empty segments of letters, digits and `-._~`, none `.` or `..`.
 fn plain_path(path: &str) -> bool {
@@ -190,7 +200,7 @@ impl Policy {
             let what = format!(
                 "allowed request {} {:?}",
                 request.method.as_str(),
-                request.path
+                cut(&request.path)
             );
             if request.path.len() > MAX_PATH || !plain_path(&request.path) {
                 return Err(format!(
@@ -215,8 +225,9 @@ impl Policy {
                                 .all(|b| b.is_ascii_alphanumeric() || b == b'_');
                         if !name_ok {
                             return Err(format!(
-                                "{what}: batch function {function:?} must be 1-{MAX_CALL_NAME} \
-                                 letters, digits and '_'"
+                                "{what}: batch function {:?} must be 1-{MAX_CALL_NAME} letters, \
+                                 digits and '_'",
+                                cut(function)
                             ));
                         }
                         if function == "batch" {
@@ -256,8 +267,9 @@ impl Policy {
         let path = url.path();
         match self.rules.get(&(method, path.to_owned())) {
             None => Err(format!(
-                "{} {path} is not among the plugin's allowed requests",
-                method.as_str()
+                "{} {} is not among the plugin's allowed requests",
+                method.as_str(),
+                cut(path)
             )),
             Some(Rule::Plain) => Ok(None),
             Some(Rule::WhmBatch(allowed)) => {

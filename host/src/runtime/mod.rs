@@ -71,9 +71,9 @@ pub struct RuntimeConfig {
     /// of this and `wall_deadline` applies.
     pub describe_deadline: Duration,
     /// Calls into the host one plugin call may make: the contract's imports (`http.send`,
-    /// `log.write`) and WASI functions alike. A sync batch needs two per panel request (send
-    /// and log) and a handful of WASI calls: at most about 600 with one command per request;
-    /// the default, 5000, is eight times that.
+    /// `log.write`) and WASI functions alike. The WHM plugins make two per panel request (send
+    /// and log) and no WASI calls: a sync batch of 300 commands sent one command per request,
+    /// the most requests a call makes, takes 600; the default, 5000, is eight times that.
     pub max_host_calls: u32,
     /// Linear memory one instance may grow to, in bytes.
     pub memory_limit: usize,
