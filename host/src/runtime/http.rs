@@ -285,28 +285,43 @@ impl Policy {
 
 /// Bytes a strict form may hold: RFC 3986's unreserved characters, `%` (of an `%XX` escape),
 /// `+` (a space), `=` and `&`. Without `;` (which some servers also split on) or anything else,
-/// every reader splits and decodes the form the same way.
-const fn strict_form_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%' | b'+' | b'=' | b'&')
-}
+/// every reader splits the form into the same fields.
+const STRICT_FORM: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'%' | b'+' | b'=' | b'&');
+        b += 1;
+    }
+    table
+};
 
 /// Percent-decodes `input` (`+` is a space) into `out`, stopping after `limit` bytes or at the
-/// first decoded `stop` byte. `input` is strictly form-encoded already (escapes well formed).
+/// first decoded `stop` byte. A `%` without two hex digits after it stays a `%`, which no
+/// plain name or allowed function holds: what readers disagree about is refused.
 fn decode_until(input: &[u8], stop: Option<u8>, limit: usize, out: &mut Vec<u8>) {
+    fn hex(b: u8) -> Option<u8> {
+        char::from(b).to_digit(16).map(|d| d as u8)
+    }
     out.clear();
     let mut i = 0;
     while i < input.len() && out.len() <= limit {
-        let b = match input[i] {
-            b'%' => {
-                let byte = hex(input[i + 1]) << 4 | hex(input[i + 2]);
+        let escaped = match input[i..] {
+            [b'%', hi, lo, ..] => hex(hi).zip(hex(lo)).map(|(hi, lo)| hi << 4 | lo),
+            _ => None,
+        };
+        let b = match (escaped, input[i]) {
+            (Some(b), _) => {
                 i += 3;
-                byte
+                b
             }
-            b'+' => {
+            (None, b'+') => {
                 i += 1;
                 b' '
             }
-            b => {
+            (None, b) => {
                 i += 1;
                 b
             }
@@ -318,61 +333,61 @@ fn decode_until(input: &[u8], stop: Option<u8>, limit: usize, out: &mut Vec<u8>)
     }
 }
 
-fn hex(b: u8) -> u8 {
-    match b {
-        b'0'..=b'9' => b - b'0',
-        b'a'..=b'f' => b - b'a' + 10,
-        _ => b - b'A' + 10,
-    }
-}
-
-/// Check every `command` field of a WHM `batch` form against the allowed functions.
+/// Check every `command` field of a WHM `batch` form against the allowed functions: the form
+/// must be strict (see [`STRICT_FORM`]), every field name plain, and every command's function
+/// (its value up to the first `?`, decoded) one of `allowed`. One pass over the bytes; only
+/// names and functions are decoded.
 fn check_batch_form(where_: &str, form: &[u8], allowed: &HashSet<String>) -> Result<(), String> {
-    for (at, &b) in form.iter().enumerate() {
-        let escape_ok = b != b'%'
-            || (form.get(at + 1).is_some_and(u8::is_ascii_hexdigit)
-                && form.get(at + 2).is_some_and(u8::is_ascii_hexdigit));
-        if !strict_form_byte(b) || !escape_ok {
-            return Err(format!(
-                "the batch {where_} is not strictly form-encoded (byte {b:#04x} at {at})"
-            ));
+    let mut scratch = Vec::new();
+    let mut check_field = |field: &[u8]| -> Result<(), String> {
+        if field.is_empty() {
+            return Ok(());
         }
-    }
-    let mut name = Vec::new();
-    let mut function = Vec::new();
-    for field in form.split(|&b| b == b'&').filter(|f| !f.is_empty()) {
         let (raw_name, raw_value) = match field.iter().position(|&b| b == b'=') {
             Some(eq) => (&field[..eq], &field[eq + 1..]),
             None => (field, &[][..]),
         };
-        decode_until(raw_name, None, MAX_CALL_NAME, &mut name);
-        let plain_name = !name.is_empty()
-            && name.len() <= MAX_CALL_NAME
-            && name
+        decode_until(raw_name, None, MAX_CALL_NAME, &mut scratch);
+        let plain_name = !scratch.is_empty()
+            && scratch.len() <= MAX_CALL_NAME
+            && scratch
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
         if !plain_name {
             return Err(format!(
                 "the batch {where_} has a field named {:?}, not a plain name",
-                String::from_utf8_lossy(&name)
+                String::from_utf8_lossy(&scratch)
             ));
         }
-        if name != b"command" {
-            continue;
+        if scratch != b"command" {
+            return Ok(());
         }
-        decode_until(raw_value, Some(b'?'), MAX_CALL_NAME, &mut function);
-        let allowed_function = std::str::from_utf8(&function)
+        decode_until(raw_value, Some(b'?'), MAX_CALL_NAME, &mut scratch);
+        let allowed_function = std::str::from_utf8(&scratch)
             .ok()
             .filter(|f| f.len() <= MAX_CALL_NAME)
             .is_some_and(|f| allowed.contains(f));
         if !allowed_function {
             return Err(format!(
                 "batch command {:?} is not among the plugin's allowed batch functions",
-                String::from_utf8_lossy(&function)
+                String::from_utf8_lossy(&scratch)
             ));
         }
+        Ok(())
+    };
+    let mut field_start = 0;
+    for (at, &b) in form.iter().enumerate() {
+        if !STRICT_FORM[usize::from(b)] {
+            return Err(format!(
+                "the batch {where_} is not strictly form-encoded (byte {b:#04x} at {at})"
+            ));
+        }
+        if b == b'&' {
+            check_field(&form[field_start..at])?;
+            field_start = at + 1;
+        }
     }
-    Ok(())
+    check_field(&form[field_start..])
 }
 
 /// The outcome of one guest request: an answer for the guest, or a violation that ends the call.
@@ -689,6 +704,15 @@ mod tests {
             ),
             // Over-long names.
             (url.to_owned(), format!("command={}", "a".repeat(300))),
+            // A malformed escape is not read as the function it might be.
+            (
+                url.to_owned(),
+                "command=create_integration_lin%6".to_owned(),
+            ),
+            (
+                url.to_owned(),
+                "command=create_integration_link%".to_owned(),
+            ),
         ] {
             let err = ok(&url, &body).unwrap_err();
             assert!(err.contains("not among"), "{body}: {err}");
@@ -696,15 +720,22 @@ mod tests {
         for body in [
             // `;` separates fields for some servers: refused outright.
             "api.version=1;command=api_token_create",
-            "command=create_integration_link&x=%zz",
-            "command=create_integration_link&x=%4",
             "command=create_integration_link&x=a b",
             "<packet/>",
         ] {
             let err = ok(url, body).unwrap_err();
             assert!(err.contains("strictly form-encoded"), "{body}: {err}");
         }
-        for body in ["command%20=api_token_create", "command%00=x", "%3D=x", "=x"] {
+        // Malformed escapes in values the panel only passes on are left to it.
+        assert!(ok(url, "command=create_integration_link%3Fx%3D%zz&x=%4").is_ok());
+        for body in [
+            "command%20=api_token_create",
+            "command%00=x",
+            "%3D=x",
+            "=x",
+            "comm%6nd=x",
+            "command%",
+        ] {
             let err = ok(url, body).unwrap_err();
             assert!(err.contains("plain name"), "{body}: {err}");
         }
