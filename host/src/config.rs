@@ -22,6 +22,10 @@
 //! - `sso_rate_limit_per_address` / `sso_rate_limit_per_credential`: token requests a minute one
 //!   source address (default 6000) / one link credential (default 60) may make; 0 turns the
 //!   limit off;
+//! - `plugin_call_timeout`: wall-clock seconds one plugin call may take, panel requests and
+//!   waits included (default 300; a plugin's `describe` at load gets at most 10 of them);
+//! - `plugin_max_host_calls`: calls into the host (panel requests, log lines, WASI calls) one
+//!   plugin call may make (default 5000);
 //! - `sso_destinations`: client-area paths per scope overriding the plugins' defaults, a TOML
 //!   table (`"clientarea:invoices" = "/billing/invoices"`) or, in the environment, whitespace
 //!   separated `scope=path` pairs; `{service_id}` is filled in.
@@ -122,6 +126,10 @@ pub struct Layer {
     pub sso_rate_limit_per_credential: Option<u64>,
     /// `sso_destinations` (scope → client-area path).
     pub sso_destinations: Option<BTreeMap<String, String>>,
+    /// `plugin_call_timeout` (seconds).
+    pub plugin_call_timeout: Option<u64>,
+    /// `plugin_max_host_calls`.
+    pub plugin_max_host_calls: Option<u64>,
 }
 
 impl Layer {
@@ -191,6 +199,14 @@ impl Layer {
                 "SSO_DESTINATIONS" => {
                     layer.sso_destinations = Some(parse_env_destinations(&value)?)
                 }
+                "PLUGIN_CALL_TIMEOUT" => {
+                    layer.plugin_call_timeout =
+                        Some(parse_env_number("plugin_call_timeout", &value)?)
+                }
+                "PLUGIN_MAX_HOST_CALLS" => {
+                    layer.plugin_max_host_calls =
+                        Some(parse_env_number("plugin_max_host_calls", &value)?)
+                }
                 // Other PANELINK_* variables (e.g. the test suite's) are not configuration.
                 _ => {}
             }
@@ -227,6 +243,8 @@ impl Layer {
                 .sso_rate_limit_per_credential
                 .or(self.sso_rate_limit_per_credential),
             sso_destinations: over.sso_destinations.or(self.sso_destinations),
+            plugin_call_timeout: over.plugin_call_timeout.or(self.plugin_call_timeout),
+            plugin_max_host_calls: over.plugin_max_host_calls.or(self.plugin_max_host_calls),
         }
     }
 }
@@ -377,6 +395,10 @@ pub struct Config {
     pub sync_failed_retry_interval: Option<Duration>,
     /// Single sign-on and client portal settings.
     pub sso: SsoConfig,
+    /// Wall-clock time one plugin call may take.
+    pub plugin_call_timeout: Duration,
+    /// Calls into the host one plugin call may make.
+    pub plugin_max_host_calls: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -408,6 +430,8 @@ impl std::fmt::Debug for Config {
                 &self.sync_failed_retry_interval,
             )
             .field("sso", &self.sso)
+            .field("plugin_call_timeout", &self.plugin_call_timeout)
+            .field("plugin_max_host_calls", &self.plugin_max_host_calls)
             .finish()
     }
 }
@@ -507,6 +531,26 @@ impl Config {
                 secs => Some(Duration::from_secs(secs)),
             },
             sso,
+            plugin_call_timeout: match layer.plugin_call_timeout {
+                None => Duration::from_secs(300),
+                Some(secs @ 1..=86_400) => Duration::from_secs(secs),
+                Some(_) => {
+                    return Err(Error::Invalid {
+                        key: "plugin_call_timeout",
+                        message: "must be between 1 and 86400 seconds".into(),
+                    });
+                }
+            },
+            plugin_max_host_calls: match layer.plugin_max_host_calls {
+                None => 5000,
+                Some(n @ 1..=1_000_000) => n as u32,
+                Some(_) => {
+                    return Err(Error::Invalid {
+                        key: "plugin_max_host_calls",
+                        message: "must be between 1 and 1000000".into(),
+                    });
+                }
+            },
         })
     }
 }
@@ -604,6 +648,23 @@ mod tests {
         assert!(Config::resolve([layer(|l| l.database_url = Some("mysql://x".into()))]).is_err());
         assert!(Config::resolve([layer(|l| l.public_url = Some("ftp://x".into()))]).is_err());
         assert!(Layer::from_env([("PANELINK_MAX_BODY_BYTES".into(), "lots".into())]).is_err());
+    }
+
+    #[test]
+    fn plugin_limits_default_and_are_bounded() {
+        let c = Config::resolve([]).unwrap();
+        assert_eq!(c.plugin_call_timeout, Duration::from_secs(300));
+        assert_eq!(c.plugin_max_host_calls, 5000);
+        let env = Layer::from_env([
+            ("PANELINK_PLUGIN_CALL_TIMEOUT".into(), "20".into()),
+            ("PANELINK_PLUGIN_MAX_HOST_CALLS".into(), "100".into()),
+        ])
+        .unwrap();
+        let c = Config::resolve([env]).unwrap();
+        assert_eq!(c.plugin_call_timeout, Duration::from_secs(20));
+        assert_eq!(c.plugin_max_host_calls, 100);
+        assert!(Config::resolve([layer(|l| l.plugin_call_timeout = Some(0))]).is_err());
+        assert!(Config::resolve([layer(|l| l.plugin_max_host_calls = Some(0))]).is_err());
     }
 
     #[test]
