@@ -1082,9 +1082,15 @@ impl SyncEngine {
             );
             let revocable = &revocable;
             let mut results = stream::iter(batches.into_iter().map(|batch| {
-                let (plugin, target, settings) = (&plugin, &target, &settings);
+                let (target, settings) = (&target, &settings);
                 async move {
-                    self.push_batch(plugin, target, settings, unit, batch, revocable)
+                    // The application's active version now: an activation during a sync takes
+                    // over from the next batch, and a batch in flight ends on its own version.
+                    let plugin = self
+                        .plugins
+                        .get(&unit.application)
+                        .ok_or_else(|| UnitError::NoPlugin(unit.application.clone()))?;
+                    self.push_batch(&plugin, target, settings, unit, batch, revocable)
                         .await
                 }
             }))
