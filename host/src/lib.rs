@@ -6,6 +6,8 @@
 //! - [`storage`]: SQLite/PostgreSQL (the only module that writes SQL).
 //! - [`crypto`]: secrets at rest and API token hashing.
 //! - [`catalog`]: installed plugin versions and the active one per application.
+//! - [`signing`]: plugin signatures (ed25519 over the component's digest, application and
+//!   version).
 //! - [`sync_port`]: the seam between the admin API and the sync engine.
 //! - [`api`]: the admin API over HTTP (the only module that knows axum).
 //! - [`sso`]: single sign-on from the panels (`/oauth/token`, `/oauth/sso`) and the client
@@ -21,6 +23,7 @@ pub mod config;
 pub mod crypto;
 pub mod model;
 pub mod runtime;
+pub mod signing;
 pub mod sso;
 pub mod storage;
 pub mod sync;
