@@ -340,6 +340,7 @@ impl Runtime {
             size: bytes.len(),
             pre,
             runtime: self.clone(),
+            observer: std::sync::OnceLock::new(),
         };
         let description: Description = plugin
             .call(None, |adapter, store| {
@@ -432,6 +433,14 @@ fn validate_description(d: &Description) -> Result<(), String> {
     Ok(())
 }
 
+/// Told how each call of a plugin ended ([`Plugin::observe`]). It runs on every call, so it
+/// must be cheap and must not block.
+pub trait CallObserver: Send + Sync {
+    /// A call ended: `None` when the guest returned (whatever it answered), else why the
+    /// runtime ended it.
+    fn call_ended(&self, fault: Option<&Error>);
+}
+
 /// One loaded plugin version: the compiled component, its pre-instance and its description.
 pub struct Plugin {
     /// The self-description, checked at load.
@@ -442,6 +451,7 @@ pub struct Plugin {
     pub size: usize,
     pre: AdapterPre<CallState>,
     runtime: Runtime,
+    observer: std::sync::OnceLock<Arc<dyn CallObserver>>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -465,6 +475,11 @@ impl Plugin {
     /// Plugin version.
     pub fn version(&self) -> &str {
         &self.description.version
+    }
+
+    /// Report the end of every later call to `observer`; `false` if one was set already.
+    pub fn observe(&self, observer: Arc<dyn CallObserver>) -> bool {
+        self.observer.set(observer).is_ok()
     }
 
     /// Ask a server whether it supports links for this application.
@@ -630,13 +645,17 @@ impl Plugin {
             ok = result.is_ok(),
             "plugin call"
         );
-        match result {
+        let out = match result {
             Ok(value) => Ok(Output {
                 value,
                 logs: state.logs,
             }),
             Err(e) => Err(self.classify(e, &state)),
+        };
+        if let Some(observer) = self.observer.get() {
+            observer.call_ended(out.as_ref().err());
         }
+        out
     }
 
     fn classify(&self, e: wasmtime::Error, state: &CallState) -> Error {
