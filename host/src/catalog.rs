@@ -367,6 +367,11 @@ impl Catalog {
         &self.core.runtime
     }
 
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.core.db
+    }
+
     /// Compile every `.wasm` file of a directory, in name order. A file that fails (to compile,
     /// or the checks of [`check_description`]) is logged and skipped (one broken plugin does not
     /// keep the others from serving); a missing directory is a warning and no plugins.

@@ -262,10 +262,7 @@ impl PrivateKey {
             path: path.display().to_string(),
             source,
         };
-        let pem = self
-            .0
-            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-            .map_err(|e| Error::BadPrivateKey(e.to_string()))?;
+        let pem = self.to_pem()?;
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -273,6 +270,20 @@ impl PrivateKey {
         let mut file = options.open(path).map_err(io)?;
         file.write_all(pem.as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)
+    }
+
+    /// The key as PKCS#8 v1 PEM (the seed alone, without the public key: the form OpenSSL
+    /// writes and reads).
+    pub fn to_pem(
+        &self,
+    ) -> Result<ed25519_dalek::pkcs8::spki::der::zeroize::Zeroizing<String>, Error> {
+        let bytes = ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.0.to_bytes(),
+            public_key: None,
+        };
+        bytes
+            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .map_err(|e| Error::BadPrivateKey(e.to_string()))
     }
 
     /// The public half.
@@ -330,8 +341,7 @@ mod tests {
         ] {
             assert!(trusted.verify(other.as_bytes(), &signature).is_none());
         }
-        let pem = key.0.to_pkcs8_pem(Default::default()).unwrap();
-        let again = PrivateKey::from_pem(&pem).unwrap();
+        let again = PrivateKey::from_pem(&key.to_pem().unwrap()).unwrap();
         assert_eq!(again.public(), key.public());
     }
 
