@@ -525,7 +525,9 @@ mod trust {
         let mut oversized = good_bytes.clone();
         oversized.resize(200_001, 0);
 
-        let cases: Vec<(&str, Vec<u8>, Option<String>, StatusCode, &str)> = vec![
+        // What is sent, with which signature, and what comes back.
+        type Case<'a> = (&'a str, Vec<u8>, Option<String>, StatusCode, &'a str);
+        let cases: Vec<Case<'_>> = vec![
             (
                 "not wasm",
                 b"#!/bin/sh\necho hello\n".to_vec(),
