@@ -30,9 +30,13 @@
 //!   The call path pays one relaxed atomic load on success and one atomic add on a fault; the
 //!   flagging itself runs in a task of its own.
 //!
+//! At start the recorded active version is loaded as it is (its signature was checked when it
+//! was activated); keys removed from `trusted_keys` since then take effect at the next
+//! activation or rollback.
+//!
 //! Multi-node note: activation swaps the plugin in this process and records it in the shared
-//! database; other nodes pick the recorded active version up at their next start. Fault counts
-//! are per process.
+//! database; other nodes (and a running host, after `panelink plugin activate`) pick the
+//! recorded active version up at their next start. Fault counts are per process.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -880,6 +884,7 @@ impl Core {
             return;
         }
         let reason = format!("{} {} failed: {message}", version.name, version.version);
+        // On failure: the error, and whether switch_to audited it already as a refusal.
         let outcome = match self.db.previous_plugin_version(&version.name).await {
             Ok(Some(previous)) => self
                 .switch_to(
@@ -890,11 +895,16 @@ impl Core {
                     },
                 )
                 .await
-                .map(|v| format!("rolled back to {}", v.version)),
-            Ok(None) => Err(Error::Conflict(
-                "no earlier good version to roll back to".into(),
+                .map(|v| format!("rolled back to {}", v.version))
+                .map_err(|e| {
+                    let audited = matches!(e, Error::Invalid(_) | Error::Conflict(_));
+                    (e, audited)
+                }),
+            Ok(None) => Err((
+                Error::Conflict("no earlier good version to roll back to".into()),
+                false,
             )),
-            Err(e) => Err(e.into()),
+            Err(e) => Err((e.into(), false)),
         };
         match outcome {
             Ok(what) => tracing::warn!(
@@ -902,13 +912,16 @@ impl Core {
                 failed = %version.version,
                 "automatic rollback: {what}"
             ),
-            Err(e) => {
+            Err((e, audited)) => {
                 tracing::error!(
                     plugin = %version.name,
                     version = %version.version,
                     error = %e,
                     "automatic rollback failed; the flagged version keeps serving"
                 );
+                if audited {
+                    return;
+                }
                 let detail = format!("automatic=true reason={e}");
                 if let Err(audit) = self
                     .db
@@ -1001,6 +1014,46 @@ mod tests {
         let mut d = description();
         d.contract_version = "0.0.9".into();
         assert_eq!(check_description(&d), Ok(()));
+    }
+
+    #[test]
+    fn faults_count_in_a_row_and_flag_once() {
+        let health = Health {
+            digest: "sha256:x".into(),
+            label: "acme 1.0.0".into(),
+            threshold: 3,
+            faults: AtomicU32::new(0),
+            flagged: AtomicBool::new(false),
+            // No catalog: crossing the threshold only sets the flag.
+            core: Weak::new(),
+        };
+        let trapped = runtime::Error::Trapped {
+            plugin: "acme".into(),
+            version: "1.0.0".into(),
+            detail: "unreachable".into(),
+        };
+        let answered = runtime::Error::Plugin {
+            plugin: "acme".into(),
+            version: "1.0.0".into(),
+            error: crate::adapter::PluginError::Transient("panel down".into()),
+        };
+        health.call_ended(Some(&trapped));
+        health.call_ended(Some(&trapped));
+        // A call that returns, or a plugin's own error answer, ends the run.
+        health.call_ended(None);
+        health.call_ended(Some(&answered));
+        assert_eq!(health.faults.load(Ordering::Relaxed), 0);
+        for _ in 0..2 {
+            health.call_ended(Some(&trapped));
+        }
+        assert!(!health.flagged.load(Ordering::Acquire));
+        health.call_ended(Some(&trapped));
+        assert!(health.flagged.load(Ordering::Acquire));
+        health.call_ended(Some(&trapped));
+        assert_eq!(health.faults.load(Ordering::Relaxed), 4);
+        health.reset();
+        assert!(!health.flagged.load(Ordering::Acquire));
+        assert_eq!(health.faults.load(Ordering::Relaxed), 0);
     }
 
     #[test]

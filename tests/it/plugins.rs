@@ -871,16 +871,21 @@ mod trust {
     }
 
     /// Wait (bounded) until the listed version satisfies `done`.
-    async fn wait_for(app: &TestApp, version: &str, done: impl Fn(&Value) -> bool) -> Value {
+    async fn wait_for(
+        app: &TestApp,
+        name: &str,
+        version: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let v = listed(app, "specimen", version).await;
+            let v = listed(app, name, version).await;
             if done(&v) {
                 return v;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "specimen {version} never got there: {v}"
+                "{name} {version} never got there: {v}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -914,15 +919,15 @@ mod trust {
                 let on = activate(&app, "specimen", &specimen.version, None).await;
                 assert_eq!(on.status, StatusCode::OK, "{}", on.text);
             }
-            let server = server(&app, "specimen").await;
+            let specimen_server = server(&app, "specimen").await;
             // Two faults do not flag; the third does.
             for _ in 0..2 {
-                let answer = check(&app, server).await;
+                let answer = check(&app, specimen_server).await;
                 assert!(answer.text.contains("trapped"), "{}", answer.text);
             }
             assert_eq!(listed(&app, "specimen", "2.0.0").await["state"], "active");
-            check(&app, server).await;
-            let flagged = wait_for(&app, "2.0.0", |v| v["state"] == "failed").await;
+            check(&app, specimen_server).await;
+            let flagged = wait_for(&app, "specimen", "2.0.0", |v| v["state"] == "failed").await;
             let error = flagged["last_error"].as_str().unwrap();
             assert!(
                 error.contains("3 calls in a row failed") && error.contains("trapped"),
@@ -940,7 +945,7 @@ mod trust {
                 "{entries:?}"
             );
             if auto_rollback {
-                let back = wait_for(&app, "1.0.0", |v| v["active"] == true).await;
+                let back = wait_for(&app, "specimen", "1.0.0", |v| v["active"] == true).await;
                 assert_eq!(back["state"], "active");
                 assert_eq!(active_version(&app, "specimen").as_deref(), Some("1.0.0"));
                 assert_eq!(listed(&app, "specimen", "2.0.0").await["active"], false);
@@ -955,8 +960,44 @@ mod trust {
                             && detail.contains("replaces=2.0.0")),
                 );
                 // The check works again, on the good version.
-                let answer = check(&app, server).await;
+                let answer = check(&app, specimen_server).await;
                 assert_eq!(answer.json["supported"], true, "{}", answer.text);
+
+                // With nothing to go back to, the flagged version keeps serving, and the
+                // failed rollback is audited.
+                let lonely = Specimen {
+                    id: "lonely".into(),
+                    check: "trap".into(),
+                    ..Specimen::default()
+                };
+                let up = upload(&app, lonely.bytes(), None).await;
+                assert_eq!(up.status, StatusCode::CREATED, "{}", up.text);
+                let on = activate(&app, "lonely", "1.0.0", None).await;
+                assert_eq!(on.status, StatusCode::OK, "{}", on.text);
+                let lonely_server = server(&app, "lonely").await;
+                for _ in 0..3 {
+                    check(&app, lonely_server).await;
+                }
+                let flagged = wait_for(&app, "lonely", "1.0.0", |v| v["state"] == "failed").await;
+                assert_eq!(flagged["active"], true);
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+                while !audit(&app)
+                    .await
+                    .iter()
+                    .any(|(actor, action, target, detail)| {
+                        actor == "system"
+                            && action == "plugin.rollback_failed"
+                            && target == "plugin:lonely@1.0.0"
+                            && detail.contains("no earlier good version")
+                    })
+                {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "no rollback_failed entry"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                assert_eq!(active_version(&app, "lonely").as_deref(), Some("1.0.0"));
             } else {
                 // Flagged, yet serving until an admin acts; a flagged version is no rollback
                 // target, and activating it again clears the flag.
