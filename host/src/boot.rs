@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, Limits};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Policy};
 use crate::config::{Config, redact_url};
 use crate::crypto::SecretBox;
 use crate::runtime::{Plugins, Runtime, RuntimeConfig};
@@ -65,7 +65,10 @@ impl Host {
     pub async fn start(config: Config, options: Options) -> anyhow::Result<Self> {
         let db = open_database(&config).await?;
         let runtime = Runtime::new(options.runtime).context("starting the plugin runtime")?;
-        let catalog = Arc::new(Catalog::new(runtime, Arc::new(Plugins::new()), db.clone()));
+        let catalog = Arc::new(
+            Catalog::new(runtime, Arc::new(Plugins::new()), db.clone())
+                .with_policy(Policy::from_config(&config)),
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;

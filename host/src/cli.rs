@@ -1,9 +1,14 @@
-//! The `panelink` command line: `serve`, `migrate`, `admin create`.
+//! The `panelink` command line: `serve`, `migrate`, `admin create`, and `plugin …`.
 //!
 //! Every command reads the same configuration (see [`crate::config`]): `--config FILE`, then
 //! `PANELINK_*` variables, then the flags below. Logs go to standard error, so standard output
 //! carries only what a command prints for scripts (`admin create` prints the new token alone on
-//! its last line).
+//! its last line, `plugin keygen` the public key, `plugin sign` the signature).
+//!
+//! `plugin keygen | sign | verify` are for vendors and need no database; `plugin install | list
+//! | activate | rollback` work on the configured database like the admin API does (same checks,
+//! audited as the `cli` actor). A running `panelink serve` picks up an activation made here at
+//! its next start, as another node would.
 
 use std::path::PathBuf;
 
@@ -65,6 +70,76 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Plugins: signing keys and signatures (vendors); install, list, activate, roll back
+    /// (operators).
+    Plugin {
+        /// What to do.
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+/// Plugin commands.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Generate a signing key: write the private key (PKCS#8 PEM, mode 0600, never over an
+    /// existing file) and print the public key, alone on the last line.
+    Keygen {
+        /// The private key file to create.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The name operators give the key in `trusted_keys` (for the printed snippet).
+        #[arg(long, default_value = "vendor")]
+        name: String,
+    },
+    /// Sign a component: print the signature (`ed25519=…`) alone on the last line, or write it
+    /// to a file.
+    Sign {
+        /// The private key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The component (`.wasm`).
+        component: PathBuf,
+        /// Write the signature here (e.g. `plugin.wasm.sig`) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Check a component's signature with the configured `trusted_keys` (or `--public-key`).
+    Verify {
+        /// The component (`.wasm`).
+        component: PathBuf,
+        /// The signature file (default: `<component>.sig`).
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
+        /// A public key (`ed25519:…`) to verify with instead of `trusted_keys`; repeatable.
+        #[arg(long = "public-key", value_name = "KEY")]
+        public_keys: Vec<String>,
+    },
+    /// Install a component into the database, staged (the same checks as an upload).
+    Install {
+        /// The component (`.wasm`).
+        component: PathBuf,
+        /// The signature file (default: `<component>.sig` when it exists).
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
+    },
+    /// List the installed plugin versions and their states.
+    List,
+    /// Activate an installed version (the same checks as the admin API's activate).
+    Activate {
+        /// Plugin name (its application id).
+        name: String,
+        /// Version.
+        version: String,
+        /// A server of the application the new version's support check must pass on first.
+        #[arg(long, value_name = "SERVER_ID")]
+        canary_server: Option<i64>,
+    },
+    /// Go back to the most recently active version that is not flagged failed.
+    Rollback {
+        /// Plugin name.
+        name: String,
     },
 }
 
@@ -182,6 +257,269 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 admin.email, admin.id, admin.role
             );
             println!("{}", token.expose());
+            Ok(())
+        }
+        Command::Plugin { command } => plugin(command, &config).await,
+    }
+}
+
+/// A plugin runtime for the command line: instances allocated on demand (a command runs a few
+/// calls), compiled components cached in `data_dir` when `cache` (as `serve` does).
+fn cli_runtime(config: &Config, cache: bool) -> anyhow::Result<crate::runtime::Runtime> {
+    let runtime = crate::runtime::RuntimeConfig {
+        allocator: crate::runtime::AllocatorChoice::OnDemand,
+        cache_dir: if cache {
+            std::path::absolute(config.data_dir.join("wasm-cache")).ok()
+        } else {
+            None
+        },
+        ..Default::default()
+    };
+    crate::runtime::Runtime::new(runtime).context("starting the plugin runtime")
+}
+
+/// The catalog over the configured database, with the configured policy.
+async fn cli_catalog(config: &Config) -> anyhow::Result<crate::catalog::Catalog> {
+    let db = crate::boot::open_database(config).await?;
+    let runtime = cli_runtime(config, true)?;
+    Ok(crate::catalog::Catalog::new(
+        runtime,
+        std::sync::Arc::new(crate::runtime::Plugins::new()),
+        db,
+    )
+    .with_policy(crate::catalog::Policy::from_config(config)))
+}
+
+/// A signature file's text: the given file, else `<component>.sig` (when `required`, it must
+/// exist; otherwise a missing default means no signature).
+fn signature_text(
+    component: &std::path::Path,
+    given: Option<&std::path::Path>,
+    required: bool,
+) -> anyhow::Result<Option<String>> {
+    let default = {
+        let mut name = component.as_os_str().to_owned();
+        name.push(".sig");
+        PathBuf::from(name)
+    };
+    let path = match given {
+        Some(path) => path.to_path_buf(),
+        None if required || default.exists() => default,
+        None => return Ok(None),
+    };
+    std::fs::read_to_string(&path)
+        .map(|text| Some(text.trim().to_owned()))
+        .with_context(|| format!("reading the signature file {}", path.display()))
+}
+
+/// A compiled component that passes the catalog's description checks.
+async fn described(
+    runtime: &crate::runtime::Runtime,
+    component: &std::path::Path,
+) -> anyhow::Result<std::sync::Arc<crate::runtime::Plugin>> {
+    let plugin = runtime
+        .load_file(component)
+        .await
+        .with_context(|| format!("{}", component.display()))?;
+    crate::catalog::check_description(&plugin.description)
+        .map_err(|why| anyhow::anyhow!("{}: invalid plugin: {why}", component.display()))?;
+    Ok(plugin)
+}
+
+fn state_line(v: &crate::storage::PluginVersion) -> String {
+    format!(
+        "{} {} ({}), {}, {}",
+        v.name,
+        v.version,
+        v.digest,
+        v.state().as_str(),
+        match (&v.signed_by, &v.signature) {
+            (Some(key), _) => format!("signed by {key}"),
+            (None, Some(_)) => "signature not verified".to_owned(),
+            (None, None) => "unsigned".to_owned(),
+        }
+    )
+}
+
+async fn plugin(command: PluginCommand, config: &Config) -> anyhow::Result<()> {
+    use crate::signing::{PrivateKey, PublicKey, Signature, TrustedKey, TrustedKeys};
+    match command {
+        PluginCommand::Keygen { key, name } => {
+            TrustedKey::new(&name, PrivateKey::generate().public())
+                .map_err(|why| anyhow::anyhow!("--name: {why}"))?;
+            let private = PrivateKey::generate();
+            private.write_new(&key)?;
+            let public = private.public();
+            println!(
+                "Wrote a new private key to {} (mode 0600): keep it secret. Sign with \
+                 `panelink plugin sign --key {} COMPONENT`.",
+                key.display(),
+                key.display()
+            );
+            println!(
+                "Operators trust it with: trusted_keys = [{{ name = \"{name}\", public_key = \"{public}\" }}]"
+            );
+            println!("{public}");
+            Ok(())
+        }
+        PluginCommand::Sign {
+            key,
+            component,
+            out,
+        } => {
+            let private = PrivateKey::read(&key)?;
+            let plugin = described(&cli_runtime(config, false)?, &component).await?;
+            let message = crate::signing::message(plugin.id(), plugin.version(), &plugin.digest);
+            let signature = private.sign(message.as_bytes());
+            let what = format!("{} {} ({})", plugin.id(), plugin.version(), plugin.digest);
+            match out {
+                Some(out) => {
+                    std::fs::write(&out, format!("{signature}\n"))
+                        .with_context(|| format!("writing {}", out.display()))?;
+                    println!(
+                        "Signed {what} with {}; the signature is in {}.",
+                        private.public(),
+                        out.display()
+                    );
+                }
+                None => {
+                    println!("Signed {what} with {}:", private.public());
+                    println!("{signature}");
+                }
+            }
+            Ok(())
+        }
+        PluginCommand::Verify {
+            component,
+            signature,
+            public_keys,
+        } => {
+            let keys = if public_keys.is_empty() {
+                config.trusted_keys.clone()
+            } else {
+                let keys = public_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, text)| {
+                        let key = PublicKey::parse(text)
+                            .map_err(|e| anyhow::anyhow!("--public-key {text:?}: {e}"))?;
+                        TrustedKey::new(&format!("public-key-{}", i + 1), key)
+                            .map_err(|e| anyhow::anyhow!(e))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                TrustedKeys::new(keys).map_err(|e| anyhow::anyhow!(e))?
+            };
+            if keys.is_empty() {
+                anyhow::bail!(
+                    "no key to verify with: configure trusted_keys or pass --public-key ed25519:…"
+                );
+            }
+            let text = signature_text(&component, signature.as_deref(), true)?
+                .expect("a required signature is read or fails");
+            let signature = Signature::parse(&text)?;
+            let plugin = described(&cli_runtime(config, false)?, &component).await?;
+            let message = crate::signing::message(plugin.id(), plugin.version(), &plugin.digest);
+            let what = format!("{} {} ({})", plugin.id(), plugin.version(), plugin.digest);
+            match keys.verify(message.as_bytes(), &signature) {
+                Some(key) => {
+                    println!("Good signature: {what} is signed by {}.", key.name);
+                    Ok(())
+                }
+                None => anyhow::bail!(
+                    "BAD signature: it does not verify for {what} with any of {}",
+                    keys.names()
+                ),
+            }
+        }
+        PluginCommand::Install {
+            component,
+            signature,
+        } => {
+            let signature = signature_text(&component, signature.as_deref(), false)?;
+            let bytes = std::fs::read(&component)
+                .with_context(|| format!("reading {}", component.display()))?;
+            let catalog = cli_catalog(config).await?;
+            let installed = catalog
+                .install(&Actor::cli(), &bytes, signature.as_deref())
+                .await;
+            catalog.db().close().await;
+            let (version, created) = installed?;
+            if created {
+                println!("Installed {}.", state_line(&version));
+            } else {
+                println!("Already installed: {}.", state_line(&version));
+            }
+            println!(
+                "Activate it with: panelink plugin activate {} {}",
+                version.name, version.version
+            );
+            Ok(())
+        }
+        PluginCommand::List => {
+            let db = crate::boot::open_database(config).await?;
+            let versions = db.plugin_versions().await?;
+            db.close().await;
+            println!(
+                "{:<16} {:<12} {:<9} {:<16} {:<9} {:<24} DIGEST",
+                "NAME", "VERSION", "STATE", "SIGNED_BY", "SOURCE", "INSTALLED"
+            );
+            for v in versions {
+                println!(
+                    "{:<16} {:<12} {:<9} {:<16} {:<9} {:<24} {}",
+                    v.name,
+                    v.version,
+                    v.state().as_str(),
+                    v.signed_by.as_deref().unwrap_or("-"),
+                    match v.source {
+                        crate::storage::PluginSource::Directory => "directory",
+                        crate::storage::PluginSource::Upload => "upload",
+                    },
+                    crate::api::rfc3339(v.installed_at),
+                    v.digest
+                );
+            }
+            Ok(())
+        }
+        PluginCommand::Activate {
+            name,
+            version,
+            canary_server,
+        } => {
+            let catalog = cli_catalog(config).await?;
+            let target = catalog.db().plugin_version(&name, &version).await;
+            if target
+                .as_ref()
+                .is_ok_and(|v| v.source == crate::storage::PluginSource::Directory)
+            {
+                catalog.know(&catalog.load_dir(&config.plugin_dir).await);
+            }
+            let activated = catalog
+                .activate(&Actor::cli(), &name, &version, canary_server)
+                .await;
+            catalog.db().close().await;
+            let activated = activated?;
+            println!(
+                "Activated {}. A running host picks it up at its next start.",
+                state_line(&activated)
+            );
+            Ok(())
+        }
+        PluginCommand::Rollback { name } => {
+            let catalog = cli_catalog(config).await?;
+            if catalog
+                .rollback_target(&name)
+                .await?
+                .is_some_and(|v| v.source == crate::storage::PluginSource::Directory)
+            {
+                catalog.know(&catalog.load_dir(&config.plugin_dir).await);
+            }
+            let active = catalog.rollback(&Actor::cli(), &name).await;
+            catalog.db().close().await;
+            let active = active?;
+            println!(
+                "Rolled back to {}. A running host picks it up at its next start.",
+                state_line(&active)
+            );
             Ok(())
         }
     }

@@ -28,7 +28,22 @@
 //!   plugin call may make (default 5000);
 //! - `sso_destinations`: client-area paths per scope overriding the plugins' defaults, a TOML
 //!   table (`"clientarea:invoices" = "/billing/invoices"`) or, in the environment, whitespace
-//!   separated `scope=path` pairs; `{service_id}` is filled in.
+//!   separated `scope=path` pairs; `{service_id}` is filled in;
+//! - `trusted_keys`: the vendors' public keys plugin uploads must be signed with, a TOML array of
+//!   tables (`trusted_keys = [{ name = "acme", public_key = "ed25519:…" }]`) or, in the
+//!   environment, whitespace separated `name=ed25519:…` pairs. Empty (the default): signatures
+//!   are optional. Once any key is configured, an upload (API or `panelink plugin install`)
+//!   without a signature that one of these keys made over the component's digest, application
+//!   and version (see [`crate::signing`]) is refused, and activating a stored upload checks its
+//!   signature against the keys configured then. `panelink plugin keygen` prints a key in this
+//!   form; the name is what the API reports as a version's `signed_by`. Components in
+//!   `plugin_dir` are the operator's own and need no signature;
+//! - `plugin_fault_threshold`: consecutive calls of one plugin version that trap, run out of
+//!   time or memory, or are ended for a capability violation, after which the version is flagged
+//!   `failed` (logged, audited, shown by the API with its last error); default 5, 0 never flags;
+//! - `plugin_auto_rollback`: `true` rolls an application back to its previous good version as
+//!   soon as the active one is flagged (logged and audited as the `system` actor); default
+//!   `false`: a flagged version keeps serving until an admin acts.
 //!
 //! `secret_key` has no flag (a flag would show in the process list): give it in the file or the
 //! environment. The `Debug` form of [`Config`] hides `secret_key` and the password of
@@ -42,6 +57,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::adapter::Secret;
+use crate::signing::{PublicKey, TrustedKey, TrustedKeys};
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +146,22 @@ pub struct Layer {
     pub plugin_call_timeout: Option<u64>,
     /// `plugin_max_host_calls`.
     pub plugin_max_host_calls: Option<u64>,
+    /// `trusted_keys` (named public keys of plugin vendors).
+    pub trusted_keys: Option<Vec<TrustedKeyEntry>>,
+    /// `plugin_fault_threshold` (consecutive faulting calls, 0: never flag).
+    pub plugin_fault_threshold: Option<u64>,
+    /// `plugin_auto_rollback`.
+    pub plugin_auto_rollback: Option<bool>,
+}
+
+/// One `trusted_keys` entry as written in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedKeyEntry {
+    /// The key's name (reported as `signed_by`).
+    pub name: String,
+    /// `ed25519:<base64 of the 32-byte key>`.
+    pub public_key: String,
 }
 
 impl Layer {
@@ -192,6 +224,15 @@ impl Layer {
                     layer.sso_rate_limit_per_address =
                         Some(parse_env_number("sso_rate_limit_per_address", &value)?)
                 }
+                "TRUSTED_KEYS" => layer.trusted_keys = Some(parse_env_trusted_keys(&value)?),
+                "PLUGIN_FAULT_THRESHOLD" => {
+                    layer.plugin_fault_threshold =
+                        Some(parse_env_number("plugin_fault_threshold", &value)?)
+                }
+                "PLUGIN_AUTO_ROLLBACK" => {
+                    layer.plugin_auto_rollback =
+                        Some(parse_env_bool("plugin_auto_rollback", &value)?)
+                }
                 "SSO_RATE_LIMIT_PER_CREDENTIAL" => {
                     layer.sso_rate_limit_per_credential =
                         Some(parse_env_number("sso_rate_limit_per_credential", &value)?)
@@ -245,6 +286,9 @@ impl Layer {
             sso_destinations: over.sso_destinations.or(self.sso_destinations),
             plugin_call_timeout: over.plugin_call_timeout.or(self.plugin_call_timeout),
             plugin_max_host_calls: over.plugin_max_host_calls.or(self.plugin_max_host_calls),
+            trusted_keys: over.trusted_keys.or(self.trusted_keys),
+            plugin_fault_threshold: over.plugin_fault_threshold.or(self.plugin_fault_threshold),
+            plugin_auto_rollback: over.plugin_auto_rollback.or(self.plugin_auto_rollback),
         }
     }
 }
@@ -254,6 +298,52 @@ fn parse_env_number(key: &'static str, value: &str) -> Result<u64, Error> {
         key,
         message: format!("{value:?} is not a whole number"),
     })
+}
+
+fn parse_env_bool(key: &'static str, value: &str) -> Result<bool, Error> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(Error::Invalid {
+            key,
+            message: format!("{value:?} is neither true nor false"),
+        }),
+    }
+}
+
+/// `name=ed25519:…` pairs separated by whitespace.
+fn parse_env_trusted_keys(value: &str) -> Result<Vec<TrustedKeyEntry>, Error> {
+    value
+        .split_whitespace()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(name, key)| TrustedKeyEntry {
+                    name: name.to_owned(),
+                    public_key: key.to_owned(),
+                })
+                .ok_or_else(|| Error::Invalid {
+                    key: "trusted_keys",
+                    message: format!("{pair:?} is not name=ed25519:<base64>"),
+                })
+        })
+        .collect()
+}
+
+fn trusted_keys(entries: Option<Vec<TrustedKeyEntry>>) -> Result<TrustedKeys, Error> {
+    let invalid = |message: String| Error::Invalid {
+        key: "trusted_keys",
+        message,
+    };
+    let keys = entries
+        .unwrap_or_default()
+        .into_iter()
+        .map(|entry| {
+            let key = PublicKey::parse(&entry.public_key)
+                .map_err(|e| invalid(format!("{:?}: {e}", entry.name)))?;
+            TrustedKey::new(&entry.name, key).map_err(invalid)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    TrustedKeys::new(keys).map_err(invalid)
 }
 
 /// `scope=path` pairs separated by whitespace (paths hold no whitespace).
@@ -399,6 +489,12 @@ pub struct Config {
     pub plugin_call_timeout: Duration,
     /// Calls into the host one plugin call may make.
     pub plugin_max_host_calls: u32,
+    /// Public keys plugin uploads must be signed with; empty: signatures are optional.
+    pub trusted_keys: TrustedKeys,
+    /// Consecutive faulting calls that flag a plugin version; 0: never.
+    pub plugin_fault_threshold: u32,
+    /// Roll back to the previous good version when the active one is flagged.
+    pub plugin_auto_rollback: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -432,6 +528,9 @@ impl std::fmt::Debug for Config {
             .field("sso", &self.sso)
             .field("plugin_call_timeout", &self.plugin_call_timeout)
             .field("plugin_max_host_calls", &self.plugin_max_host_calls)
+            .field("trusted_keys", &self.trusted_keys.names())
+            .field("plugin_fault_threshold", &self.plugin_fault_threshold)
+            .field("plugin_auto_rollback", &self.plugin_auto_rollback)
             .finish()
     }
 }
@@ -440,6 +539,8 @@ impl std::fmt::Debug for Config {
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://panelink.db?mode=rwc";
 /// The default `listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The default `plugin_fault_threshold`.
+pub const DEFAULT_PLUGIN_FAULT_THRESHOLD: u32 = 5;
 
 impl Config {
     /// Stack layers (lowest precedence first) and fill in defaults.
@@ -551,6 +652,15 @@ impl Config {
                     });
                 }
             },
+            trusted_keys: trusted_keys(layer.trusted_keys)?,
+            plugin_fault_threshold: match layer.plugin_fault_threshold {
+                None => DEFAULT_PLUGIN_FAULT_THRESHOLD,
+                Some(n) => u32::try_from(n).map_err(|_| Error::Invalid {
+                    key: "plugin_fault_threshold",
+                    message: "is too large".into(),
+                })?,
+            },
+            plugin_auto_rollback: layer.plugin_auto_rollback.unwrap_or(false),
         })
     }
 }
@@ -665,6 +775,54 @@ mod tests {
         assert_eq!(c.plugin_max_host_calls, 100);
         assert!(Config::resolve([layer(|l| l.plugin_call_timeout = Some(0))]).is_err());
         assert!(Config::resolve([layer(|l| l.plugin_max_host_calls = Some(0))]).is_err());
+    }
+
+    #[test]
+    fn trusted_keys_and_the_failure_policy() {
+        let acme = crate::signing::PrivateKey::generate().public().to_string();
+        let beta = crate::signing::PrivateKey::generate().public().to_string();
+        let file: Layer = toml::from_str(&format!(
+            "trusted_keys = [{{ name = \"acme\", public_key = \"{acme}\" }}]\n\
+             plugin_fault_threshold = 3\nplugin_auto_rollback = true\n"
+        ))
+        .unwrap();
+        let c = Config::resolve([file.clone()]).unwrap();
+        assert_eq!(c.trusted_keys.names(), "acme");
+        assert_eq!(
+            (c.plugin_fault_threshold, c.plugin_auto_rollback),
+            (3, true)
+        );
+        let env = Layer::from_env([
+            (
+                "PANELINK_TRUSTED_KEYS".to_owned(),
+                format!(" acme={acme}\n beta={beta} "),
+            ),
+            ("PANELINK_PLUGIN_AUTO_ROLLBACK".to_owned(), "off".to_owned()),
+        ])
+        .unwrap();
+        let c = Config::resolve([file, env]).unwrap();
+        assert_eq!(c.trusted_keys.names(), "acme, beta");
+        assert!(!c.plugin_auto_rollback);
+        let d = Config::resolve([]).unwrap();
+        assert!(d.trusted_keys.is_empty());
+        assert_eq!(d.plugin_fault_threshold, DEFAULT_PLUGIN_FAULT_THRESHOLD);
+        assert!(!d.plugin_auto_rollback);
+        for bad in [
+            format!("x {acme}"),
+            "acme=ed25519:AAAA".to_owned(),
+            format!("a={acme} a={beta}"),
+            format!("bad/name={acme}"),
+        ] {
+            let env = Layer::from_env([("PANELINK_TRUSTED_KEYS".to_owned(), bad.clone())]);
+            assert!(
+                env.and_then(|l| Config::resolve([l])).is_err(),
+                "{bad} was accepted"
+            );
+        }
+        assert!(toml::from_str::<Layer>("trusted_keys = [{ name = \"a\", key = \"x\" }]").is_err());
+        assert!(
+            Layer::from_env([("PANELINK_PLUGIN_AUTO_ROLLBACK".into(), "maybe".into())]).is_err()
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`storage`]: SQLite/PostgreSQL (the only module that writes SQL).
 //! - [`crypto`]: secrets at rest and API token hashing.
 //! - [`catalog`]: installed plugin versions and the active one per application.
+//! - [`signing`]: plugin signatures (ed25519 over the component's digest, application and
+//!   version).
 //! - [`sync_port`]: the sync engine's vocabulary (changes, syncs, the record, events), shared
 //!   by `api`, `storage` and `sync` and depending on none of them.
 //! - [`sync`]: the sync engine: which work a change causes ([`sync::work_for`]), the one entry
@@ -26,6 +28,7 @@ pub mod config;
 pub mod crypto;
 pub mod model;
 pub mod runtime;
+pub mod signing;
 pub mod sso;
 pub mod storage;
 pub mod sync;

@@ -1427,6 +1427,7 @@ async fn plugins_list_upload_activate(backend: Backend) {
     assert_eq!(plugins.len(), 2);
     for p in plugins {
         assert_eq!(p["active"], true);
+        assert_eq!(p["state"], "active");
         assert_eq!(p["name"], p["application"]);
         assert!(
             p["world"]
@@ -1436,7 +1437,7 @@ async fn plugins_list_upload_activate(backend: Backend) {
         );
         assert!(p["installed_at"].as_str().unwrap().ends_with('Z'));
     }
-    // A new application's first upload is installed and active at once.
+    // A new application's first upload is installed, staged: nothing activates by itself.
     let misbehave = std::fs::read(panelink_tests::built_plugin("misbehave")).unwrap();
     let upload = app
         .send(TestApp::request(
@@ -1448,7 +1449,8 @@ async fn plugins_list_upload_activate(backend: Backend) {
         .await;
     assert_eq!(upload.status, StatusCode::CREATED, "{}", upload.text);
     assert_eq!(upload.json["application"], "misbehave");
-    assert_eq!(upload.json["active"], true);
+    assert_eq!(upload.json["active"], false);
+    assert_eq!(upload.json["state"], "staged");
     assert_eq!(upload.json["source"], "upload");
     let again = app
         .send(TestApp::request(
@@ -1459,6 +1461,20 @@ async fn plugins_list_upload_activate(backend: Backend) {
         ))
         .await;
     assert_eq!(again.status, StatusCode::OK);
+    let apps = app.call("GET", "/api/v1/applications", None).await;
+    assert_eq!(apps.json["applications"].as_array().unwrap().len(), 2);
+    let activated = app
+        .call(
+            "POST",
+            &format!(
+                "/api/v1/plugins/misbehave/versions/{}/activate",
+                upload.json["version"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(activated.status, StatusCode::OK, "{}", activated.text);
+    assert_eq!(activated.json["state"], "active");
     let apps = app.call("GET", "/api/v1/applications", None).await;
     assert_eq!(apps.json["applications"].as_array().unwrap().len(), 3);
     let version = app

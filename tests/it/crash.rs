@@ -7,18 +7,6 @@ use std::time::Duration;
 use panel_sim::{PanelSim, SimConfig};
 use serde_json::{Value, json};
 
-fn panelink_binary() -> std::path::PathBuf {
-    let root = panelink_tests::repo_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "-q", "-p", "panelink", "--bin", "panelink"])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building panelink failed");
-    root.join("target/debug/panelink")
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -81,7 +69,7 @@ async fn start(bin: &std::path::Path, dir: &std::path::Path, port: u16) -> Serve
 
 #[tokio::test]
 async fn sigkill_mid_sync_then_restart_ends_exact() {
-    let bin = panelink_binary();
+    let bin = panelink_tests::panelink_binary();
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let out = command(&bin, dir.path(), port)

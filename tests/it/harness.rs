@@ -20,7 +20,7 @@ use axum::http::{Method, Request, StatusCode};
 use futures::future::BoxFuture;
 use http_body_util::BodyExt;
 use panelink::api::{self, AppState, Limits};
-use panelink::catalog::Catalog;
+use panelink::catalog::{Catalog, Policy};
 use panelink::crypto::SecretBox;
 use panelink::runtime::{Plugin, Plugins, Runtime};
 use panelink::storage::{Actor, Db};
@@ -501,13 +501,21 @@ impl TestApp {
 
     /// With the chosen sync engine.
     pub async fn with(backend: Backend, engine: Engine) -> TestApp {
+        Self::with_policy(backend, engine, Policy::default(), Limits::default()).await
+    }
+
+    /// With the chosen sync engine, plugin policy (trusted keys, failure policy) and limits.
+    pub async fn with_policy(
+        backend: Backend,
+        engine: Engine,
+        policy: Policy,
+        limits: Limits,
+    ) -> TestApp {
         let (db, test_db) = database(backend).await;
         let (runtime, plugins) = shipped_plugins();
-        let catalog = Arc::new(Catalog::new(
-            runtime.clone(),
-            Arc::new(Plugins::new()),
-            db.clone(),
-        ));
+        let catalog = Arc::new(
+            Catalog::new(runtime.clone(), Arc::new(Plugins::new()), db.clone()).with_policy(policy),
+        );
         catalog.adopt(plugins).await.expect("adopting plugins");
         let (sync, fake, recorder): (Arc<dyn SyncRequests>, _, _) = match engine {
             Engine::Fake => {
@@ -519,7 +527,7 @@ impl TestApp {
                 (recorder.clone(), None, Some(recorder))
             }
         };
-        let state = AppState::new(db.clone(), catalog, sync, Events::new(), Limits::default());
+        let state = AppState::new(db.clone(), catalog, sync, Events::new(), limits);
         state.set_ready(true);
         let email = panelink::model::Email::parse("root@example.com").unwrap();
         let (_, token) = db

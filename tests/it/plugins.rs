@@ -459,3 +459,768 @@ async fn the_plugins_declare_exactly_the_whm_functions_they_call() {
         assert_eq!(called, expected, "{id}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Installing third-party plugins through the admin API: signatures, staging, explicit and
+// audited activation, the canary, and the failure policy. Every one runs on SQLite and on
+// PostgreSQL.
+
+mod trust {
+    use std::time::Duration;
+
+    use axum::http::StatusCode;
+    use panelink::api::Limits;
+    use panelink::catalog::Policy;
+    use panelink::signing::{self, PrivateKey, TrustedKey, TrustedKeys};
+    use panelink_tests::Specimen;
+    use serde_json::{Value, json};
+
+    use crate::harness::{Answer, Backend, Engine, TestApp, on_both};
+
+    on_both!(
+        refused_uploads_say_why_and_store_nothing,
+        uploads_are_staged_and_activation_is_explicit_and_audited,
+        a_failing_canary_refuses_the_activation,
+        failing_versions_are_flagged_and_rolled_back,
+        signed_upload_over_real_http,
+    );
+
+    /// A vendor's key and the policy trusting it (as "acme").
+    fn vendor() -> (PrivateKey, Policy) {
+        let key = PrivateKey::generate();
+        let policy = Policy {
+            trusted_keys: TrustedKeys::new(vec![TrustedKey::new("acme", key.public()).unwrap()])
+                .unwrap(),
+            ..Policy::default()
+        };
+        (key, policy)
+    }
+
+    /// `ed25519=…` by `key` over the signed message of `bytes`, a component of `application`
+    /// at `version`.
+    fn sign(key: &PrivateKey, application: &str, version: &str, bytes: &[u8]) -> String {
+        let digest = format!("sha256:{}", hex::encode(sha256(bytes)));
+        key.sign(signing::message(application, version, &digest).as_bytes())
+            .to_string()
+    }
+
+    fn sha256(bytes: &[u8]) -> Vec<u8> {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(bytes).to_vec()
+    }
+
+    /// A signed specimen upload's signature.
+    fn signed(key: &PrivateKey, specimen: &Specimen) -> (Vec<u8>, String) {
+        let bytes = specimen.bytes();
+        let signature = sign(key, &specimen.id, &specimen.version, &bytes);
+        (bytes, signature)
+    }
+
+    async fn upload(app: &TestApp, bytes: Vec<u8>, signature: Option<&str>) -> Answer {
+        let mut request =
+            TestApp::request("POST", "/api/v1/plugins", Some(&app.token), Some(bytes));
+        request
+            .headers_mut()
+            .insert("content-type", "application/wasm".parse().unwrap());
+        if let Some(signature) = signature {
+            request
+                .headers_mut()
+                .insert("x-panelink-signature", signature.parse().unwrap());
+        }
+        app.send(request).await
+    }
+
+    async fn activate(app: &TestApp, name: &str, version: &str, body: Option<Value>) -> Answer {
+        app.call(
+            "POST",
+            &format!("/api/v1/plugins/{name}/versions/{version}/activate"),
+            body,
+        )
+        .await
+    }
+
+    /// The listed version of `name`, by version.
+    async fn listed(app: &TestApp, name: &str, version: &str) -> Value {
+        let list = app.call("GET", "/api/v1/plugins", None).await;
+        assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+        list.json["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name && p["version"] == version)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Audit entries (newest first) as (actor, action, target, detail).
+    async fn audit(app: &TestApp) -> Vec<(String, String, String, String)> {
+        let audit = app.call("GET", "/api/v1/audit?limit=1000", None).await;
+        assert_eq!(audit.status, StatusCode::OK, "{}", audit.text);
+        audit.json["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+                (s("actor"), s("action"), s("target"), s("detail"))
+            })
+            .collect()
+    }
+
+    fn active_version(app: &TestApp, name: &str) -> Option<String> {
+        app.state
+            .catalog()
+            .plugins()
+            .get(name)
+            .map(|p| p.version().to_owned())
+    }
+
+    async fn refused_uploads_say_why_and_store_nothing(backend: Backend) {
+        let (key, policy) = vendor();
+        let limits = Limits {
+            max_plugin_bytes: 200_000,
+            ..Limits::default()
+        };
+        let app = TestApp::with_policy(backend, Engine::Fake, policy, limits).await;
+        let before = app.snapshot().await;
+        let stranger = PrivateKey::generate();
+        let good = Specimen::default();
+        let (good_bytes, good_signature) = signed(&key, &good);
+        let v2 = Specimen::version("2.0.0").bytes();
+        let with = |f: &dyn Fn(&mut Specimen)| {
+            let mut s = Specimen::default();
+            f(&mut s);
+            signed(&key, &s)
+        };
+        let (wrong_major, wrong_major_sig) = with(&|s| s.contract = "1.0.0".into());
+        let (newer_minor, newer_minor_sig) = with(&|s| s.contract = "0.9.0".into());
+        let (duplicate, duplicate_sig) = with(&|s| {
+            let first = s.links[0].clone();
+            s.links.push(first);
+        });
+        let (unlabelled, unlabelled_sig) = with(&|s| s.links[1].2 = " ".into());
+        let core_module = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0".to_vec();
+        let mut oversized = good_bytes.clone();
+        oversized.resize(200_001, 0);
+
+        // What is sent, with which signature, and what comes back.
+        type Case<'a> = (&'a str, Vec<u8>, Option<String>, StatusCode, &'a str);
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "not wasm",
+                b"#!/bin/sh\necho hello\n".to_vec(),
+                Some(good_signature.clone()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not WebAssembly",
+            ),
+            (
+                "a core module",
+                core_module,
+                Some(good_signature.clone()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "core WebAssembly module, not a component",
+            ),
+            (
+                "a wrong contract major",
+                wrong_major,
+                Some(wrong_major_sig),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "contract 1.0.0",
+            ),
+            (
+                "a newer contract minor",
+                newer_minor,
+                Some(newer_minor_sig),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "contract 0.9.0",
+            ),
+            (
+                "duplicate scopes",
+                duplicate,
+                Some(duplicate_sig),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "\"clientarea:invoices\" is empty or repeated",
+            ),
+            (
+                "a link without a label",
+                unlabelled,
+                Some(unlabelled_sig),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "\"clientarea:tickets\" has no default label",
+            ),
+            (
+                "unsigned with keys configured",
+                good_bytes.clone(),
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not signed, and this host only installs components signed by a trusted key (acme)",
+            ),
+            (
+                "signed by an untrusted key",
+                good_bytes.clone(),
+                Some(sign(&stranger, "specimen", "1.0.0", &good_bytes)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "does not verify with any trusted key (acme)",
+            ),
+            (
+                "a signature of other bytes",
+                v2.clone(),
+                Some(good_signature.clone()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "does not verify with any trusted key",
+            ),
+            (
+                "a signature for another version",
+                v2.clone(),
+                Some(sign(&key, "specimen", "1.0.0", &v2)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "does not verify with any trusted key",
+            ),
+            (
+                "a malformed signature",
+                good_bytes.clone(),
+                Some("ed25519=bm90IGEgc2lnbmF0dXJl".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not ed25519=<base64 of 64 bytes>",
+            ),
+            (
+                "another algorithm",
+                good_bytes.clone(),
+                Some("rsa=AAAA".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "does not start with \"ed25519=\"",
+            ),
+            (
+                "oversized",
+                oversized,
+                Some(good_signature.clone()),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "larger than the limit of 200000 bytes",
+            ),
+        ];
+        for (what, bytes, signature, status, needle) in cases {
+            let answer = upload(&app, bytes, signature.as_deref()).await;
+            assert_eq!(answer.status, status, "{what}: {}", answer.text);
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload_too_large"
+            } else {
+                "validation_failed"
+            };
+            assert_eq!(answer.code(), code, "{what}");
+            let message = answer.json["error"]["message"].as_str().unwrap_or("");
+            assert!(
+                message.contains(needle),
+                "{what}: {message:?} lacks {needle:?}"
+            );
+        }
+        assert_eq!(
+            app.snapshot().await,
+            before,
+            "a refused upload stored something"
+        );
+
+        // The good one is accepted, staged.
+        let answer = upload(&app, good_bytes, Some(&good_signature)).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        assert_eq!(answer.json["state"], "staged");
+        assert_eq!(answer.json["signed_by"], "acme");
+    }
+
+    async fn uploads_are_staged_and_activation_is_explicit_and_audited(backend: Backend) {
+        let (key, policy) = vendor();
+        let app = TestApp::with_policy(backend, Engine::Fake, policy, Limits::default()).await;
+        let (v1, v1_sig) = signed(&key, &Specimen::version("1.0.0"));
+        let (v2, v2_sig) = signed(&key, &Specimen::version("2.0.0"));
+
+        // The first version of a new application: installed, not active, no application yet.
+        let up = upload(&app, v1.clone(), Some(&v1_sig)).await;
+        assert_eq!(up.status, StatusCode::CREATED, "{}", up.text);
+        for (field, value) in [
+            ("name", json!("specimen")),
+            ("state", json!("staged")),
+            ("active", json!(false)),
+            ("signed_by", json!("acme")),
+            ("source", json!("upload")),
+            ("activated_at", Value::Null),
+            ("last_error", Value::Null),
+        ] {
+            assert_eq!(up.json[field], value, "{field}: {}", up.text);
+        }
+        assert_eq!(active_version(&app, "specimen"), None);
+        let app_view = app.call("GET", "/api/v1/applications/specimen", None).await;
+        assert_eq!(app_view.status, StatusCode::NOT_FOUND, "{}", app_view.text);
+        let again = upload(&app, v1.clone(), Some(&v1_sig)).await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+        assert_eq!(again.json["state"], "staged");
+
+        // An admin activates it: live, listed, audited with who did it.
+        let on = activate(&app, "specimen", "1.0.0", None).await;
+        assert_eq!(on.status, StatusCode::OK, "{}", on.text);
+        assert_eq!(
+            (on.json["state"].clone(), on.json["active"].clone()),
+            (json!("active"), json!(true))
+        );
+        assert!(on.json["activated_at"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(active_version(&app, "specimen").as_deref(), Some("1.0.0"));
+        let app_view = app.call("GET", "/api/v1/applications/specimen", None).await;
+        assert_eq!(app_view.status, StatusCode::OK, "{}", app_view.text);
+        let entries = audit(&app).await;
+        assert!(
+            entries.iter().any(
+                |(actor, action, target, detail)| actor == "root@example.com"
+                    && action == "plugin.activate"
+                    && target == "plugin:specimen@1.0.0"
+                    && detail.contains("replaces=(none)")
+            ),
+            "{entries:?}"
+        );
+        assert!(
+            entries
+                .iter()
+                .any(|(_, action, target, detail)| action == "plugin.install"
+                    && target == "plugin:specimen@1.0.0"
+                    && detail.contains("signed_by=acme")),
+            "{entries:?}"
+        );
+
+        // A new version waits, staged, while the old one serves.
+        let up = upload(&app, v2, Some(&v2_sig)).await;
+        assert_eq!(up.status, StatusCode::CREATED, "{}", up.text);
+        assert_eq!(up.json["state"], "staged");
+        assert_eq!(active_version(&app, "specimen").as_deref(), Some("1.0.0"));
+        // An empty JSON object is an activation without canary, too.
+        let on = activate(&app, "specimen", "2.0.0", Some(json!({}))).await;
+        assert_eq!(on.status, StatusCode::OK, "{}", on.text);
+        assert_eq!(listed(&app, "specimen", "1.0.0").await["state"], "previous");
+        assert_eq!(active_version(&app, "specimen").as_deref(), Some("2.0.0"));
+
+        let back = app
+            .call("POST", "/api/v1/plugins/specimen/rollback", None)
+            .await;
+        assert_eq!(back.status, StatusCode::OK, "{}", back.text);
+        assert_eq!(back.json["version"], "1.0.0");
+        assert_eq!(listed(&app, "specimen", "2.0.0").await["state"], "previous");
+        assert_eq!(active_version(&app, "specimen").as_deref(), Some("1.0.0"));
+        let entries = audit(&app).await;
+        assert!(
+            entries.iter().any(
+                |(actor, action, target, detail)| actor == "root@example.com"
+                    && action == "plugin.rollback"
+                    && target == "plugin:specimen@1.0.0"
+                    && detail.contains("replaces=2.0.0")
+            ),
+            "{entries:?}"
+        );
+
+        // Unknown body fields and versions are refused.
+        let bad = activate(&app, "specimen", "2.0.0", Some(json!({"canary": 1}))).await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+        let none = activate(&app, "specimen", "9.9.9", None).await;
+        assert_eq!(none.status, StatusCode::NOT_FOUND, "{}", none.text);
+    }
+
+    /// A specimen server (the specimen's check never calls it).
+    async fn server(app: &TestApp, module: &str) -> i64 {
+        let created = app
+            .call(
+                "POST",
+                "/api/v1/servers",
+                Some(json!({
+                    "name": format!("{module}-canary"), "module": module,
+                    "hostname": "127.0.0.1", "port": 9, "secure": false,
+                    "username": "root", "api_token": "CANARYTOKEN"
+                })),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        created.json["id"].as_i64().unwrap()
+    }
+
+    async fn a_failing_canary_refuses_the_activation(backend: Backend) {
+        let app = TestApp::new(backend).await;
+        let install = |specimen: Specimen| {
+            let app = &app;
+            async move {
+                let up = upload(app, specimen.bytes(), None).await;
+                assert_eq!(up.status, StatusCode::CREATED, "{}", up.text);
+            }
+        };
+        install(Specimen::version("1.0.0")).await;
+        let on = activate(&app, "specimen", "1.0.0", None).await;
+        assert_eq!(on.status, StatusCode::OK, "{}", on.text);
+        let canary = server(&app, "specimen").await;
+        let cpanel = server(&app, "cpanel").await;
+        install(Specimen {
+            check: "unsupported".into(),
+            ..Specimen::version("2.0.0")
+        })
+        .await;
+        install(Specimen {
+            check: "trap".into(),
+            ..Specimen::version("3.0.0")
+        })
+        .await;
+        install(Specimen::version("4.0.0")).await;
+        let before = audit(&app).await.len();
+
+        for (version, needle) in [
+            (
+                "2.0.0",
+                "the server is not supported: specimen does not support 127.0.0.1",
+            ),
+            ("3.0.0", "trapped"),
+        ] {
+            let refused = activate(
+                &app,
+                "specimen",
+                version,
+                Some(json!({"canary_server_id": canary})),
+            )
+            .await;
+            assert_eq!(
+                (refused.status, refused.code()),
+                (StatusCode::CONFLICT, "conflict"),
+                "{version}: {}",
+                refused.text
+            );
+            let message = refused.json["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(&format!(
+                    "canary check of specimen {version} on server {canary}"
+                )) && message.contains(needle)
+                    && message.contains("1.0.0 stays active"),
+                "{message}"
+            );
+            assert_eq!(active_version(&app, "specimen").as_deref(), Some("1.0.0"));
+            assert_eq!(listed(&app, "specimen", "1.0.0").await["state"], "active");
+            assert_eq!(listed(&app, "specimen", version).await["state"], "staged");
+        }
+        let entries = audit(&app).await;
+        let refusals: Vec<_> = entries
+            .iter()
+            .filter(|(_, action, _, _)| action == "plugin.activate_refused")
+            .collect();
+        assert_eq!(refusals.len(), 2, "{entries:?}");
+        assert!(refusals[0].3.contains("canary check"), "{refusals:?}");
+        assert_eq!(entries.len(), before + 2, "only the refusals were recorded");
+
+        // A canary that is not a server of the application is the request's fault.
+        for (id, needle) in [
+            (999_999, "no server has id 999999"),
+            (cpanel, "is a cpanel server"),
+        ] {
+            let refused = activate(
+                &app,
+                "specimen",
+                "4.0.0",
+                Some(json!({"canary_server_id": id})),
+            )
+            .await;
+            assert_eq!(
+                refused.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{}",
+                refused.text
+            );
+            let why = refused.json["error"]["fields"]["canary_server_id"]
+                .as_str()
+                .unwrap();
+            assert!(why.contains(needle), "{why}");
+        }
+        // A passing canary activates, and says so in the audit log.
+        let on = activate(
+            &app,
+            "specimen",
+            "4.0.0",
+            Some(json!({"canary_server_id": canary})),
+        )
+        .await;
+        assert_eq!(on.status, StatusCode::OK, "{}", on.text);
+        assert_eq!(active_version(&app, "specimen").as_deref(), Some("4.0.0"));
+        assert!(
+            audit(&app)
+                .await
+                .iter()
+                .any(|(_, action, target, detail)| action == "plugin.activate"
+                    && target == "plugin:specimen@4.0.0"
+                    && detail.contains(&format!("canary=server:{canary}"))
+                    && detail.contains("replaces=1.0.0")),
+        );
+    }
+
+    /// Wait (bounded) until the listed version satisfies `done`.
+    async fn wait_for(
+        app: &TestApp,
+        name: &str,
+        version: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = listed(app, name, version).await;
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} {version} never got there: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn check(app: &TestApp, server: i64) -> Answer {
+        let answer = app
+            .call("POST", &format!("/api/v1/servers/{server}/check"), None)
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        answer
+    }
+
+    async fn failing_versions_are_flagged_and_rolled_back(backend: Backend) {
+        for auto_rollback in [true, false] {
+            let policy = Policy {
+                fault_threshold: 3,
+                auto_rollback,
+                ..Policy::default()
+            };
+            let app = TestApp::with_policy(backend, Engine::Fake, policy, Limits::default()).await;
+            for specimen in [
+                Specimen::version("1.0.0"),
+                Specimen {
+                    check: "trap".into(),
+                    ..Specimen::version("2.0.0")
+                },
+            ] {
+                let up = upload(&app, specimen.bytes(), None).await;
+                assert_eq!(up.status, StatusCode::CREATED, "{}", up.text);
+                let on = activate(&app, "specimen", &specimen.version, None).await;
+                assert_eq!(on.status, StatusCode::OK, "{}", on.text);
+            }
+            let specimen_server = server(&app, "specimen").await;
+            // Two faults do not flag; the third does.
+            for _ in 0..2 {
+                let answer = check(&app, specimen_server).await;
+                assert!(answer.text.contains("trapped"), "{}", answer.text);
+            }
+            assert_eq!(listed(&app, "specimen", "2.0.0").await["state"], "active");
+            check(&app, specimen_server).await;
+            let flagged = wait_for(&app, "specimen", "2.0.0", |v| v["state"] == "failed").await;
+            let error = flagged["last_error"].as_str().unwrap();
+            assert!(
+                error.contains("3 calls in a row failed") && error.contains("trapped"),
+                "{error}"
+            );
+            assert!(flagged["failed_at"].as_str().unwrap().ends_with('Z'));
+            let entries = audit(&app).await;
+            assert!(
+                entries
+                    .iter()
+                    .any(|(actor, action, target, detail)| actor == "system"
+                        && action == "plugin.flag"
+                        && target == "plugin:specimen@2.0.0"
+                        && detail.contains("trapped")),
+                "{entries:?}"
+            );
+            if auto_rollback {
+                let back = wait_for(&app, "specimen", "1.0.0", |v| v["active"] == true).await;
+                assert_eq!(back["state"], "active");
+                assert_eq!(active_version(&app, "specimen").as_deref(), Some("1.0.0"));
+                assert_eq!(listed(&app, "specimen", "2.0.0").await["active"], false);
+                assert!(
+                    audit(&app)
+                        .await
+                        .iter()
+                        .any(|(actor, action, target, detail)| actor == "system"
+                            && action == "plugin.rollback"
+                            && target == "plugin:specimen@1.0.0"
+                            && detail.contains("automatic=true")
+                            && detail.contains("replaces=2.0.0")),
+                );
+                // The check works again, on the good version.
+                let answer = check(&app, specimen_server).await;
+                assert_eq!(answer.json["supported"], true, "{}", answer.text);
+
+                // With nothing to go back to, the flagged version keeps serving, and the
+                // failed rollback is audited.
+                let lonely = Specimen {
+                    id: "lonely".into(),
+                    check: "trap".into(),
+                    ..Specimen::default()
+                };
+                let up = upload(&app, lonely.bytes(), None).await;
+                assert_eq!(up.status, StatusCode::CREATED, "{}", up.text);
+                let on = activate(&app, "lonely", "1.0.0", None).await;
+                assert_eq!(on.status, StatusCode::OK, "{}", on.text);
+                let lonely_server = server(&app, "lonely").await;
+                for _ in 0..3 {
+                    check(&app, lonely_server).await;
+                }
+                let flagged = wait_for(&app, "lonely", "1.0.0", |v| v["state"] == "failed").await;
+                assert_eq!(flagged["active"], true);
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+                while !audit(&app)
+                    .await
+                    .iter()
+                    .any(|(actor, action, target, detail)| {
+                        actor == "system"
+                            && action == "plugin.rollback_failed"
+                            && target == "plugin:lonely@1.0.0"
+                            && detail.contains("no earlier good version")
+                    })
+                {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "no rollback_failed entry"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                assert_eq!(active_version(&app, "lonely").as_deref(), Some("1.0.0"));
+            } else {
+                // Flagged, yet serving until an admin acts; a flagged version is no rollback
+                // target, and activating it again clears the flag.
+                assert_eq!(flagged["active"], true);
+                assert_eq!(active_version(&app, "specimen").as_deref(), Some("2.0.0"));
+                let back = app
+                    .call("POST", "/api/v1/plugins/specimen/rollback", None)
+                    .await;
+                assert_eq!(back.status, StatusCode::OK, "{}", back.text);
+                assert_eq!(back.json["version"], "1.0.0");
+                let none = app
+                    .call("POST", "/api/v1/plugins/specimen/rollback", None)
+                    .await;
+                assert_eq!(none.status, StatusCode::CONFLICT, "{}", none.text);
+                let again = activate(&app, "specimen", "2.0.0", None).await;
+                assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+                assert_eq!(
+                    (
+                        again.json["state"].clone(),
+                        again.json["last_error"].clone()
+                    ),
+                    (json!("active"), Value::Null)
+                );
+            }
+        }
+    }
+
+    /// The whole path over real HTTP: `trusted_keys` in the configuration, `panelink serve`'s
+    /// start-up (in-process), an unsigned upload refused, a signed one staged, then activated.
+    async fn signed_upload_over_real_http(backend: Backend) {
+        let key = PrivateKey::generate();
+        let test_db = crate::harness::TestDb::new(backend).await;
+        let data = tempfile::tempdir().unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let config = panelink::config::Config::resolve([panelink::config::Layer {
+            listen: Some("127.0.0.1:0".into()),
+            database_url: Some(test_db.url.clone()),
+            data_dir: Some(data.path().to_path_buf()),
+            plugin_dir: Some(empty.path().to_path_buf()),
+            trusted_keys: Some(vec![panelink::config::TrustedKeyEntry {
+                name: "acme".into(),
+                public_key: key.public().to_string(),
+            }]),
+            ..Default::default()
+        }])
+        .unwrap();
+        let options = panelink::boot::Options {
+            runtime: panelink_tests::runtime_config(),
+            ..Default::default()
+        };
+        let host = panelink::boot::Host::start(config, options).await.unwrap();
+        let base = format!("http://{}", host.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(host.run(async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            assert!(tokio::time::Instant::now() < deadline, "never ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let db = panelink::storage::Db::connect(
+            &test_db.url,
+            std::sync::Arc::new(
+                panelink::crypto::SecretBox::from_config(None, data.path()).unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+        let (_, token) = db
+            .create_admin(
+                &panelink::storage::Actor::cli(),
+                &panelink::model::Email::parse("ops@example.com").unwrap(),
+                "Full Administrator",
+            )
+            .await
+            .unwrap();
+        db.close().await;
+        let (bytes, signature) = signed(&key, &Specimen::default());
+        let post = |signature: Option<String>| {
+            let request = client
+                .post(format!("{base}/api/v1/plugins"))
+                .bearer_auth(token.expose())
+                .header("content-type", "application/wasm")
+                .body(bytes.clone());
+            match signature {
+                Some(s) => request.header("X-Panelink-Signature", s),
+                None => request,
+            }
+            .send()
+        };
+        let unsigned = post(None).await.unwrap();
+        assert_eq!(unsigned.status(), 422);
+        let body: Value = unsigned.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not signed"),
+            "{body}"
+        );
+        let staged = post(Some(signature)).await.unwrap();
+        assert_eq!(staged.status(), 201);
+        let body: Value = staged.json().await.unwrap();
+        assert_eq!(
+            (body["state"].clone(), body["signed_by"].clone()),
+            (json!("staged"), json!("acme"))
+        );
+        let on = client
+            .post(format!(
+                "{base}/api/v1/plugins/specimen/versions/1.0.0/activate"
+            ))
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(on.status(), 200);
+        let apps: Value = client
+            .get(format!("{base}/api/v1/applications"))
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            apps["applications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["id"] == "specimen"),
+            "{apps}"
+        );
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("shut down within 10 s")
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -11,8 +11,8 @@ use panelink::model::{
 };
 use panelink::storage::{
     ActivityOutcome, Actor, Error, NewActivity, NewClient, NewLogEntry, NewPluginVersion,
-    NewServer, NewService, NewSsoToken, PluginSource, RedeemWrites, ServerPatch, ServiceFilter,
-    ServicePatch, TokenLookup,
+    NewServer, NewService, NewSsoToken, PluginSource, PluginState, RedeemWrites, ServerPatch,
+    ServiceFilter, ServicePatch, TokenLookup,
 };
 
 use panelink::sync_port::{Change, RecordChange, RecordedGroup, RecordedLink};
@@ -548,6 +548,8 @@ fn version(name: &str, version: &str, digest: &str, source: PluginSource) -> New
         size: 3,
         source,
         component: (source == PluginSource::Upload).then(|| vec![1, 2, 3]),
+        signature: None,
+        signed_by: None,
     }
 }
 
@@ -608,13 +610,78 @@ async fn plugin_versions_record_activate_and_roll_back(backend: Backend) {
             .unwrap()
             .is_none()
     );
-    db.activate_plugin_version(&actor, v1.id).await.unwrap();
-    let active = db.activate_plugin_version(&actor, v2.id).await.unwrap();
+    assert_eq!(v2.state(), PluginState::Staged);
+    db.activate_plugin_version(&actor, v1.id, "plugin.activate", "")
+        .await
+        .unwrap();
+    let active = db
+        .activate_plugin_version(&actor, v2.id, "plugin.activate", "canary=none")
+        .await
+        .unwrap();
     assert!(active.active);
+    assert_eq!(active.state(), PluginState::Active);
     let versions = db.plugin_versions().await.unwrap();
     assert_eq!(versions.iter().filter(|v| v.active).count(), 1);
     let previous = db.previous_plugin_version("cpanel").await.unwrap().unwrap();
     assert_eq!(previous.id, v1.id);
+    assert_eq!(previous.state(), PluginState::Previous);
+
+    // A signature arriving for a recorded, unsigned upload is recorded once.
+    let mut signed = version("cpanel", "2.0.0", "sha256:d", PluginSource::Upload);
+    signed.signature = Some("ed25519=AAAA".into());
+    signed.signed_by = Some("acme".into());
+    let (v2_signed, new) = db.record_plugin_version(&actor, &signed).await.unwrap();
+    assert!(!new);
+    assert_eq!(v2_signed.signed_by.as_deref(), Some("acme"));
+    signed.signed_by = Some("other".into());
+    let (same, _) = db.record_plugin_version(&actor, &signed).await.unwrap();
+    assert_eq!(same.signed_by.as_deref(), Some("acme"));
+
+    // Flagging: once, with the error; a flagged version is no rollback target; activating
+    // it again clears the flag.
+    let flagged = db
+        .flag_plugin_version("sha256:b", "trapped")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(flagged.state(), PluginState::Failed);
+    assert_eq!(flagged.last_error.as_deref(), Some("trapped"));
+    assert!(
+        db.flag_plugin_version("sha256:b", "again")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        db.previous_plugin_version("cpanel")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let back = db
+        .activate_plugin_version(&actor, v1.id, "plugin.rollback", "")
+        .await
+        .unwrap();
+    assert_eq!((back.state(), back.last_error), (PluginState::Active, None));
+    let actions: Vec<String> = db
+        .audit_log(20)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    for action in [
+        "plugin.install",
+        "plugin.sign",
+        "plugin.activate",
+        "plugin.flag",
+        "plugin.rollback",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
+    }
     assert_eq!(
         db.plugin_version("cpanel", "2.0.0").await.unwrap().id,
         v2.id

@@ -193,6 +193,7 @@ impl From<catalog::Error> for ApiError {
     fn from(e: catalog::Error) -> Self {
         match e {
             catalog::Error::Invalid(message) => ApiError::unprocessable(message),
+            catalog::Error::Field { field, message } => ApiError::invalid_field(field, message),
             catalog::Error::NotFound(what) => ApiError::not_found(what),
             catalog::Error::Conflict(message) => ApiError::conflict(message),
             catalog::Error::Storage(e) => e.into(),

@@ -1,17 +1,21 @@
-//! Plugin versions (`manage_plugins`): list, upload, activate, roll back.
+//! Plugin versions (`manage_plugins`): list, upload (signed, staged), activate (with an optional
+//! canary server), roll back. The rules are the catalog's ([`crate::catalog`]).
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
-use serde::Serialize;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiPath, Authorized, ManagePlugins};
+use super::extract::{ApiPath, Authorized, ManagePlugins, parse_json};
 use super::{AppState, rfc3339};
 use crate::adapter::AllowedRequest;
 use crate::storage::PluginVersion;
+
+/// The header an upload's signature comes in: `ed25519=<base64>`.
+pub const SIGNATURE_HEADER: &str = "x-panelink-signature";
 
 /// A plugin version.
 #[derive(Debug, Serialize, ToSchema)]
@@ -28,12 +32,25 @@ pub struct PluginView {
     pub world: String,
     /// Whether it is the active version.
     pub active: bool,
+    /// `staged` (installed, never activated), `active`, `previous` (active before: a rollback
+    /// target) or `failed` (flagged by the failure policy; it may still be the active one).
+    #[schema(example = "staged")]
+    pub state: String,
+    /// The name of the trusted key that verified its signature (`null`: unsigned, not
+    /// verified, or from plugin_dir).
+    pub signed_by: Option<String>,
     /// `directory` (from plugin_dir) or `upload`.
     pub source: String,
     /// Component size in bytes.
     pub size: i64,
     /// First installed.
     pub installed_at: String,
+    /// Last made active (`null`: never).
+    pub activated_at: Option<String>,
+    /// When the failure policy flagged it (`null`: not flagged).
+    pub failed_at: Option<String>,
+    /// Why it was flagged: how many calls in a row failed, and the last error.
+    pub last_error: Option<String>,
     /// The requests the plugin declares it sends to its panel; the host refuses any other.
     /// `null` when this host has not loaded the version (an inactive upload of an earlier run).
     pub allowed_requests: Option<Vec<AllowedRequestView>>,
@@ -92,12 +109,14 @@ fn view(state: &AppState, version: PluginVersion) -> PluginView {
 impl From<PluginVersion> for PluginView {
     fn from(v: PluginVersion) -> Self {
         Self {
+            state: v.state().as_str().to_owned(),
             name: v.name,
             application: v.application,
             version: v.version,
             digest: v.digest,
             world: v.world,
             active: v.active,
+            signed_by: v.signed_by,
             source: match v.source {
                 crate::storage::PluginSource::Directory => "directory",
                 crate::storage::PluginSource::Upload => "upload",
@@ -105,6 +124,9 @@ impl From<PluginVersion> for PluginView {
             .to_owned(),
             size: v.size,
             installed_at: rfc3339(v.installed_at),
+            activated_at: v.activated_at.map(rfc3339),
+            failed_at: v.failed_at.map(rfc3339),
+            last_error: v.last_error,
             allowed_requests: None,
         }
     }
@@ -117,7 +139,7 @@ pub struct PluginList {
     pub plugins: Vec<PluginView>,
 }
 
-/// Every installed plugin version, with the active one marked.
+/// Every installed plugin version, with its state.
 #[utoipa::path(get, path = "/api/v1/plugins", tag = "plugins",
     security(("bearer" = ["manage_plugins"])),
     responses((status = 200, body = PluginList)))]
@@ -131,25 +153,37 @@ pub async fn list(
     }))
 }
 
-/// Upload a component (`application/wasm`). It is compiled and must describe itself before it is
-/// recorded; 422 says why a file is refused. The first version of an application becomes active;
-/// later ones wait for `activate`. The same bytes again answer 200 with the recorded version.
-/// (`X-Panelink-Signature` is accepted but not verified yet.)
+/// Upload a component (`application/wasm`), optionally signed with
+/// `X-Panelink-Signature: ed25519=<base64>` over the signed message (the component's digest,
+/// application and version; see the README). Once the host trusts any key (`trusted_keys`), a
+/// component without a signature that one of them made is refused. The component is compiled
+/// and must describe itself sensibly before it is recorded; 422 says why a file is refused, and
+/// nothing is stored then. A new version is recorded `staged`: an upload never becomes active by
+/// itself; `activate` does that. The same bytes again answer 200 with the recorded version.
 #[utoipa::path(post, path = "/api/v1/plugins", tag = "plugins",
     request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component"),
+    params(("X-Panelink-Signature" = Option<String>, Header,
+        description = "ed25519=<base64 of the signature over the signed message>")),
     security(("bearer" = ["manage_plugins"])),
     responses(
-        (status = 201, description = "Installed", body = PluginView),
+        (status = 201, description = "Installed, staged", body = PluginView),
         (status = 200, description = "Already installed", body = PluginView),
         (status = 409, description = "This name and version exist with other content", body = ErrorBody),
         (status = 413, body = ErrorBody),
-        (status = 422, description = "Not a usable plugin", body = ErrorBody),
+        (status = 422, description = "Not a usable plugin, unsigned or not signed by a trusted key", body = ErrorBody),
     ))]
 pub async fn upload(
     auth: Authorized<ManagePlugins>,
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<PluginView>), ApiError> {
+    let signature = match headers.get(SIGNATURE_HEADER) {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            ApiError::unprocessable("The X-Panelink-Signature header is not ASCII text.")
+        })?),
+    };
     let limit = state.limits().max_plugin_bytes;
     let bytes = axum::body::to_bytes(body, limit)
         .await
@@ -161,7 +195,7 @@ pub async fn upload(
     }
     let (version, created) = state
         .catalog()
-        .install(&auth.principal.actor(), &bytes)
+        .install(&auth.principal.actor(), &bytes, signature)
         .await?;
     let status = if created {
         StatusCode::CREATED
@@ -171,38 +205,72 @@ pub async fn upload(
     Ok((status, Json(view(&state, version))))
 }
 
-/// Make a version the active one; calls in flight finish on the old version.
+/// The optional body of `activate`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    /// A server of the plugin's application: the new version's support check of it must pass
+    /// before the version is activated.
+    pub canary_server_id: Option<i64>,
+}
+
+/// Make a version the active one (calls in flight finish on the old version); audited. The
+/// version's self-description is checked again (unique scopes, labels, a compatible contract
+/// version), an upload's signature against the keys trusted now, and with `canary_server_id`
+/// the version must find that server supported. A refusal leaves the active version as it was:
+/// 422 when the version itself is unfit (or the canary server is not one of its application's),
+/// 409 when the canary check fails or the component is gone. The body may be empty.
 #[utoipa::path(post, path = "/api/v1/plugins/{name}/versions/{version}/activate", tag = "plugins",
     params(
         ("name" = String, Path, description = "Plugin name"),
         ("version" = String, Path, description = "Version"),
     ),
+    request_body(content = Option<ActivateRequest>, content_type = "application/json",
+        description = "Optional"),
     security(("bearer" = ["manage_plugins"])),
     responses(
         (status = 200, body = PluginView),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "The version's component is not available", body = ErrorBody),
+        (status = 409, description = "The canary check failed, or the version's component is not available", body = ErrorBody),
+        (status = 422, description = "The version fails its checks, or the canary server is not of its application", body = ErrorBody),
     ))]
 pub async fn activate(
     auth: Authorized<ManagePlugins>,
     State(state): State<AppState>,
     ApiPath((name, version)): ApiPath<(String, String)>,
+    body: Body,
 ) -> Result<Json<PluginView>, ApiError> {
+    let limit = state.limits().max_body_bytes;
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::payload_too_large(limit))?;
+    let request: ActivateRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ActivateRequest::default()
+    } else {
+        parse_json(&body)?
+    };
     let version = state
         .catalog()
-        .activate(&auth.principal.actor(), &name, &version)
+        .activate(
+            &auth.principal.actor(),
+            &name,
+            &version,
+            request.canary_server_id,
+        )
         .await?;
     Ok(Json(view(&state, version)))
 }
 
-/// Go back to the version that was active before the current one.
+/// Go back to the most recently active version that is not flagged `failed`; audited as
+/// `plugin.rollback`. Its checks are the same as `activate`'s, without a canary.
 #[utoipa::path(post, path = "/api/v1/plugins/{name}/rollback", tag = "plugins",
     params(("name" = String, Path, description = "Plugin name")),
     security(("bearer" = ["manage_plugins"])),
     responses(
         (status = 200, body = PluginView),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "No earlier version", body = ErrorBody),
+        (status = 409, description = "No earlier good version", body = ErrorBody),
+        (status = 422, description = "The earlier version fails its checks", body = ErrorBody),
     ))]
 pub async fn rollback(
     auth: Authorized<ManagePlugins>,

@@ -393,6 +393,7 @@ impl Runtime {
             pre,
             policy: Arc::default(),
             runtime: self.clone(),
+            observer: std::sync::OnceLock::new(),
         };
         let config = &self.inner.config;
         let deadline = config.describe_deadline.min(config.wall_deadline);
@@ -488,6 +489,14 @@ fn validate_description(d: &Description) -> Result<http::Policy, String> {
     http::Policy::new(&d.allowed_requests)
 }
 
+/// Told how each call of a plugin ended ([`Plugin::observe`]). It runs on every call, so it
+/// must be cheap and must not block.
+pub trait CallObserver: Send + Sync {
+    /// A call ended: `None` when the guest returned (whatever it answered), else why the
+    /// runtime ended it.
+    fn call_ended(&self, fault: Option<&Error>);
+}
+
 /// One loaded plugin version: the compiled component, its pre-instance and its description.
 pub struct Plugin {
     /// The self-description, checked at load.
@@ -500,6 +509,7 @@ pub struct Plugin {
     /// The requests the description declares, compiled: what the HTTP gate lets through.
     policy: Arc<http::Policy>,
     runtime: Runtime,
+    observer: std::sync::OnceLock<Arc<dyn CallObserver>>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -523,6 +533,11 @@ impl Plugin {
     /// Plugin version.
     pub fn version(&self) -> &str {
         &self.description.version
+    }
+
+    /// Report the end of every later call to `observer`; `false` if one was set already.
+    pub fn observe(&self, observer: Arc<dyn CallObserver>) -> bool {
+        self.observer.set(observer).is_ok()
     }
 
     /// Ask a server whether it supports links for this application.
@@ -706,7 +721,7 @@ impl Plugin {
             host_calls = state.host_calls,
             "plugin call"
         );
-        match result {
+        let out = match result {
             Err(_elapsed) => Err(Error::Timeout {
                 plugin: self.description.id.clone(),
                 version: self.description.version.clone(),
@@ -720,7 +735,11 @@ impl Plugin {
                 logs: state.logs,
             }),
             Ok(Err(e)) => Err(self.classify(e, &state)),
+        };
+        if let Some(observer) = self.observer.get() {
+            observer.call_ended(out.as_ref().err());
         }
+        out
     }
 
     fn limit_error(&self, state: &CallState) -> Error {

@@ -60,7 +60,7 @@ pub use apps::{Application, LogEntry, NewLogEntry};
 pub use clients::{
     Client, ClientPatch, ClientUser, NewClient, NewService, Service, ServiceFilter, ServicePatch,
 };
-pub use plugins::{NewPluginVersion, PluginSource, PluginVersion};
+pub use plugins::{NewPluginVersion, PluginSource, PluginState, PluginVersion};
 pub use servers::{NewServer, Server, ServerCounts, ServerPatch};
 pub use sso::{
     AccountState, ActivityEntry, ActivityOutcome, NewActivity, NewPortalSession, NewSsoToken,
