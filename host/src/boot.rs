@@ -161,6 +161,12 @@ impl Host {
                         // left queued by an earlier run (or a crash) is picked up from here.
                         let workers = engine
                             .map(|engine| tokio::spawn(engine.run(stop.clone().cancelled_owned())));
+                        // Activations made through another host sharing the database.
+                        {
+                            let catalog = catalog.clone();
+                            let stop = stop.clone();
+                            tokio::spawn(async move { catalog.follow_peers(stop).await });
+                        }
                         state.set_ready(true);
                         tracing::info!(plugins = catalog.plugins().all().len(), "ready");
                         workers

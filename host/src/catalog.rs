@@ -252,6 +252,9 @@ struct Core {
     switching: tokio::sync::Mutex<()>,
 }
 
+/// The peer message (see [`Db::tell_peers`]) that says an application's active version changed.
+const PEER_ACTIVE: &str = "plugin.active";
+
 /// Installed plugin versions and the active one per application.
 pub struct Catalog {
     core: Arc<Core>,
@@ -338,6 +341,86 @@ impl Catalog {
     /// plugin, every active version and every upload since start).
     pub fn compiled(&self, digest: &str) -> Option<Arc<Plugin>> {
         self.core.compiled(digest)
+    }
+
+    /// Follow the activations other hosts sharing the database make (PostgreSQL; nothing
+    /// arrives on SQLite): each switches this host to the version the database now says is
+    /// active, within the time it takes to compile it (nothing when it is compiled already).
+    /// Runs until `stop` is cancelled.
+    pub async fn follow_peers(&self, stop: tokio_util::sync::CancellationToken) {
+        let mut heard = self.core.db.peer_messages().await;
+        loop {
+            let message = tokio::select! {
+                () = stop.cancelled() => return,
+                message = heard.recv() => message,
+            };
+            match message {
+                Ok(message) => {
+                    if let Some(application) = message.strip_prefix(&format!("{PEER_ACTIVE} ")) {
+                        self.follow(application).await;
+                    }
+                }
+                // Activations were missed: check every application.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let applications: Vec<String> = self
+                        .core
+                        .plugins
+                        .all()
+                        .iter()
+                        .map(|p| p.id().to_owned())
+                        .collect();
+                    for application in applications {
+                        self.follow(&application).await;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Make this host's active version of `application` the one the database says.
+    pub async fn follow(&self, application: &str) {
+        let core = &self.core;
+        let _one_at_a_time = core.switching.lock().await;
+        let versions = match core.db.plugin_versions().await {
+            Ok(versions) => versions,
+            Err(e) => {
+                tracing::warn!(%application, error = %e, "could not read the active plugin version");
+                return;
+            }
+        };
+        let Some(active) = versions
+            .into_iter()
+            .find(|v| v.active && v.application == application)
+        else {
+            return;
+        };
+        if core
+            .plugins
+            .get(application)
+            .is_some_and(|p| p.digest == active.digest)
+        {
+            return;
+        }
+        match core.compile_version(&active).await {
+            Ok(plugin) => {
+                if let Some(health) = core.health(&plugin.digest) {
+                    health.reset();
+                }
+                core.plugins.activate(plugin);
+                tracing::info!(
+                    plugin = %active.name,
+                    version = %active.version,
+                    "plugin version activated by another host"
+                );
+            }
+            Err(e) => tracing::warn!(
+                plugin = %active.name,
+                version = %active.version,
+                error = %e,
+                "another host activated a version this host cannot load"
+            ),
+        }
     }
 
     /// A catalog over a runtime, the registry of active plugins and the database, with the
@@ -753,6 +836,14 @@ impl Core {
             health.reset();
         }
         let replaced = self.plugins.activate(plugin);
+        // The other hosts sharing the database switch too (see `Catalog::follow_peers`).
+        if let Err(e) = self
+            .db
+            .tell_peers(&format!("{PEER_ACTIVE} {}", version.application))
+            .await
+        {
+            tracing::warn!(error = %e, "could not tell the other hosts about an activation");
+        }
         tracing::info!(
             plugin = %version.name,
             version = %version.version,

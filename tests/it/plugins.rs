@@ -1224,3 +1224,61 @@ mod trust {
             .unwrap();
     }
 }
+
+/// Two hosts on one PostgreSQL database: a version activated through one becomes the active
+/// version on the other by itself, without a restart.
+#[tokio::test]
+async fn an_activation_reaches_the_other_host_by_itself() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use panelink::catalog::Catalog;
+    use panelink::runtime::Plugins;
+    use panelink::storage::Actor;
+    use panelink_tests::Specimen;
+
+    let Some(backend) = crate::harness::Backend::postgres() else {
+        return;
+    };
+    let (db_a, test_db) = crate::harness::database(backend).await;
+    let db_b = crate::harness::connect(&test_db).await;
+    let (runtime, _) = crate::harness::shipped_plugins();
+    let a = Catalog::new(runtime.clone(), Arc::new(Plugins::new()), db_a);
+    let b = Arc::new(Catalog::new(
+        runtime.clone(),
+        Arc::new(Plugins::new()),
+        db_b.clone(),
+    ));
+    // Host B listens before anything is activated.
+    drop(db_b.peer_messages().await);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let follower = tokio::spawn({
+        let (b, stop) = (b.clone(), stop.clone());
+        async move { b.follow_peers(stop).await }
+    });
+    let active_on_b = || b.plugins().get("specimen").map(|p| p.version().to_owned());
+    let admin = Actor::cli();
+    for version in ["1.0.0", "2.0.0"] {
+        let bytes = Specimen::version(version).bytes();
+        a.install(&admin, &bytes, None).await.expect("install");
+        a.activate(&admin, "specimen", version, None)
+            .await
+            .expect("activate");
+        assert_eq!(
+            a.plugins().get("specimen").unwrap().version(),
+            version,
+            "host A"
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while active_on_b().as_deref() != Some(version) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "host B still runs {:?}",
+                active_on_b()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    stop.cancel();
+    follower.await.unwrap();
+}

@@ -233,6 +233,10 @@ struct Inner {
     allocator: Allocator,
     /// Per panel server, its share of `config.http.max_in_flight_per_server`.
     gates: std::sync::Mutex<HashMap<http::ServerKey, Arc<tokio::sync::Semaphore>>>,
+    /// One compilation at a time, on a blocking thread: compiling a large component takes
+    /// hundreds of milliseconds of CPU that must not stall the async workers (sync batches,
+    /// sign-ins) or run many at once.
+    compiling: tokio::sync::Semaphore,
 }
 
 /// The process's plugin runtime. Cheap to clone.
@@ -342,6 +346,7 @@ impl Runtime {
                 config,
                 allocator,
                 gates: std::sync::Mutex::default(),
+                compiling: tokio::sync::Semaphore::new(1),
             }),
         })
     }
@@ -366,8 +371,20 @@ impl Runtime {
             ));
         }
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        let component = Component::new(&self.inner.engine, bytes)
-            .map_err(|e| Error::Invalid(format!("the component does not compile: {e}")))?;
+        let component = {
+            let _turn = self
+                .inner
+                .compiling
+                .acquire()
+                .await
+                .map_err(|_| Error::Invalid("the runtime is shutting down".into()))?;
+            let engine = self.inner.engine.clone();
+            let owned = bytes.to_vec();
+            tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
+                .await
+                .map_err(|e| Error::Invalid(format!("compiling the component stopped: {e}")))?
+                .map_err(|e| Error::Invalid(format!("the component does not compile: {e}")))?
+        };
         let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
             Error::Invalid(format!(
                 "the component does not fit the panelink:adapter@{CONTRACT_VERSION} contract: {e}"
