@@ -1084,6 +1084,7 @@ mod tests {
             description: String::new(),
             contract_version: runtime::CONTRACT_VERSION.into(),
             links: vec![link("a:b", "A"), link("c:d", "C")],
+            allowed_requests: Vec::new(),
         }
     }
 

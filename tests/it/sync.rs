@@ -817,14 +817,21 @@ async fn drift_check_leaves_a_server_another_host_holds_alone(backend: Backend) 
 
     // Another host holds the server's lease (it is syncing it): the drift check neither asks
     // the panel nor touches the record, and schedules nothing.
+    // (This host's worker lets go of the server a moment after the sync reports finished.)
     let until = panelink::storage::now_ms() + 60_000;
-    assert!(
-        fleet
-            .db
-            .take_lease(server_id, "other-host", until)
-            .await
-            .unwrap()
-    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !fleet
+        .db
+        .take_lease(server_id, "other-host", until)
+        .await
+        .unwrap()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease was never free"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let latest = fleet.db.latest_sync("cpanel").await.unwrap().unwrap().id;
     fleet.reset_counters();
     assert_eq!(fleet.engine().check_drift().await.unwrap(), 0);
