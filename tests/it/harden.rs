@@ -1,0 +1,302 @@
+//! Hardening (issue 14), each item through the real HTTP server on port 0, on SQLite and
+//! PostgreSQL: `/metrics` and the request log under made-up methods and paths; a server's API
+//! token bound to where the server is; what an admin may grant; admin tokens (list, rotate,
+//! revoke, expiry, last use) and deactivation; header, body and idle timeouts and the connection
+//! cap; sign-in destinations that stay in the client area.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use panelink::config::{Config, Layer};
+use panelink::crypto::SecretBox;
+use panelink::storage::{Actor, Db};
+use panelink::sync_port::{RecordChange, RecordedLink};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Backend, NoSync, TEST_SECRET_KEY, TestDb, on_both};
+
+on_both!(sign_in_stays_in_the_client_area,);
+
+/// A generous bound for anything that should happen within a few seconds.
+const BOUND: Duration = Duration::from_secs(20);
+
+/// The host served on port 0 (sync requests only recorded), with a Full Administrator.
+struct Live {
+    base: String,
+    addr: SocketAddr,
+    db: Db,
+    url: String,
+    http: reqwest::Client,
+    admin: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _data: tempfile::TempDir,
+    _db: TestDb,
+}
+
+impl Live {
+    async fn start(backend: Backend, configure: impl FnOnce(&mut Layer)) -> Live {
+        Self::start_with(backend, configure, |_| {}).await
+    }
+
+    /// `configure` sets keys as a file would; `adjust` changes the resolved configuration (as
+    /// code embedding the host could, bypassing the checks of `Config::resolve`).
+    async fn start_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Layer),
+        adjust: impl FnOnce(&mut Config),
+    ) -> Live {
+        let test_db = TestDb::new(backend).await;
+        let data = tempfile::tempdir().unwrap();
+        let mut layer = Layer {
+            listen: Some("127.0.0.1:0".into()),
+            database_url: Some(test_db.url.clone()),
+            data_dir: Some(data.path().to_path_buf()),
+            secret_key: Some(TEST_SECRET_KEY.into()),
+            plugin_dir: Some(panelink_tests::plugin_dir()),
+            ..Layer::default()
+        };
+        configure(&mut layer);
+        let mut config = Config::resolve([layer]).unwrap();
+        adjust(&mut config);
+        let options = panelink::boot::Options {
+            runtime: panelink_tests::runtime_config(),
+            sync: Some(Arc::new(NoSync)),
+            ..Default::default()
+        };
+        let host = panelink::boot::Host::start(config, options).await.unwrap();
+        let addr = host.local_addr();
+        let base = format!("http://{addr}");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(host.run(async {
+            let _ = stopped.await;
+        }));
+        // No idle connections kept: the connection tests count the host's connections, and
+        // the host closes idle ones on its own schedule.
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = http.get(format!("{base}/readyz")).send().await;
+            if ready.as_ref().is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not ready in 30 s: {ready:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let secrets = SecretBox::from_material(TEST_SECRET_KEY).unwrap();
+        let db = Db::connect(&test_db.url, Arc::new(secrets)).await.unwrap();
+        let (_, admin) = db
+            .create_admin(
+                &Actor::cli(),
+                &panelink::model::Email::parse("root@example.com").unwrap(),
+                "Full Administrator",
+            )
+            .await
+            .unwrap();
+        Live {
+            base,
+            addr,
+            db,
+            url: test_db.url.clone(),
+            http,
+            admin: admin.expose().to_owned(),
+            stop: Some(stop),
+            running: Some(running),
+            _data: data,
+            _db: test_db,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(BOUND, self.running.take().unwrap())
+            .await
+            .expect("the host stops")
+            .unwrap()
+            .unwrap();
+        self.db.close().await;
+    }
+
+    /// A call with a token; the status and the JSON answer (`Null` when not JSON).
+    async fn call(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A call as the Full Administrator that must succeed.
+    async fn ok(&self, method: &str, path: &str, body: Value) -> Value {
+        let (status, answer) = self.call(&self.admin, method, path, Some(body)).await;
+        assert!(status.is_success(), "{method} {path}: {status} {answer}");
+        answer
+    }
+
+    /// A role with these permissions and an admin holding it: (admin id, token).
+    async fn admin_with(&self, role: &str, permissions: &[&str]) -> (i64, String) {
+        self.ok(
+            "POST",
+            "/api/v1/roles",
+            json!({"name": role, "permissions": permissions}),
+        )
+        .await;
+        let email = format!("{}@example.com", role.to_lowercase().replace(' ', "-"));
+        let admin = self
+            .ok(
+                "POST",
+                "/api/v1/admins",
+                json!({"email": email, "role": role}),
+            )
+            .await;
+        (
+            admin["id"].as_i64().unwrap(),
+            admin["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
+    /// A SQL statement run behind the host's back.
+    async fn raw_sql(&self, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.url).await.unwrap();
+        sqlx::query(sql).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+}
+
+async fn sign_in_stays_in_the_client_area(backend: Backend) {
+    // A configured destination that is not a path (or a plugin's default) never leaves the
+    // client area, even when it got past the configuration's checks …
+    let live = Live::start_with(
+        backend,
+        |l| l.client_area_url = Some("http://client.example".into()),
+        |c| {
+            c.sso
+                .destinations
+                .insert("clientarea:invoices".into(), "@evil.example/".into());
+        },
+    )
+    .await;
+    let server = live
+        .ok(
+            "POST",
+            "/api/v1/servers",
+            json!({"name": "cp", "module": "cpanel", "hostname": "127.0.0.1", "port": 9,
+                   "secure": false, "username": "root", "api_token": "T"}),
+        )
+        .await;
+    let server_id = server["id"].as_i64().unwrap();
+    live.ok(
+        "PATCH",
+        "/api/v1/applications/cpanel",
+        json!({"enabled": true}),
+    )
+    .await;
+    let client = live
+        .ok(
+            "POST",
+            "/api/v1/clients",
+            json!({"name": "Acme", "email": "owner@acme.example"}),
+        )
+        .await;
+    let service = live
+        .ok(
+            "POST",
+            "/api/v1/services",
+            json!({"client_id": client["id"], "server_id": server_id, "username": "acme",
+                   "domain": "acme.example", "status": "active"}),
+        )
+        .await;
+    let service_id = service["id"].as_i64().unwrap();
+    let (subscriber_id, secret) = live.db.mint_sso_credential(service_id).await.unwrap();
+    live.db
+        .record_changes(
+            "cpanel",
+            server_id,
+            &[RecordChange::Link(RecordedLink {
+                service_id,
+                username: "acme".into(),
+                scope: "clientarea:invoices".into(),
+                label: "Invoices".into(),
+                position: 1,
+                credential_version: 1,
+            })],
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let token = live
+        .http
+        .post(format!(
+            "{}/oauth/token?scope=clientarea%3Asso+clientarea%3Ainvoices&module=cpanel",
+            live.base
+        ))
+        .form(&[
+            ("subscriber_unique_id", subscriber_id.as_str()),
+            ("token", secret.expose()),
+            ("attempt", "1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    let token: Value = token.json().await.unwrap();
+    let redirect = live
+        .http
+        .get(token["redirect_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), StatusCode::FOUND);
+    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
+    let landed = reqwest::Url::parse(&location).unwrap();
+    assert_eq!(landed.host_str(), Some("client.example"), "{location}");
+    assert!(location.starts_with("http://client.example/"), "{location}");
+    live.stop().await;
+    // … which refuse it.
+    for bad in [
+        "@evil.example/",
+        "//evil.example/x",
+        "evil.example",
+        "/\\evil.example",
+    ] {
+        let refused = Config::resolve([Layer {
+            sso_destinations: Some([("clientarea:invoices".to_owned(), bad.to_owned())].into()),
+            ..Layer::default()
+        }]);
+        assert!(refused.is_err(), "{bad} was accepted");
+    }
+}
