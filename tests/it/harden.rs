@@ -15,9 +15,12 @@ use panelink::sync_port::{RecordChange, RecordedLink};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, NoSync, TEST_SECRET_KEY, TestDb, on_both};
+use crate::harness::{Backend, LogCapture, NoSync, TEST_SECRET_KEY, TestDb, on_both};
 
-on_both!(sign_in_stays_in_the_client_area,);
+on_both!(
+    made_up_methods_and_paths_do_not_grow_metrics_or_logs,
+    sign_in_stays_in_the_client_area,
+);
 
 /// A generous bound for anything that should happen within a few seconds.
 const BOUND: Duration = Duration::from_secs(20);
@@ -193,6 +196,97 @@ impl Live {
         let pool = sqlx::AnyPool::connect(&self.url).await.unwrap();
         sqlx::query(sql).execute(&pool).await.unwrap();
         pool.close().await;
+    }
+}
+
+fn random_word(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        hex::encode(rand::random::<[u8; 6]>()).to_uppercase()
+    )
+}
+
+/// The `panelink_http_*` sample lines of a metrics text.
+fn request_series(metrics: &str) -> Vec<&str> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("panelink_http_"))
+        .collect()
+}
+
+async fn made_up_methods_and_paths_do_not_grow_metrics_or_logs(backend: Backend) {
+    let capture = LogCapture::default();
+    let _guard = capture.install();
+    let live = Live::start(backend, |_| {}).await;
+    // Every label a first round of ordinary requests makes.
+    let warm_up = async || {
+        live.metrics().await;
+        live.http
+            .get(format!("{}/healthz", live.base))
+            .send()
+            .await
+            .unwrap();
+        live.http
+            .get(format!("{}/no/such/{}", live.base, random_word("p")))
+            .send()
+            .await
+            .unwrap();
+        live.http
+            .request(
+                reqwest::Method::from_bytes(random_word("M").as_bytes()).unwrap(),
+                format!("{}/healthz", live.base),
+            )
+            .send()
+            .await
+            .unwrap();
+    };
+    warm_up().await;
+    warm_up().await;
+    let before = request_series(&live.metrics().await).len();
+
+    let mut words = Vec::new();
+    for _ in 0..50 {
+        let method = random_word("PROBE");
+        let path = random_word("/nothing-here/");
+        let answer = live
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}/healthz", live.base),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_client_error(), "{method}: {answer:?}");
+        let answer = live
+            .http
+            .get(format!("{}{path}", live.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404);
+        words.push(method);
+        words.push(path);
+    }
+    let metrics = live.metrics().await;
+    let after = request_series(&metrics);
+    assert_eq!(
+        after.len(),
+        before,
+        "made-up methods and paths added series:\n{}",
+        after.join("\n")
+    );
+    assert!(
+        metrics.contains("method=\"OTHER\",route=\"/healthz\""),
+        "{metrics}"
+    );
+    drop(_guard);
+    live.stop().await;
+    let logs = capture.text();
+    assert!(logs.contains("request"), "the capture saw request lines");
+    for word in &words {
+        assert!(!metrics.contains(word.as_str()), "{word} in\n{metrics}");
+        assert!(!logs.contains(word.as_str()), "{word} in the log");
     }
 }
 
