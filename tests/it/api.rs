@@ -1287,7 +1287,8 @@ async fn servers_crud_and_check(backend: Backend) {
         .call(
             "PATCH",
             &format!("/api/v1/servers/{id}"),
-            Some(json!({"secure": false})),
+            // Moving a server needs its token again.
+            Some(json!({"secure": false, "api_token": "CRUDTOKEN2"})),
         )
         .await;
     assert_eq!(

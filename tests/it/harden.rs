@@ -5,7 +5,7 @@
 //! cap; sign-in destinations that stay in the client area.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use panelink::config::{Config, Layer};
@@ -14,11 +14,15 @@ use panelink::storage::{Actor, Db};
 use panelink::sync_port::{RecordChange, RecordedLink};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use crate::harness::{Backend, LogCapture, NoSync, TEST_SECRET_KEY, TestDb, on_both};
 
 on_both!(
+    legacy_server_tokens_are_sealed_for_their_place_once,
     made_up_methods_and_paths_do_not_grow_metrics_or_logs,
+    moving_a_server_needs_its_token_again,
     sign_in_stays_in_the_client_area,
 );
 
@@ -288,6 +292,223 @@ async fn made_up_methods_and_paths_do_not_grow_metrics_or_logs(backend: Backend)
         assert!(!metrics.contains(word.as_str()), "{word} in\n{metrics}");
         assert!(!logs.contains(word.as_str()), "{word} in the log");
     }
+}
+
+/// A listener that answers every request with 401 and keeps each request's head.
+async fn recording_listener() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let kept = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                kept.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    (addr, heads)
+}
+
+async fn moving_a_server_needs_its_token_again(backend: Backend) {
+    const TOKEN: &str = "MOVINGSERVERTOKEN0123456789";
+    let live = Live::start(backend, |_| {}).await;
+    let (listener, heads) = recording_listener().await;
+    let created = live
+        .ok(
+            "POST",
+            "/api/v1/servers",
+            json!({"name": "cp", "module": "cpanel", "hostname": "127.0.0.1", "port": 9,
+                   "secure": false, "username": "root", "api_token": TOKEN}),
+        )
+        .await;
+    let id = created["id"].as_i64().unwrap();
+    let (_, servers_only) = live.admin_with("Server admins", &["manage_servers"]).await;
+    let path = format!("/api/v1/servers/{id}");
+    let check = format!("/api/v1/servers/{id}/check");
+
+    // Moving the server without its token is refused, field by field, and changes nothing.
+    for (field, body) in [
+        ("port", json!({"port": listener.port()})),
+        (
+            "hostname",
+            json!({"hostname": "localhost", "port": listener.port()}),
+        ),
+        ("secure", json!({"secure": true})),
+    ] {
+        let (status, answer) = live
+            .call(&servers_only, "PATCH", &path, Some(body.clone()))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}: {body} → {answer}"
+        );
+        assert_eq!(answer["error"]["code"], "validation_failed", "{answer}");
+        assert!(
+            answer["error"]["fields"]["api_token"].is_string(),
+            "{field}: {answer}"
+        );
+        let (status, _) = live.call(&servers_only, "POST", &check, None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (_, server) = live.call(&servers_only, "GET", &path, None).await;
+    assert_eq!(
+        (server["port"].clone(), server["secure"].clone()),
+        (json!(9), json!(false))
+    );
+    // A patch that does not move it needs no token; the same place given again is no move.
+    let (status, answer) = live
+        .call(
+            &servers_only,
+            "PATCH",
+            &path,
+            Some(json!({"name": "renamed", "hostname": "127.0.0.1", "port": 9, "secure": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        heads.lock().unwrap().is_empty(),
+        "the token went to a place no admin gave it for: {:?}",
+        heads.lock().unwrap()
+    );
+
+    // The row moved by SQL: the token cannot be opened for the new place, with a clear error.
+    live.raw_sql(&format!(
+        "UPDATE servers SET port = {} WHERE id = {id}",
+        listener.port()
+    ))
+    .await;
+    let (status, answer) = live.call(&servers_only, "POST", &check, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("API token") && message.contains("again"),
+        "{answer}"
+    );
+    assert!(!answer.to_string().contains(TOKEN));
+    assert!(
+        heads.lock().unwrap().is_empty(),
+        "a moved row's token was sent: {:?}",
+        heads.lock().unwrap()
+    );
+
+    // Moving it with the token again is allowed, and that token goes there.
+    let (status, answer) = live
+        .call(
+            &servers_only,
+            "PATCH",
+            &path,
+            Some(json!({"port": listener.port(), "api_token": "NEWPLACETOKEN"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _) = live.call(&servers_only, "POST", &check, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = heads.lock().unwrap().join("\n");
+    assert!(seen.contains("NEWPLACETOKEN"), "{seen}");
+    assert!(!seen.contains(TOKEN), "{seen}");
+    let doc = live
+        .http
+        .get(format!("{}/api/v1/openapi.json", live.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        doc.contains("requires `api_token`"),
+        "the OpenAPI document says so"
+    );
+    live.stop().await;
+}
+
+async fn legacy_server_tokens_are_sealed_for_their_place_once(backend: Backend) {
+    let (db, test_db) = crate::harness::database(backend).await;
+    let server = db
+        .create_server(
+            &Actor::cli(),
+            &panelink::storage::NewServer {
+                name: panelink::model::Name::parse("old").unwrap(),
+                module: panelink::model::ApplicationId::parse("cpanel").unwrap(),
+                hostname: panelink::model::Hostname::parse("panel.example.com").unwrap(),
+                port: panelink::model::Port::new(2087).unwrap(),
+                secure: true,
+                username: panelink::model::Username::parse("root").unwrap(),
+                api_token: panelink::adapter::Secret::new("IGNORED"),
+                enabled: true,
+            },
+            |_| None,
+        )
+        .await
+        .unwrap()
+        .0;
+    // As an earlier version stored it: sealed for the purpose alone.
+    let legacy = SecretBox::from_material(TEST_SECRET_KEY)
+        .unwrap()
+        .seal("server_api_token", "LEGACYTOKEN");
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(&test_db.url).await.unwrap();
+    let set_legacy = async || {
+        sqlx::query("UPDATE servers SET api_token_sealed = $1 WHERE id = $2")
+            .bind(&legacy)
+            .bind(server.id)
+            .execute(&raw)
+            .await
+            .unwrap();
+    };
+    set_legacy().await;
+    let refused = db.server_target(server.id).await.unwrap_err();
+    assert!(
+        matches!(refused, panelink::storage::Error::ServerToken { .. }),
+        "{refused}"
+    );
+    // Start-up (migrate) seals it for where the server is, once, in the audit log.
+    db.migrate().await.unwrap();
+    let target = db.server_target(server.id).await.unwrap();
+    assert_eq!(target.api_token.expose(), "LEGACYTOKEN");
+    let stored: String = sqlx::query_scalar("SELECT api_token_sealed FROM servers WHERE id = $1")
+        .bind(server.id)
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("d1:"), "{stored}");
+    let audit = db.audit_log(10).await.unwrap();
+    assert_eq!(audit[0].action, "server.token_bind");
+    assert!(!audit[0].detail.contains("LEGACYTOKEN"));
+    db.migrate().await.unwrap();
+    assert_eq!(db.audit_log(10).await.unwrap().len(), audit.len(), "once");
+    // Moved by SQL: the token does not open for the new place.
+    sqlx::query("UPDATE servers SET hostname = 'evil.example' WHERE id = $1")
+        .bind(server.id)
+        .execute(&raw)
+        .await
+        .unwrap();
+    let refused = db.server_target(server.id).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("https://evil.example:2087") && refused.contains("again"),
+        "{refused}"
+    );
+    assert!(!refused.contains("LEGACYTOKEN"));
+    raw.close().await;
+    db.close().await;
 }
 
 async fn sign_in_stays_in_the_client_area(backend: Backend) {

@@ -184,6 +184,18 @@ impl From<storage::Error> for ApiError {
         match e {
             storage::Error::NotFound(what) => ApiError::not_found(what),
             storage::Error::Conflict(message) => ApiError::conflict(message),
+            storage::Error::TokenRequired => ApiError::invalid_field(
+                "api_token",
+                "required when hostname, port or secure change: the stored token was given for \
+                 the old place only",
+            ),
+            e @ storage::Error::ServerToken { .. } => {
+                let mut message = e.to_string();
+                if let Some(first) = message.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                ApiError::conflict(format!("{message}."))
+            }
             e => ApiError::internal(&e),
         }
     }

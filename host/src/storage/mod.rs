@@ -79,6 +79,23 @@ pub enum Error {
     /// A stored secret could not be decrypted.
     #[error(transparent)]
     Secret(#[from] crate::crypto::Error),
+    /// A change of where a server is (hostname, port, TLS) without its API token again.
+    #[error(
+        "changing a server's hostname, port or TLS setting requires its API token again, in \
+         the same change"
+    )]
+    TokenRequired,
+    /// A server's stored API token cannot be used for where the server is now.
+    #[error(
+        "the stored API token of server {server} cannot be used: {reason}; give the server's \
+         API token again"
+    )]
+    ServerToken {
+        /// The server.
+        server: i64,
+        /// Why.
+        reason: String,
+    },
     /// The database said no, or is unreachable.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -443,6 +460,8 @@ impl Db {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&self.pool).await?;
+        // Data the schema migrations cannot convert: secrets sealed the way of earlier versions.
+        self.bind_legacy_server_tokens().await?;
         Ok(())
     }
 
@@ -503,6 +522,11 @@ impl Db {
     /// Seal a value for this purpose.
     pub(crate) fn seal_secret(&self, context: &str, plaintext: &Secret) -> String {
         self.secrets.seal(context, plaintext.expose())
+    }
+
+    /// The box that seals secrets.
+    pub(crate) fn secrets(&self) -> &SecretBox {
+        &self.secrets
     }
 
     /// Every row of every table as text, in a stable order: for tests that check a refused
