@@ -52,6 +52,7 @@ pub struct Host {
     state: AppState,
     plugin_dir: std::path::PathBuf,
     engine: Option<Arc<SyncEngine>>,
+    http: crate::config::HttpConfig,
 }
 
 impl std::fmt::Debug for Host {
@@ -109,6 +110,7 @@ impl Host {
             state,
             plugin_dir: config.plugin_dir,
             engine,
+            http: config.http,
         })
     }
 
@@ -133,6 +135,7 @@ impl Host {
             state,
             plugin_dir,
             engine,
+            http,
         } = self;
         // One stop signal for the HTTP server and the sync workers.
         let stop = tokio_util::sync::CancellationToken::new();
@@ -167,7 +170,7 @@ impl Host {
                 }
             }
         };
-        let server = api::serve(listener, state, stop.clone().cancelled_owned());
+        let server = api::serve(listener, state, http, stop.clone().cancelled_owned());
         let (served, workers) = tokio::join!(server, loader);
         if let Some(workers) = workers {
             // The workers stop at their next batch boundary; what is unfinished stays queued.

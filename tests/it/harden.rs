@@ -15,7 +15,7 @@ use panelink::sync_port::{RecordChange, RecordedLink};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::harness::{Backend, LogCapture, NoSync, TEST_SECRET_KEY, TestDb, on_both};
 
@@ -23,6 +23,8 @@ on_both!(
     legacy_server_tokens_are_sealed_for_their_place_once,
     made_up_methods_and_paths_do_not_grow_metrics_or_logs,
     moving_a_server_needs_its_token_again,
+    slow_clients_are_cut_off,
+    connections_beyond_the_cap_are_turned_away,
     sign_in_stays_in_the_client_area,
 );
 
@@ -509,6 +511,136 @@ async fn legacy_server_tokens_are_sealed_for_their_place_once(backend: Backend) 
     assert!(!refused.contains("LEGACYTOKEN"));
     raw.close().await;
     db.close().await;
+}
+
+/// Read until the server closes the connection; what it sent, or `None` when it stayed open
+/// past the bound.
+async fn until_closed(stream: &mut TcpStream) -> Option<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(BOUND, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    closed
+        .is_ok()
+        .then(|| String::from_utf8_lossy(&got).into_owned())
+}
+
+async fn slow_clients_are_cut_off(backend: Backend) {
+    let live = Live::start(backend, |l| {
+        l.http_header_timeout = Some(1);
+        l.http_body_timeout = Some(1);
+        l.http_idle_timeout = Some(1);
+    })
+    .await;
+    // Half a request header.
+    let mut half = TcpStream::connect(live.addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut half).await;
+    assert!(answer.is_some(), "half a header kept the connection open");
+    // Half a body.
+    let mut slow_body = TcpStream::connect(live.addr).await.unwrap();
+    slow_body
+        .write_all(
+            format!(
+                "POST /api/v1/roles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"name\":",
+                live.admin
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answer = until_closed(&mut slow_body)
+        .await
+        .expect("half a body kept the connection open");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // An idle keep-alive connection.
+    let mut idle = TcpStream::connect(live.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut idle)
+        .await
+        .expect("an idle connection stayed open");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Ordinary requests are unaffected (a new connection each).
+    let (status, _) = live.call(&live.admin, "GET", "/api/v1/roles", None).await;
+    assert_eq!(status, StatusCode::OK);
+    live.stop().await;
+}
+
+/// A connection that was served a `/healthz` and stays open; `None` when it was turned away.
+async fn served_connection(addr: SocketAddr) -> Option<TcpStream> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(BOUND, stream.read(&mut buf))
+        .await
+        .expect("an answer or a close")
+        .unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    if head.starts_with("HTTP/1.1 200") {
+        return Some(stream);
+    }
+    assert!(
+        n == 0 || head.starts_with("HTTP/1.1 503"),
+        "neither served nor turned away: {head}"
+    );
+    None
+}
+
+async fn connections_beyond_the_cap_are_turned_away(backend: Backend) {
+    let live = Live::start(backend, |l| l.http_max_connections = Some(2)).await;
+    // Two connections held open (a closed one frees its slot a moment after it closes).
+    let mut held = Vec::new();
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while held.len() < 2 {
+        match served_connection(live.addr).await {
+            Some(stream) => held.push(stream),
+            None => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no free slot for the first two connections"
+            ),
+        }
+    }
+    // A third is answered 503 and closed.
+    let mut third = TcpStream::connect(live.addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let answer = until_closed(&mut third)
+        .await
+        .expect("the third connection was neither served nor closed");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    // A slot frees up when a connection ends.
+    drop(held);
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let ok = live
+            .http
+            .get(format!("{}/healthz", live.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ok {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no slot freed up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    live.stop().await;
 }
 
 async fn sign_in_stays_in_the_client_area(backend: Backend) {

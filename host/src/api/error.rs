@@ -35,7 +35,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// `unauthorized`, `forbidden`, `not_found`, `conflict`, `validation_failed`,
-    /// `payload_too_large`, `bad_request`, `method_not_allowed`, `unavailable`, `internal`.
+    /// `payload_too_large`, `bad_request`, `method_not_allowed`, `request_timeout`,
+    /// `unavailable`, `internal`.
     pub code: String,
     /// A sentence for people.
     pub message: String,
@@ -135,6 +136,15 @@ impl ApiError {
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "This method is not allowed on this path.",
+        )
+    }
+
+    /// 408: the request's body did not arrive in time.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "The request body did not arrive in time.",
         )
     }
 

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -29,6 +30,26 @@ pub const MAX_SERIES: usize = 2000;
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<Requests>,
+    connections: Connections,
+}
+
+/// Counters of the HTTP server's connections (see `api::conn`).
+#[derive(Debug, Default)]
+struct Connections {
+    open: AtomicU64,
+    refused: AtomicU64,
+    header_timeouts: AtomicU64,
+    idle_timeouts: AtomicU64,
+}
+
+/// An open connection, counted until dropped.
+#[derive(Debug)]
+pub(crate) struct OpenConnection<'a>(&'a AtomicU64);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -62,6 +83,27 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
 }
 
 impl Metrics {
+    /// A connection is served; counted open until the guard drops.
+    pub(crate) fn connection_opened(&self) -> OpenConnection<'_> {
+        self.connections.open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(&self.connections.open)
+    }
+
+    /// A connection beyond the cap was turned away.
+    pub(crate) fn connection_refused(&self) {
+        self.connections.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection was closed by a timeout (`header_timeout` or `idle_timeout`).
+    pub(crate) fn connection_timed_out(&self, why: &str) {
+        let counter = if why == "idle_timeout" {
+            &self.connections.idle_timeouts
+        } else {
+            &self.connections.header_timeouts
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn record(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
         let mut requests = self.requests.lock().expect("metrics lock poisoned");
         let key = (method, route.to_owned(), status);
@@ -144,6 +186,49 @@ impl Metrics {
             "# TYPE panelink_http_requests_unlabelled_total counter"
         );
         let _ = writeln!(out, "panelink_http_requests_unlabelled_total {unlabelled}");
+        let c = &self.connections;
+        let _ = writeln!(
+            out,
+            "# HELP panelink_http_connections_open HTTP connections being served."
+        );
+        let _ = writeln!(out, "# TYPE panelink_http_connections_open gauge");
+        let _ = writeln!(
+            out,
+            "panelink_http_connections_open {}",
+            c.open.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP panelink_http_connections_refused_total Connections turned away at the \
+             connection cap (http_max_connections)."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE panelink_http_connections_refused_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "panelink_http_connections_refused_total {}",
+            c.refused.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP panelink_http_connections_timed_out_total Connections closed by a timeout."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE panelink_http_connections_timed_out_total counter"
+        );
+        for (reason, counter) in [
+            ("header_timeout", &c.header_timeouts),
+            ("idle_timeout", &c.idle_timeouts),
+        ] {
+            let _ = writeln!(
+                out,
+                "panelink_http_connections_timed_out_total{{reason=\"{reason}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
         out
     }
 }
