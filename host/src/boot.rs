@@ -40,7 +40,8 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
         .context("setting up the secret key")?;
     let db = Db::connect(&config.database_url, Arc::new(secrets))
         .await
-        .with_context(|| format!("connecting to {}", redact_url(&config.database_url)))?;
+        .with_context(|| format!("connecting to {}", redact_url(&config.database_url)))?
+        .with_admin_token_ttl(config.admin_token_ttl);
     db.migrate().await.context("applying migrations")?;
     Ok(db)
 }

@@ -23,6 +23,8 @@ on_both!(
     legacy_server_tokens_are_sealed_for_their_place_once,
     made_up_methods_and_paths_do_not_grow_metrics_or_logs,
     moving_a_server_needs_its_token_again,
+    admins_grant_only_what_they_hold,
+    admin_tokens_are_listed_rotated_revoked_and_expire,
     slow_clients_are_cut_off,
     connections_beyond_the_cap_are_turned_away,
     sign_in_stays_in_the_client_area,
@@ -511,6 +513,250 @@ async fn legacy_server_tokens_are_sealed_for_their_place_once(backend: Backend) 
     assert!(!refused.contains("LEGACYTOKEN"));
     raw.close().await;
     db.close().await;
+}
+
+async fn admins_grant_only_what_they_hold(backend: Backend) {
+    let live = Live::start(backend, |_| {}).await;
+    let (manager_id, manager) = live.admin_with("Admin managers", &["manage_admins"]).await;
+    let (servers_id, _) = live.admin_with("Server admins", &["manage_servers"]).await;
+    let forbidden = async |method: &str, path: &str, body: Value| {
+        let (status, answer) = live.call(&manager, method, path, Some(body.clone())).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("forbidden")),
+            "{method} {path} {body}: {answer}"
+        );
+    };
+    // No admin with a role above one's own, no role with permissions one lacks.
+    forbidden(
+        "POST",
+        "/api/v1/admins",
+        json!({"email": "boss@example.com", "role": "Full Administrator"}),
+    )
+    .await;
+    forbidden(
+        "POST",
+        "/api/v1/roles",
+        json!({"name": "Bigger", "permissions": ["manage_admins", "manage_servers"]}),
+    )
+    .await;
+    forbidden(
+        "POST",
+        "/api/v1/admins",
+        json!({"email": "servers2@example.com", "role": "Server admins"}),
+    )
+    .await;
+    // Nor a move of oneself or of another admin into a bigger role, nor a token for someone
+    // who holds more.
+    forbidden(
+        "PATCH",
+        &format!("/api/v1/admins/{manager_id}"),
+        json!({"role": "Full Administrator"}),
+    )
+    .await;
+    forbidden(
+        "PATCH",
+        &format!("/api/v1/admins/{servers_id}"),
+        json!({"role": "Admin managers"}),
+    )
+    .await;
+    forbidden("POST", "/api/v1/admins/1/tokens", json!({})).await;
+    forbidden("PATCH", "/api/v1/admins/1", json!({"active": false})).await;
+    // What one holds can be granted.
+    let (status, answer) = live
+        .call(
+            &manager,
+            "POST",
+            "/api/v1/roles",
+            Some(json!({"name": "Junior managers", "permissions": ["manage_admins"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (status, answer) = live
+        .call(
+            &manager,
+            "POST",
+            "/api/v1/admins",
+            Some(json!({"email": "junior@example.com", "role": "Junior managers"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    // Nobody edits their own role, not even a Full Administrator.
+    let (status, answer) = live
+        .call(
+            &live.admin,
+            "PATCH",
+            "/api/v1/admins/1",
+            Some(json!({"role": "Admin managers"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    // The last Full Administrator stays.
+    for (method, body) in [("PATCH", Some(json!({"active": false}))), ("DELETE", None)] {
+        let (status, answer) = live
+            .call(&live.admin, method, "/api/v1/admins/1", body)
+            .await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("conflict")),
+            "{method}: {answer}"
+        );
+    }
+    // With a second one, the first may go; the second is then the last.
+    let second = live
+        .ok(
+            "POST",
+            "/api/v1/admins",
+            json!({"email": "second@example.com", "role": "Full Administrator"}),
+        )
+        .await;
+    let second_token = second["token"].as_str().unwrap().to_owned();
+    let (status, answer) = live
+        .call(
+            &second_token,
+            "PATCH",
+            "/api/v1/admins/1",
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["active"], false);
+    let (status, _) = live.call(&live.admin, "GET", "/api/v1/admins", None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a deactivated admin is out"
+    );
+    let second_id = second["id"].as_i64().unwrap();
+    let (status, answer) = live
+        .call(
+            &second_token,
+            "DELETE",
+            &format!("/api/v1/admins/{second_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (_, audit) = live.call(&second_token, "GET", "/api/v1/audit", None).await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"admin.deactivate"), "{actions:?}");
+    live.stop().await;
+}
+
+async fn admin_tokens_are_listed_rotated_revoked_and_expire(backend: Backend) {
+    let live = Live::start(backend, |l| l.admin_token_ttl = Some(3600)).await;
+    let (id, token) = live.admin_with("Server admins", &["manage_servers"]).await;
+    let tokens_path = format!("/api/v1/admins/{id}/tokens");
+    let (_, listed) = live.call(&live.admin, "GET", &tokens_path, None).await;
+    let first = &listed["tokens"][0];
+    assert_eq!(listed["tokens"].as_array().unwrap().len(), 1, "{listed}");
+    assert!(first["last_used_at"].is_null(), "{listed}");
+    assert!(first["expires_at"].is_string(), "{listed}");
+    let token_id = first["id"].as_i64().unwrap();
+    assert!(
+        !listed.to_string().contains(&token),
+        "no token is shown again"
+    );
+
+    let (status, _) = live.call(&token, "GET", "/api/v1/servers", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = live.call(&live.admin, "GET", &tokens_path, None).await;
+    assert!(listed["tokens"][0]["last_used_at"].is_string(), "{listed}");
+
+    // Rotation: a new token, the old one stops at once.
+    let (status, rotated) = live
+        .call(
+            &live.admin,
+            "POST",
+            &format!("{tokens_path}/{token_id}/rotate"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    let new_token = rotated["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        live.call(&token, "GET", "/api/v1/servers", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        live.call(&new_token, "GET", "/api/v1/servers", None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // Revocation.
+    let new_id = rotated["id"].as_i64().unwrap();
+    let (status, _) = live
+        .call(
+            &live.admin,
+            "DELETE",
+            &format!("{tokens_path}/{new_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        live.call(&new_token, "GET", "/api/v1/servers", None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    // A fresh one; deactivation shuts it out until reactivation.
+    let (status, issued) = live.call(&live.admin, "POST", &tokens_path, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let issued = issued["token"].as_str().unwrap().to_owned();
+    let admin_path = format!("/api/v1/admins/{id}");
+    live.ok("PATCH", &admin_path, json!({"active": false}))
+        .await;
+    assert_eq!(
+        live.call(&issued, "GET", "/api/v1/servers", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    live.ok("PATCH", &admin_path, json!({"active": true})).await;
+    assert_eq!(
+        live.call(&issued, "GET", "/api/v1/servers", None).await.0,
+        StatusCode::OK
+    );
+    let (_, audit) = live.call(&live.admin, "GET", "/api/v1/audit", None).await;
+    let audit_text = audit.to_string();
+    for action in [
+        "admin_token.rotate",
+        "admin_token.revoke",
+        "admin_token.create",
+        "admin.deactivate",
+        "admin.activate",
+    ] {
+        assert!(audit_text.contains(action), "{action} in {audit_text}");
+    }
+    for secret in [&token, &new_token, &issued] {
+        assert!(!audit_text.contains(secret.as_str()));
+    }
+    live.stop().await;
+
+    // Tokens expire admin_token_ttl after they are issued.
+    let live = Live::start(backend, |l| l.admin_token_ttl = Some(1)).await;
+    let (_, short_lived) = live.admin_with("Server admins", &["manage_servers"]).await;
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let (status, _) = live
+            .call(&short_lived, "GET", "/api/v1/servers", None)
+            .await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the token did not expire"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    live.stop().await;
 }
 
 /// Read until the server closes the connection; what it sent, or `None` when it stayed open

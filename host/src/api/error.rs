@@ -73,6 +73,15 @@ impl ApiError {
         )
     }
 
+    /// 403: the admin may not do this, for the reason given.
+    pub fn forbidden_because(reason: &str) -> Self {
+        let mut message = reason.to_owned();
+        if let Some(first) = message.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        Self::new(StatusCode::FORBIDDEN, "forbidden", format!("{message}."))
+    }
+
     /// 404.
     pub fn not_found(what: &str) -> Self {
         let mut what = what.to_owned();
@@ -194,6 +203,7 @@ impl From<storage::Error> for ApiError {
         match e {
             storage::Error::NotFound(what) => ApiError::not_found(what),
             storage::Error::Conflict(message) => ApiError::conflict(message),
+            storage::Error::Forbidden(reason) => ApiError::forbidden_because(&reason),
             storage::Error::TokenRequired => ApiError::invalid_field(
                 "api_token",
                 "required when hostname, port or secure change: the stored token was given for \

@@ -54,7 +54,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use crate::adapter::Secret;
 use crate::crypto::SecretBox;
 
-pub use admins::{Admin, AuditEntry, Principal, Role};
+pub use admins::{Admin, AdminPatch, AdminToken, AuditEntry, Principal, Role};
 pub use apps::{Application, LogEntry, NewLogEntry};
 pub use clients::{
     Client, ClientPatch, ClientUser, NewClient, NewService, Service, ServiceFilter, ServicePatch,
@@ -73,6 +73,9 @@ pub enum Error {
     /// The thing (named) does not exist.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The acting admin may not do this (a permission they do not hold, their own role).
+    #[error("{0}")]
+    Forbidden(String),
     /// The change conflicts with stored data (a duplicate, or something still in use).
     #[error("{0}")]
     Conflict(String),
@@ -169,6 +172,8 @@ pub struct Db {
     sso_writes: Arc<writer::Writer<sso::SsoWrite>>,
     /// Where write transactions begin (see [`WriteTurn`]).
     write_turn: WriteTurn,
+    /// Lifetime of the admin API tokens it issues; `None`: no expiry.
+    admin_token_ttl: Option<Duration>,
 }
 
 /// Where this process's write transactions begin. On SQLite: one connection that every write
@@ -450,6 +455,7 @@ impl Db {
             secrets,
             sso_writes: Arc::default(),
             write_turn,
+            admin_token_ttl: Some(crate::config::DEFAULT_ADMIN_TOKEN_TTL),
         })
     }
 
