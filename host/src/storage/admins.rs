@@ -251,7 +251,7 @@ fn may_act_on(held: Option<&BTreeSet<Permission>>, target: &Target) -> Result<()
 /// Serialize the changes that could leave no active Full Administrator: on PostgreSQL a lock
 /// on the built-in role's row (SQLite's write transactions already take turns).
 async fn lock_full_administrators(tx: &mut WriteTx) -> Result<()> {
-    if super::backend_of(&**tx) == Backend::Postgres {
+    if super::backend_of(tx) == Backend::Postgres {
         sqlx::query("SELECT id FROM roles WHERE builtin = TRUE FOR UPDATE")
             .fetch_all(&mut **tx)
             .await?;
