@@ -42,6 +42,63 @@ pub struct LinkSpec {
     pub destination: String,
 }
 
+/// An HTTP method a plugin may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HttpMethod {
+    /// GET
+    Get,
+    /// POST
+    Post,
+}
+
+impl HttpMethod {
+    /// The method's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+        }
+    }
+}
+
+/// How one request carries several panel calls, and the calls a plugin may make in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tunnel {
+    /// WHM API 1 `batch`: `command=<function>?<query>` fields; the functions allowed.
+    WhmBatch(Vec<String>),
+    /// An XML packet (Plesk's XML API); the `operator/operation`s allowed. Declarable, not yet
+    /// checked: the runtime refuses a plugin declaring one.
+    XmlPacket(Vec<String>),
+}
+
+impl Tunnel {
+    /// The protocol's name as the API spells it.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            Tunnel::WhmBatch(_) => "whm-batch",
+            Tunnel::XmlPacket(_) => "xml-packet",
+        }
+    }
+
+    /// The calls allowed inside.
+    pub fn calls(&self) -> &[String] {
+        match self {
+            Tunnel::WhmBatch(calls) | Tunnel::XmlPacket(calls) => calls,
+        }
+    }
+}
+
+/// One kind of request a plugin declares it sends to its panel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedRequest {
+    /// The method.
+    pub method: HttpMethod,
+    /// The exact URL path, e.g. `/json-api/applist`.
+    pub path: String,
+    /// `None`: the path names the one call; otherwise the calls the request may tunnel.
+    pub calls: Option<Tunnel>,
+}
+
 /// A plugin's self-description.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Description {
@@ -57,6 +114,8 @@ pub struct Description {
     pub contract_version: String,
     /// Supported links in default display order.
     pub links: Vec<LinkSpec>,
+    /// Every request the plugin may send to its panel (checked at load, enforced per request).
+    pub allowed_requests: Vec<AllowedRequest>,
 }
 
 /// A secret that never prints itself.

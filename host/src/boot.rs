@@ -26,7 +26,7 @@ use crate::sync_port::Events;
 /// What a host is built with besides its configuration.
 #[derive(Default)]
 pub struct Options {
-    /// Plugin runtime limits.
+    /// Plugin runtime limits ([`serve`] takes them from the configuration: [`runtime_config`]).
     pub runtime: RuntimeConfig,
     /// A stand-in for the sync engine (tests); `None`: the real engine, started with the host.
     pub sync: Option<Arc<dyn SyncRequests>>,
@@ -88,6 +88,8 @@ impl Host {
                         destinations: config.sso.destinations.clone(),
                         workers: config.sync_workers,
                         drift_interval: config.sync_drift_interval,
+                        retry_window: config.sync_retry_window,
+                        failed_retry_interval: config.sync_failed_retry_interval,
                         ..SyncConfig::default()
                     },
                 ));
@@ -186,18 +188,26 @@ impl Host {
     }
 }
 
+/// The plugin runtime a configuration asks for: its plugin call limits
+/// (`plugin_call_timeout`, `plugin_max_host_calls`), compiled components cached next to the key
+/// file (so restarts skip compilation), the other limits at their defaults.
+pub fn runtime_config(config: &Config) -> RuntimeConfig {
+    RuntimeConfig {
+        wall_deadline: config.plugin_call_timeout,
+        max_host_calls: config.plugin_max_host_calls,
+        // wasmtime wants an absolute cache path.
+        cache_dir: std::path::absolute(config.data_dir.join("wasm-cache")).ok(),
+        ..RuntimeConfig::default()
+    }
+}
+
 /// Run the host with this configuration until `shutdown` resolves.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    // Compiled components are cached next to the key file, so restarts skip compilation.
     let options = Options {
-        runtime: RuntimeConfig {
-            // wasmtime wants an absolute cache path.
-            cache_dir: std::path::absolute(config.data_dir.join("wasm-cache")).ok(),
-            ..RuntimeConfig::default()
-        },
+        runtime: runtime_config(&config),
         ..Options::default()
     };
     Host::start(config, options).await?.run(shutdown).await

@@ -93,7 +93,9 @@ impl Catalog {
             .insert(plugin.digest.clone(), plugin.clone());
     }
 
-    fn compiled(&self, digest: &str) -> Option<Arc<Plugin>> {
+    /// The compiled version of this digest, when this process has loaded it (every directory
+    /// plugin, every active version and every upload since start).
+    pub fn compiled(&self, digest: &str) -> Option<Arc<Plugin>> {
         self.loaded
             .lock()
             .expect("catalog lock poisoned")

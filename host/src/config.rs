@@ -13,11 +13,19 @@
 //! - `sync_workers`: servers the sync engine of this host works on at once (default 16);
 //! - `sync_drift_interval`: seconds between drift checks, which list every account's links
 //!   and repair differences (default 21600, six hours; 0 turns it off);
+//! - `sync_retry_window`: seconds a server may go on failing transiently without progress
+//!   before its part of a sync fails (default 900);
+//! - `sync_failed_retry_interval`: seconds between automatic retries of servers whose last
+//!   sync failed (default 600; 0 turns them off);
 //! - `sso_token_ttl`: lifetime of a single sign-on access token in seconds (default 60);
 //! - `portal_session_ttl`: lifetime of a client portal session in seconds (default 28800);
 //! - `sso_rate_limit_per_address` / `sso_rate_limit_per_credential`: token requests a minute one
 //!   source address (default 6000) / one link credential (default 60) may make; 0 turns the
 //!   limit off;
+//! - `plugin_call_timeout`: wall-clock seconds one plugin call may take, panel requests and
+//!   waits included (default 300; a plugin's `describe` at load gets at most 10 of them);
+//! - `plugin_max_host_calls`: calls into the host (panel requests, log lines, WASI calls) one
+//!   plugin call may make (default 5000);
 //! - `sso_destinations`: client-area paths per scope overriding the plugins' defaults, a TOML
 //!   table (`"clientarea:invoices" = "/billing/invoices"`) or, in the environment, whitespace
 //!   separated `scope=path` pairs; `{service_id}` is filled in. Each must be a path starting with
@@ -116,6 +124,10 @@ pub struct Layer {
     pub sync_workers: Option<u64>,
     /// `sync_drift_interval` (seconds, 0: off).
     pub sync_drift_interval: Option<u64>,
+    /// `sync_retry_window` (seconds).
+    pub sync_retry_window: Option<u64>,
+    /// `sync_failed_retry_interval` (seconds, 0: off).
+    pub sync_failed_retry_interval: Option<u64>,
     /// `sso_token_ttl` (seconds).
     pub sso_token_ttl: Option<u64>,
     /// `portal_session_ttl` (seconds).
@@ -136,6 +148,10 @@ pub struct Layer {
     pub http_idle_timeout: Option<u64>,
     /// `http_max_connections`.
     pub http_max_connections: Option<u64>,
+    /// `plugin_call_timeout` (seconds).
+    pub plugin_call_timeout: Option<u64>,
+    /// `plugin_max_host_calls`.
+    pub plugin_max_host_calls: Option<u64>,
 }
 
 impl Layer {
@@ -181,6 +197,13 @@ impl Layer {
                     layer.sync_drift_interval =
                         Some(parse_env_number("sync_drift_interval", &value)?)
                 }
+                "SYNC_RETRY_WINDOW" => {
+                    layer.sync_retry_window = Some(parse_env_number("sync_retry_window", &value)?)
+                }
+                "SYNC_FAILED_RETRY_INTERVAL" => {
+                    layer.sync_failed_retry_interval =
+                        Some(parse_env_number("sync_failed_retry_interval", &value)?)
+                }
                 "SSO_TOKEN_TTL" => {
                     layer.sso_token_ttl = Some(parse_env_number("sso_token_ttl", &value)?)
                 }
@@ -215,6 +238,14 @@ impl Layer {
                     layer.http_max_connections =
                         Some(parse_env_number("http_max_connections", &value)?)
                 }
+                "PLUGIN_CALL_TIMEOUT" => {
+                    layer.plugin_call_timeout =
+                        Some(parse_env_number("plugin_call_timeout", &value)?)
+                }
+                "PLUGIN_MAX_HOST_CALLS" => {
+                    layer.plugin_max_host_calls =
+                        Some(parse_env_number("plugin_max_host_calls", &value)?)
+                }
                 // Other PANELINK_* variables (e.g. the test suite's) are not configuration.
                 _ => {}
             }
@@ -238,6 +269,10 @@ impl Layer {
             max_plugin_bytes: over.max_plugin_bytes.or(self.max_plugin_bytes),
             sync_workers: over.sync_workers.or(self.sync_workers),
             sync_drift_interval: over.sync_drift_interval.or(self.sync_drift_interval),
+            sync_retry_window: over.sync_retry_window.or(self.sync_retry_window),
+            sync_failed_retry_interval: over
+                .sync_failed_retry_interval
+                .or(self.sync_failed_retry_interval),
             sso_token_ttl: over.sso_token_ttl.or(self.sso_token_ttl),
             portal_session_ttl: over.portal_session_ttl.or(self.portal_session_ttl),
             sso_rate_limit_per_address: over
@@ -252,6 +287,8 @@ impl Layer {
             http_body_timeout: over.http_body_timeout.or(self.http_body_timeout),
             http_idle_timeout: over.http_idle_timeout.or(self.http_idle_timeout),
             http_max_connections: over.http_max_connections.or(self.http_max_connections),
+            plugin_call_timeout: over.plugin_call_timeout.or(self.plugin_call_timeout),
+            plugin_max_host_calls: over.plugin_max_host_calls.or(self.plugin_max_host_calls),
         }
     }
 }
@@ -463,12 +500,20 @@ pub struct Config {
     pub sync_workers: usize,
     /// Interval of the drift check; `None`: off.
     pub sync_drift_interval: Option<Duration>,
+    /// How long a server may fail transiently without progress before its unit fails.
+    pub sync_retry_window: Duration,
+    /// Interval of the automatic retry of failed servers; `None`: off.
+    pub sync_failed_retry_interval: Option<Duration>,
     /// Single sign-on and client portal settings.
     pub sso: SsoConfig,
     /// How long an admin API token is valid after it is issued; `None`: no expiry.
     pub admin_token_ttl: Option<Duration>,
     /// Limits of the HTTP server on its connections.
     pub http: HttpConfig,
+    /// Wall-clock time one plugin call may take.
+    pub plugin_call_timeout: Duration,
+    /// Calls into the host one plugin call may make.
+    pub plugin_max_host_calls: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -494,9 +539,16 @@ impl std::fmt::Debug for Config {
             .field("max_plugin_bytes", &self.max_plugin_bytes)
             .field("sync_workers", &self.sync_workers)
             .field("sync_drift_interval", &self.sync_drift_interval)
+            .field("sync_retry_window", &self.sync_retry_window)
+            .field(
+                "sync_failed_retry_interval",
+                &self.sync_failed_retry_interval,
+            )
             .field("sso", &self.sso)
             .field("admin_token_ttl", &self.admin_token_ttl)
             .field("http", &self.http)
+            .field("plugin_call_timeout", &self.plugin_call_timeout)
+            .field("plugin_max_host_calls", &self.plugin_max_host_calls)
             .finish()
     }
 }
@@ -602,9 +654,34 @@ impl Config {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
             },
+            sync_retry_window: Duration::from_secs(layer.sync_retry_window.unwrap_or(900)),
+            sync_failed_retry_interval: match layer.sync_failed_retry_interval.unwrap_or(600) {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
             sso,
             admin_token_ttl,
             http,
+            plugin_call_timeout: match layer.plugin_call_timeout {
+                None => Duration::from_secs(300),
+                Some(secs @ 1..=86_400) => Duration::from_secs(secs),
+                Some(_) => {
+                    return Err(Error::Invalid {
+                        key: "plugin_call_timeout",
+                        message: "must be between 1 and 86400 seconds".into(),
+                    });
+                }
+            },
+            plugin_max_host_calls: match layer.plugin_max_host_calls {
+                None => 5000,
+                Some(n @ 1..=1_000_000) => n as u32,
+                Some(_) => {
+                    return Err(Error::Invalid {
+                        key: "plugin_max_host_calls",
+                        message: "must be between 1 and 1000000".into(),
+                    });
+                }
+            },
         })
     }
 }
@@ -753,6 +830,23 @@ mod tests {
         let c = Config::resolve([file]).unwrap();
         assert_eq!(c.http.idle_timeout, Duration::from_secs(9));
         assert_eq!(c.admin_token_ttl, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn plugin_limits_default_and_are_bounded() {
+        let c = Config::resolve([]).unwrap();
+        assert_eq!(c.plugin_call_timeout, Duration::from_secs(300));
+        assert_eq!(c.plugin_max_host_calls, 5000);
+        let env = Layer::from_env([
+            ("PANELINK_PLUGIN_CALL_TIMEOUT".into(), "20".into()),
+            ("PANELINK_PLUGIN_MAX_HOST_CALLS".into(), "100".into()),
+        ])
+        .unwrap();
+        let c = Config::resolve([env]).unwrap();
+        assert_eq!(c.plugin_call_timeout, Duration::from_secs(20));
+        assert_eq!(c.plugin_max_host_calls, 100);
+        assert!(Config::resolve([layer(|l| l.plugin_call_timeout = Some(0))]).is_err());
+        assert!(Config::resolve([layer(|l| l.plugin_max_host_calls = Some(0))]).is_err());
     }
 
     #[test]

@@ -6,10 +6,15 @@
 //! - [`storage`]: SQLite/PostgreSQL (the only module that writes SQL).
 //! - [`crypto`]: secrets at rest and API token hashing.
 //! - [`catalog`]: installed plugin versions and the active one per application.
-//! - [`sync_port`]: the seam between the admin API and the sync engine.
-//! - [`api`]: the admin API over HTTP (the only module that knows axum).
-//! - [`sso`]: single sign-on from the panels (`/oauth/token`, `/oauth/sso`) and the client
-//!   portal (`/portal`); HTTP-facing, so it uses axum too.
+//! - [`sync_port`]: the sync engine's vocabulary (changes, syncs, the record, events), shared
+//!   by `api`, `storage` and `sync` and depending on none of them.
+//! - [`sync`]: the sync engine: which work a change causes ([`sync::work_for`]), the one entry
+//!   point for a change ([`sync::SyncEngine::request`]), the workers that push it.
+//! - [`api`]: everything served over HTTP, and the only module that knows the web framework,
+//!   HTTP and JSON: the admin API, the single sign-on endpoints (`/oauth/token`, `/oauth/sso`)
+//!   and the client portal (`/portal`), its pages rendered with maud.
+//! - [`sso`]: single sign-on's and the portal's rules as plain Rust: which credential gets a
+//!   token, who a token signs in, rate limits, sessions, cookies and CSRF, who may change what.
 //! - [`config`], [`cli`], [`boot`]: configuration, the command line, start-up and shutdown.
 
 pub mod adapter;

@@ -153,6 +153,14 @@ pub enum Change {
         /// The server.
         server_id: i64,
     },
+    /// A server's last sync failed: it is tried again (the engine does this by itself, every
+    /// `failed_retry_interval`, so a panel that comes back converges without an admin).
+    ServerRetry {
+        /// The application.
+        application: String,
+        /// The server.
+        server_id: i64,
+    },
 }
 
 /// A change waiting in the outbox; hand it to [`crate::sync::SyncRequests::request`].
@@ -202,6 +210,10 @@ pub struct ServerProgress {
     pub total: u64,
     /// The last error on that server (kept after a retry succeeds, for the record).
     pub last_error: Option<String>,
+    /// Transient failures since the server's part last made progress.
+    pub attempts: i64,
+    /// While it waits to be retried: when the next attempt is due (ms since the epoch).
+    pub next_attempt_at: Option<i64>,
 }
 
 /// A sync with its per-server progress (`GET /syncs/{id}`).
@@ -220,8 +232,11 @@ pub struct Unit {
     pub application: String,
     /// Why the sync runs.
     pub kind: SyncKind,
-    /// Transient failures so far.
+    /// Transient failures since the unit last made progress.
     pub attempts: i64,
+    /// When the unit last made progress (or first failed); the engine's retry window counts
+    /// from here.
+    pub progress_at: Option<i64>,
 }
 
 /// A link the record says an account has on its panel.

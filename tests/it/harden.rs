@@ -948,6 +948,7 @@ async fn sign_in_stays_in_the_client_area(backend: Backend) {
             })],
             None,
             None,
+            &[],
         )
         .await
         .unwrap();

@@ -254,6 +254,14 @@ impl Drop for TestDb {
 pub const TEST_SECRET_KEY: &str = "panelink test secret key material 0123456789";
 
 /// A migrated database on `backend`.
+/// Another connection pool to a test database, as a second host would have.
+pub async fn connect(test_db: &TestDb) -> Db {
+    let secrets = SecretBox::from_material(TEST_SECRET_KEY).expect("secret box");
+    Db::connect(&test_db.url, Arc::new(secrets))
+        .await
+        .expect("connect")
+}
+
 pub async fn database(backend: Backend) -> (Db, TestDb) {
     let test_db = TestDb::migrated(backend).await;
     let secrets = SecretBox::from_material(TEST_SECRET_KEY).expect("secret box");
@@ -698,68 +706,53 @@ pub struct Fixtures {
     pub service_id: i64,
 }
 
-/// The routes `api.md` names (plus the documented extras), with the permission each needs.
+/// The routes `docs/api.md` documents for the admin API, with the permission each needs: every
+/// `` `METHOD /path` `` between its "Admin API" and "Single sign-on" headings, under the
+/// permission its `###` heading names in backticks (none under a heading that names none).
 pub fn documented_routes() -> HashMap<(&'static str, &'static str), Option<&'static str>> {
-    const ADMINS: Option<&str> = Some("manage_admins");
-    const SERVERS: Option<&str> = Some("manage_servers");
-    const CLIENTS: Option<&str> = Some("manage_clients");
-    const LINKS: Option<&str> = Some("configure_application_links");
-    const PLUGINS: Option<&str> = Some("manage_plugins");
-    HashMap::from([
-        (("GET", "/healthz"), None),
-        (("GET", "/readyz"), None),
-        (("GET", "/metrics"), None),
-        (("GET", "/api/v1/openapi.json"), None),
-        (("POST", "/api/v1/roles"), ADMINS),
-        (("GET", "/api/v1/roles"), ADMINS),
-        (("POST", "/api/v1/admins"), ADMINS),
-        (("GET", "/api/v1/admins"), ADMINS),
-        (("PATCH", "/api/v1/admins/{id}"), ADMINS),
-        (("DELETE", "/api/v1/admins/{id}"), ADMINS),
-        (("GET", "/api/v1/admins/{id}/tokens"), ADMINS),
-        (("POST", "/api/v1/admins/{id}/tokens"), ADMINS),
-        (
-            ("POST", "/api/v1/admins/{id}/tokens/{token_id}/rotate"),
-            ADMINS,
-        ),
-        (("DELETE", "/api/v1/admins/{id}/tokens/{token_id}"), ADMINS),
-        (("GET", "/api/v1/audit"), ADMINS),
-        (("POST", "/api/v1/servers"), SERVERS),
-        (("GET", "/api/v1/servers"), SERVERS),
-        (("GET", "/api/v1/servers/{id}"), SERVERS),
-        (("PATCH", "/api/v1/servers/{id}"), SERVERS),
-        (("DELETE", "/api/v1/servers/{id}"), SERVERS),
-        (("POST", "/api/v1/servers/{id}/check"), SERVERS),
-        (("POST", "/api/v1/clients"), CLIENTS),
-        (("GET", "/api/v1/clients"), CLIENTS),
-        (("GET", "/api/v1/clients/{id}"), CLIENTS),
-        (("PATCH", "/api/v1/clients/{id}"), CLIENTS),
-        (("POST", "/api/v1/clients/{id}/users"), CLIENTS),
-        (("GET", "/api/v1/clients/{id}/users"), CLIENTS),
-        (("PATCH", "/api/v1/clients/{id}/users/{user_id}"), CLIENTS),
-        (("GET", "/api/v1/clients/{id}/activity"), CLIENTS),
-        (("POST", "/api/v1/services"), CLIENTS),
-        (("GET", "/api/v1/services"), CLIENTS),
-        (("GET", "/api/v1/services/{id}"), CLIENTS),
-        (("PATCH", "/api/v1/services/{id}"), CLIENTS),
-        (("POST", "/api/v1/services/{id}/credential"), CLIENTS),
-        (("GET", "/api/v1/applications"), LINKS),
-        (("GET", "/api/v1/applications/{id}"), LINKS),
-        (("PATCH", "/api/v1/applications/{id}"), LINKS),
-        (("GET", "/api/v1/applications/{id}/links"), LINKS),
-        (("PUT", "/api/v1/applications/{id}/links"), LINKS),
-        (("GET", "/api/v1/applications/{id}/log"), LINKS),
-        (("POST", "/api/v1/applications/{id}/sync"), LINKS),
-        (("GET", "/api/v1/syncs/{id}"), LINKS),
-        (("GET", "/api/v1/events"), LINKS),
-        (("GET", "/api/v1/plugins"), PLUGINS),
-        (("POST", "/api/v1/plugins"), PLUGINS),
-        (
-            ("POST", "/api/v1/plugins/{name}/versions/{version}/activate"),
-            PLUGINS,
-        ),
-        (("POST", "/api/v1/plugins/{name}/rollback"), PLUGINS),
-    ])
+    static ROUTES: OnceLock<HashMap<(&'static str, &'static str), Option<&'static str>>> =
+        OnceLock::new();
+    ROUTES
+        .get_or_init(|| {
+            let path = panelink_tests::repo_root().join("docs/api.md");
+            let text: &'static str = Box::leak(
+                std::fs::read_to_string(&path)
+                    .expect("docs/api.md")
+                    .into_boxed_str(),
+            );
+            let start = text.find("\n## Admin API").expect("an Admin API section");
+            let end = text
+                .find("\n## Single sign-on")
+                .expect("a Single sign-on section");
+            let mut permission: Option<&'static str> = None;
+            let mut routes = HashMap::new();
+            for line in text[start..end].lines() {
+                if let Some(heading) = line.strip_prefix("### ") {
+                    permission = heading
+                        .split('`')
+                        .nth(1)
+                        .filter(|p| p.starts_with("manage_") || p.starts_with("configure_"));
+                    continue;
+                }
+                for (i, chunk) in line.split('`').enumerate() {
+                    if i % 2 == 0 {
+                        continue;
+                    }
+                    let Some((method, rest)) = chunk.split_once(' ') else {
+                        continue;
+                    };
+                    if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method) {
+                        continue;
+                    }
+                    let path = rest.split([' ', '?']).next().unwrap_or("");
+                    if path.starts_with('/') {
+                        routes.insert((method, path), permission);
+                    }
+                }
+            }
+            routes
+        })
+        .clone()
 }
 
 /// The OpenAPI document's operations: (method, path) → the permission its security names.

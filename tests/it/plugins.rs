@@ -381,3 +381,81 @@ async fn requests_to_one_server_take_turns_when_limited() {
         );
     }
 }
+
+/// Both plugins declare exactly the WHM functions they call: the four direct calls and `batch`
+/// with the four integration commands, all POSTed; a full round (check, provision with removals,
+/// list, deprovision) through the gate calls every one of them and nothing else.
+#[tokio::test]
+async fn the_plugins_declare_exactly_the_whm_functions_they_call() {
+    use panelink::adapter::{HttpMethod, Tunnel};
+
+    let direct = [
+        "applist",
+        "version",
+        "get_current_profile",
+        "list_integration_links",
+    ];
+    let batched = [
+        "create_integration_group",
+        "create_integration_link",
+        "remove_integration_link",
+        "remove_integration_group",
+    ];
+    let rt = runtime();
+    for (id, profile) in [("cpanel", Profile::Standard), ("wpsquared", Profile::Wp2)] {
+        let plugin = load(&rt, id).await;
+        let declared = &plugin.description.allowed_requests;
+        assert!(declared.iter().all(|r| r.method == HttpMethod::Post));
+        let mut paths: Vec<&str> = declared.iter().map(|r| r.path.as_str()).collect();
+        paths.sort_unstable();
+        let mut want: Vec<String> = direct
+            .iter()
+            .chain(["batch"].iter())
+            .map(|f| format!("/json-api/{f}"))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(paths, want, "{id}");
+        for request in declared {
+            match &request.calls {
+                None => assert_ne!(request.path, "/json-api/batch"),
+                Some(Tunnel::WhmBatch(functions)) => assert_eq!(functions, &batched, "{id}"),
+                Some(other) => panic!("{id}: {other:?}"),
+            }
+        }
+
+        let sim = sim(profile, 2).await;
+        let t = target(&sim);
+        let s = Settings::default();
+        let users: Vec<String> = sim.accounts().keys().cloned().collect();
+        assert!(
+            plugin
+                .check_server(&t)
+                .await
+                .expect("check")
+                .value
+                .supported
+        );
+        let links = pushes(&plugin.description, &[]);
+        let keep = links.len() - 1;
+        let mut batch = vec![work(&users[0], links.clone(), vec![])];
+        batch.push(work(
+            &users[1],
+            links[..keep].to_vec(),
+            vec![links[keep].scope.clone()],
+        ));
+        plugin.provision(&t, &s, batch).await.expect("provision");
+        plugin.list_links(&t, &s, &users[0]).await.expect("list");
+        plugin
+            .deprovision(&t, &s, &users)
+            .await
+            .expect("deprovision");
+        let called: BTreeSet<String> = sim.counters().calls.into_keys().collect();
+        let expected: BTreeSet<String> = direct
+            .iter()
+            .chain(&batched)
+            .chain(["batch"].iter())
+            .map(|f| (*f).to_owned())
+            .collect();
+        assert_eq!(called, expected, "{id}");
+    }
+}

@@ -48,6 +48,7 @@ on_both!(
     one_of_fifty_parallel_redemptions_wins,
     portal_owner_settings_and_users,
     token_endpoint_rate_limits,
+    a_link_signs_in_from_its_first_click,
 );
 
 /// Who puts the links on the panel.
@@ -378,7 +379,7 @@ impl World {
             })
             .collect();
         self.db
-            .record_changes("cpanel", self.server_id, &changes, None, None)
+            .record_changes("cpanel", self.server_id, &changes, None, None, &[])
             .await
             .unwrap();
         Account {
@@ -1690,4 +1691,84 @@ async fn token_endpoint_rate_limits(backend: Backend) {
         "another address"
     );
     db.close().await;
+}
+
+/// A customer clicks a link the panel already shows while the batch that creates it is still
+/// being written (so before the engine records it): the click signs them in.
+async fn a_link_signs_in_from_its_first_click(backend: Backend) {
+    let world = World::start(backend, Provisioning::Engine, |_| {}).await;
+    // Every panel command takes a while: a batch's first links are on the panel seconds before
+    // the batch answers and is recorded.
+    world.sim.set_command_latency(Duration::from_millis(300));
+    let links = cpanel_links(&[]);
+    let settings: Vec<Value> = links
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            json!({"scope": l.scope, "display_name": l.default_label,
+                             "enabled": i + 1 < links.len()})
+        })
+        .collect();
+    world
+        .admin_call(
+            "PUT",
+            "/api/v1/applications/cpanel/links",
+            json!({ "links": settings }),
+        )
+        .await;
+    let user = "early";
+    world.sim.add_account(user, "early.example");
+    let client = world
+        .admin_call(
+            "POST",
+            "/api/v1/clients",
+            json!({"name": "Early Ltd", "email": "early@example.com"}),
+        )
+        .await;
+    let service = world
+        .admin_call(
+            "POST",
+            "/api/v1/services",
+            json!({"client_id": client["id"], "server_id": world.server_id, "username": user,
+                   "domain": "early.example", "status": "active"}),
+        )
+        .await;
+    let service_id = service["id"].as_i64().unwrap();
+    let first = app_name(&links[0].scope);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while world.sim.link(user, &first).is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "no link appeared");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let recorded = |db: Db| async move {
+        let (_, links) = db.recorded_state(world.server_id, "cpanel").await.unwrap();
+        links.iter().filter(|l| l.service_id == service_id).count()
+    };
+    assert_eq!(recorded(world.db.clone()).await, 0, "already recorded");
+    let outcome = world.sim.click(user, &first).await.unwrap();
+    assert_eq!(
+        outcome.source,
+        RedirectSource::TokenEndpoint,
+        "{:?}",
+        outcome.token_error
+    );
+    // A scope this push does not carry is still refused with the same credential: the admin
+    // hid it before the push started.
+    let link = world.sim.link(user, &first).unwrap();
+    let hidden = &links[links.len() - 1].scope;
+    let query = format!(
+        "scope=clientarea%3Asso+{}&module=cpanel",
+        hidden.replace(':', "%3A")
+    );
+    let (status, body, _) = world
+        .token_request(
+            &query,
+            &[
+                ("subscriber_unique_id", link.subscriber_unique_id().unwrap()),
+                ("token", link.token().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    world.stop().await;
 }

@@ -268,8 +268,7 @@ async fn servers_in_use_cannot_be_deleted(backend: Backend) {
         |_, _| None,
     )
     .await
-    .unwrap()
-    .0;
+    .unwrap();
     db.delete_server(&actor, s.id).await.unwrap();
     assert!(matches!(
         db.server(s.id).await,
@@ -647,8 +646,7 @@ async fn changes_are_audited_without_secrets(backend: Backend) {
         |_, _, _| None,
     )
     .await
-    .unwrap()
-    .0;
+    .unwrap();
     let entries = db.audit_log(10).await.unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0].action, "server.update");
@@ -931,7 +929,7 @@ async fn account_record_survives_the_upgrade_and_applies_changes(backend: Backen
         },
     ];
     assert!(
-        db.record_changes("cpanel", 7, &changes, None, None)
+        db.record_changes("cpanel", 7, &changes, None, None, &[])
             .await
             .unwrap()
     );

@@ -14,7 +14,7 @@ use panelink::model::{
 use panelink::runtime::{Plugins, Runtime};
 use panelink::storage::{Actor, Db, NewClient, NewServer, NewService, ServicePatch};
 use panelink::sync::{SyncConfig, SyncEngine};
-use panelink::sync_port::{Change, ChangeId, Events, SyncKind, SyncState, SyncSummary};
+use panelink::sync_port::{Change, ChangeId, Event, Events, SyncKind, SyncState, SyncSummary};
 use tokio::sync::oneshot;
 
 use crate::harness::{Backend, TestDb, database, on_both};
@@ -48,7 +48,7 @@ fn config() -> SyncConfig {
         poll_interval: Duration::from_millis(50),
         retry_base: Duration::from_millis(20),
         retry_max: Duration::from_millis(200),
-        retry_budget: 4,
+        retry_window: Duration::from_secs(2),
         public_url: PUBLIC_URL.into(),
         client_area_url: format!("{PUBLIC_URL}/portal"),
         ..SyncConfig::default()
@@ -162,8 +162,13 @@ impl Fleet {
     }
 
     fn start(&mut self, config: SyncConfig) -> Arc<SyncEngine> {
+        self.start_on(self.db.clone(), config)
+    }
+
+    /// Start an engine on its own connection pool, as another host would.
+    fn start_on(&mut self, db: Db, config: SyncConfig) -> Arc<SyncEngine> {
         let engine = Arc::new(SyncEngine::new(
-            self.db.clone(),
+            db,
             self.plugins.clone(),
             Events::new(),
             config,
@@ -366,6 +371,9 @@ on_both!(
     drift_is_found_and_repaired,
     drift_check_leaves_a_server_another_host_holds_alone,
     a_change_saved_before_a_crash_is_pushed_after_restart,
+    a_steadily_flaky_panel_converges,
+    a_failed_server_is_retried_by_itself,
+    the_log_has_every_level_the_plugins_lines_and_each_warning_once,
 );
 
 async fn enable_gives_exactly_the_configured_links(backend: Backend) {
@@ -584,7 +592,7 @@ async fn transient_faults_converge_and_a_dead_server_fails_alone(backend: Backen
     fleet.sims[0].set_fault_rate(0.2);
     fleet.sims[2].set_down(true);
     let mut c = config();
-    c.retry_budget = 30;
+    c.retry_window = Duration::from_secs(5);
     fleet.start(c);
     let s = fleet.set_enabled(true).await;
     let done = fleet.finished(s.id).await;
@@ -652,9 +660,19 @@ async fn two_hosts_share_the_work_and_survive_one_dying() {
     c.workers = 2;
     c.batch_accounts = 1;
     c.per_server_concurrency = 1;
-    let a = fleet.start(c.clone());
+    let other_db = crate::harness::connect(&fleet._test_db).await;
+    let a = fleet.start_on(
+        other_db,
+        SyncConfig {
+            node_id: "host-a".into(),
+            ..c.clone()
+        },
+    );
     let running_a = fleet.engine.take().unwrap();
-    let b = fleet.start(c);
+    let b = fleet.start(SyncConfig {
+        node_id: "host-b".into(),
+        ..c
+    });
     let s = fleet.set_enabled(true).await;
     // Let both work a little, then kill A without a clean stop.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -674,6 +692,73 @@ async fn two_hosts_share_the_work_and_survive_one_dying() {
     // except the at most one batch per server A was in when it died.
     let total: u64 = fleet.calls("create_integration_link");
     assert!((24 * 14..=24 * 14 + 4 * 14).contains(&total), "{total}");
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn work_queued_through_one_host_is_shared_with_the_other() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let mut fleet = Fleet::new(backend, 4, 6, &[ServiceStatus::Active]).await;
+    for sim in &fleet.sims {
+        sim.set_request_latency(Duration::from_millis(20));
+    }
+    // Idle hosts would look for work only every minute: host A can only learn of the work
+    // host B queues by being told.
+    let host = |name: &str| SyncConfig {
+        batch_accounts: 1,
+        per_server_concurrency: 1,
+        poll_interval: Duration::from_secs(60),
+        lease: Duration::from_secs(30),
+        node_id: name.to_owned(),
+        ..config()
+    };
+    let other_db = crate::harness::connect(&fleet._test_db).await;
+    let a = fleet.start_on(other_db, host("host-a"));
+    let running_a = fleet.engine.take().unwrap();
+    let mut a_events = a.events().subscribe();
+    let b = fleet.start(host("host-b"));
+    // Both hosts are counted before the work is queued.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let live = fleet.db.live_hosts(0).await.unwrap();
+        if live == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "hosts: {live}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let s = fleet.set_enabled(true).await; // through B
+    let done = fleet.finished(s.id).await;
+    assert_eq!(done.state, SyncState::Completed, "{done:?}");
+    fleet.assert_exact(&defaults());
+    // Each host worked on its share of the four servers.
+    assert!(
+        a.batches_pushed() >= 6,
+        "host A pushed {}",
+        a.batches_pushed()
+    );
+    assert!(
+        b.batches_pushed() >= 6,
+        "host B pushed {}",
+        b.batches_pushed()
+    );
+    assert_eq!(a.batches_pushed() + b.batches_pushed(), 24);
+    // Host A's event stream carried the sync to its end, whichever host finished it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, a_events.recv()).await {
+            Ok(Ok(Event::Sync(summary))) if summary.id == s.id && summary.finished_at.is_some() => {
+                break;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("host A's events: {e}"),
+            Err(_) => panic!("host A never saw the sync finish"),
+        }
+    }
+    let _ = running_a.stop.send(());
+    running_a.task.await.unwrap();
     fleet.stop().await;
 }
 
@@ -872,5 +957,140 @@ async fn a_change_saved_before_a_crash_is_pushed_after_restart(backend: Backend)
     fleet.assert_exact(&defaults());
     // The outbox is empty: nothing is pushed twice.
     assert!(fleet.db.pending_changes(i64::MAX).await.unwrap().is_empty());
+    fleet.stop().await;
+}
+
+async fn a_steadily_flaky_panel_converges(backend: Backend) {
+    // One panel answers about one request in five with a fault of every kind (HTTP 500 before
+    // and after doing the work, a hang, a dropped connection), for the whole push.
+    let mut fleet = Fleet::new(backend, 1, 40, &[ServiceStatus::Active]).await;
+    let sim = &fleet.sims[0];
+    sim.set_fault_kinds(FaultKind::ALL);
+    sim.set_hang_for(Duration::from_millis(200));
+    sim.reseed(Some(11));
+    sim.set_fault_rate(0.2);
+    fleet.start(SyncConfig {
+        retry_window: Duration::from_secs(60),
+        batch_accounts: 1,
+        ..config()
+    });
+    let s = fleet.set_enabled(true).await;
+    let done = fleet.finished(s.id).await;
+    assert_eq!(done.state, SyncState::Completed, "{done:?}");
+    let faults = fleet.sims[0].faults_injected();
+    assert!(faults >= 4, "only {faults} faults");
+    fleet.assert_exact(&defaults());
+    fleet.stop().await;
+}
+
+async fn a_failed_server_is_retried_by_itself(backend: Backend) {
+    let mut fleet = Fleet::new(backend, 2, 3, &[ServiceStatus::Active]).await;
+    fleet.sims[1].set_down(true);
+    fleet.start(SyncConfig {
+        retry_base: Duration::from_millis(100),
+        retry_max: Duration::from_millis(100),
+        retry_window: Duration::from_secs(2),
+        failed_retry_interval: Some(Duration::from_millis(200)),
+        ..config()
+    });
+    let s = fleet.set_enabled(true).await;
+    // While it retries, the server shows as retrying: its attempts, the next one's time and
+    // the last error.
+    let down = fleet.server_ids[1];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let detail = fleet.db.sync_detail(s.id).await.unwrap().unwrap();
+        let p = detail.servers.iter().find(|p| p.server_id == down).unwrap();
+        if p.attempts > 0 && p.next_attempt_at.is_some() {
+            assert_eq!(p.state, SyncState::Queued);
+            assert!(p.last_error.is_some(), "{p:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{p:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Given up after the retry window.
+    let done = fleet.finished(s.id).await;
+    assert_eq!(done.state, SyncState::Failed, "{done:?}");
+    // The panel comes back; nobody asks for anything, and it converges.
+    fleet.sims[1].set_down(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while fleet.sims[1].link_count() < 3 * 14 {
+        assert!(tokio::time::Instant::now() < deadline, "never retried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let retry = fleet.db.latest_sync("cpanel").await.unwrap().unwrap();
+    assert_eq!(retry.kind, SyncKind::Repair);
+    fleet.finished(retry.id).await;
+    fleet.assert_exact(&defaults());
+    assert_eq!(
+        fleet.db.server(down).await.unwrap().sync_state.as_deref(),
+        Some("synced")
+    );
+    fleet.stop().await;
+}
+
+async fn the_log_has_every_level_the_plugins_lines_and_each_warning_once(backend: Backend) {
+    use panelink::adapter::LogLevel;
+    let mut fleet = Fleet::new(backend, 2, 2, &[ServiceStatus::Active]).await;
+    // Server 1 runs a cPanel too old for integration links.
+    fleet.sims[1].set_version("11.50.0.1");
+    fleet.start(config());
+    let s = fleet.set_enabled(true).await;
+    fleet.finished(s.id).await;
+    let log = fleet.db.log("cpanel").await.unwrap();
+    let has = |level: LogLevel, text: &str| {
+        log.iter()
+            .any(|e| e.level == level && e.message.contains(text))
+    };
+    assert!(has(LogLevel::Debug, "Attempting to enable"), "{log:#?}");
+    // The plugin's own `log.write` line about its WHM batch.
+    assert!(has(LogLevel::Debug, "sending WHM batch"), "{log:#?}");
+    assert!(
+        has(LogLevel::Info, "does not support Application Links"),
+        "{log:#?}"
+    );
+    assert!(has(LogLevel::Debug, "Process completed"), "{log:#?}");
+
+    // With no server left that supports them: the notice.
+    fleet.sims[0].set_version("11.50.0.1");
+    let repair = fleet.repair().await;
+    fleet.finished(repair.id).await;
+    let log = fleet.db.log("cpanel").await.unwrap();
+    assert!(
+        log.iter().any(
+            |e| e.level == LogLevel::Notice && e.message.contains("supports Application Links")
+        ),
+        "{log:#?}"
+    );
+
+    // An account that keeps failing the same way is logged once per operation, however many
+    // service syncs meet it.
+    fleet.sims[0].set_version(panel_sim::DEFAULT_VERSION);
+    let s = fleet.repair().await;
+    fleet.finished(s.id).await;
+    let (&service_id, (i, user, _)) = fleet
+        .services
+        .iter()
+        .find(|(_, (i, _, _))| *i == 0)
+        .unwrap();
+    assert!(fleet.sims[*i].remove_account(user));
+    // Each rotation of its credential re-pushes its links, and each meets the missing account.
+    for _ in 0..2 {
+        let (_, change) = fleet
+            .db
+            .rotate_live_credential(&Actor::system(), service_id)
+            .await
+            .unwrap();
+        let s = fleet.request(change).await;
+        let done = fleet.finished(s.id).await;
+        assert_eq!(done.state, SyncState::CompletedWithWarnings, "{done:?}");
+    }
+    let log = fleet.db.log("cpanel").await.unwrap();
+    let warnings = log
+        .iter()
+        .filter(|e| e.level == LogLevel::Warning && e.service_id == Some(service_id))
+        .count();
+    assert_eq!(warnings, 1, "{log:#?}");
     fleet.stop().await;
 }

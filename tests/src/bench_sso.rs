@@ -198,7 +198,7 @@ async fn fixtures(db: &Db) -> anyhow::Result<Vec<Link>> {
         )
         .await?
         .0;
-    db.set_application_enabled(&actor, "cpanel", true).await?.0;
+    db.set_application_enabled(&actor, "cpanel", true).await?;
     let mut links = Vec::with_capacity(SERVICES);
     for i in 0..SERVICES {
         let client = db
@@ -241,7 +241,7 @@ async fn fixtures(db: &Db) -> anyhow::Result<Vec<Link>> {
                 })
             })
             .collect();
-        db.record_changes("cpanel", server.id, &changes, None, None)
+        db.record_changes("cpanel", server.id, &changes, None, None, &[])
             .await?;
         links.push(Link {
             subscriber_id,

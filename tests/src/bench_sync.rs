@@ -173,8 +173,7 @@ pub async fn run() -> anyhow::Result<()> {
                 },
                 |_| None,
             )
-            .await?
-            .0;
+            .await?;
         }
         sims.push(sim);
     }

@@ -220,6 +220,10 @@ pub struct ServerProgressView {
     pub total: u64,
     /// The last error there.
     pub last_error: Option<String>,
+    /// Transient failures since this server's part last made progress.
+    pub attempts: i64,
+    /// While the server waits to be retried: when the next attempt is due (RFC 3339).
+    pub next_attempt_at: Option<String>,
 }
 
 /// A sync with its per-server progress.
@@ -258,6 +262,8 @@ impl From<SyncDetail> for SyncDetailView {
                     done: p.done,
                     total: p.total,
                     last_error: p.last_error,
+                    attempts: p.attempts,
+                    next_attempt_at: p.next_attempt_at.map(rfc3339),
                 })
                 .collect(),
         }

@@ -1,10 +1,12 @@
 //! Extractors whose rejections are the contract's error body: [`ApiJson`], [`ApiPath`],
 //! [`ApiQuery`], and [`Authorized`], which authenticates the bearer token and checks one
-//! permission before anything else of the request is looked at.
+//! permission before anything else of the request is looked at; and [`Source`], the connecting
+//! address, which never rejects.
 
 use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use bytes::Bytes;
@@ -85,7 +87,7 @@ pub struct ApiQuery<T>(pub T);
 
 /// A permission an endpoint needs, as a type (see [`Authorized`]).
 pub trait Need: Send + Sync + 'static {
-    /// The permission.
+    /// The permission the endpoint needs.
     const PERMISSION: Permission;
 }
 
@@ -120,7 +122,7 @@ needs! {
 /// the role lacks the permission.
 #[derive(Debug)]
 pub struct Authorized<N: Need> {
-    /// Who.
+    /// The admin the bearer token belongs to, with their role's permissions.
     pub principal: Principal,
     need: PhantomData<N>,
 }
@@ -153,5 +155,24 @@ impl<N: Need> FromRequestParts<AppState> for Authorized<N> {
             principal,
             need: PhantomData,
         })
+    }
+}
+
+/// The connecting address: `None` unless the server records it (`api::serve` does; an app
+/// driven without a listener, as in tests, does not). It feeds the single sign-on rate limits
+/// and the client activity log.
+#[derive(Debug, Clone, Copy)]
+pub struct Source(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Source(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        ))
     }
 }

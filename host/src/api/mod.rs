@@ -1,10 +1,11 @@
-//! The admin API over HTTP: the only module that knows axum, HTTP and JSON.
+//! Everything served over HTTP: the only module that knows axum, HTTP and JSON.
 //!
 //! [`app`] builds the whole router from an [`AppState`]: `/api/v1/*` (per `api.md`),
-//! `/healthz`, `/readyz`, `/metrics` and `/api/v1/openapi.json`, plus the routes of
-//! [`crate::sso`] (`/oauth/*`, `/portal/*`; not part of the OpenAPI document). Routes and their OpenAPI
-//! description come from one place: every handler carries a `#[utoipa::path]` and is mounted with
-//! `utoipa_axum::routes!`, so the document ([`openapi`]) always names exactly the routes served.
+//! `/healthz`, `/readyz`, `/metrics` and `/api/v1/openapi.json`, plus single sign-on
+//! ([`oauth`]: `/oauth/*`) and the client portal ([`portal`]: `/portal/*`), which are not part of
+//! the OpenAPI document. The admin API's routes and their OpenAPI description come from one
+//! place: every handler carries a `#[utoipa::path]` and is mounted with `utoipa_axum::routes!`,
+//! so the document ([`openapi`]) always names exactly the routes served.
 //! Each operation's required permission is its `security` requirement (`bearer: [<permission>]`),
 //! and the handler enforces the same one through its [`extract::Authorized`] argument, which runs
 //! before the body is read.
@@ -14,9 +15,12 @@
 //! field at once and changes nothing. Responses: view structs (`*View`) built from storage types;
 //! timestamps as RFC 3339 UTC. Errors: [`error::ApiError`], the contract's error body.
 //!
+//! Single sign-on and the portal keep their rules in [`crate::sso`]; [`oauth`] and [`portal`]
+//! only read requests and write answers. Pages are HTML rendered with maud through [`page`].
+//!
 //! Submodules: [`admins`] (roles, admins, audit), [`servers`], [`clients`] (clients, users,
 //! services), [`applications`] (apps, links, log, syncs, events), [`plugins`], [`ops`] (health,
-//! readiness, metrics, the OpenAPI document), [`metrics`].
+//! readiness, metrics, the OpenAPI document), [`metrics`], [`oauth`], [`portal`], [`page`].
 
 pub mod admins;
 pub mod applications;
@@ -25,8 +29,11 @@ mod conn;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod oauth;
 pub mod ops;
+pub mod page;
 pub mod plugins;
+pub mod portal;
 pub mod servers;
 
 use std::future::Future;
@@ -127,7 +134,7 @@ impl AppState {
         self
     }
 
-    /// Single sign-on settings and rate limits.
+    /// Single sign-on's settings and rate limits, which [`oauth`] and [`portal`] apply.
     pub fn sso(&self) -> &crate::sso::Sso {
         &self.inner.sso
     }
@@ -256,7 +263,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn app(state: AppState) -> Router {
     let (router, _doc) = router().split_for_parts();
     router
-        .merge(crate::sso::router())
+        .merge(oauth::router())
+        .merge(portal::router())
         .fallback(ops::fallback)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits().max_body_bytes))

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiPath, Authorized, ManagePlugins};
 use super::{AppState, rfc3339};
+use crate::adapter::AllowedRequest;
 use crate::storage::PluginVersion;
 
 /// A plugin version.
@@ -33,6 +34,59 @@ pub struct PluginView {
     pub size: i64,
     /// First installed.
     pub installed_at: String,
+    /// The requests the plugin declares it sends to its panel; the host refuses any other.
+    /// `null` when this host has not loaded the version (an inactive upload of an earlier run).
+    pub allowed_requests: Option<Vec<AllowedRequestView>>,
+}
+
+/// One kind of request a plugin may send to its panel.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AllowedRequestView {
+    /// `GET` or `POST`.
+    pub method: String,
+    /// The exact URL path, e.g. `/json-api/applist`.
+    pub path: String,
+    /// The calls the request may carry when it tunnels several (a WHM `batch`); `null` when
+    /// the path names the one call.
+    pub calls: Option<TunnelView>,
+}
+
+/// The calls one tunnelling request may carry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TunnelView {
+    /// `whm-batch` (or `xml-packet`).
+    pub protocol: String,
+    /// The functions (operations) allowed inside.
+    pub names: Vec<String>,
+}
+
+impl From<&AllowedRequest> for AllowedRequestView {
+    fn from(r: &AllowedRequest) -> Self {
+        Self {
+            method: r.method.as_str().to_owned(),
+            path: r.path.clone(),
+            calls: r.calls.as_ref().map(|t| TunnelView {
+                protocol: t.protocol().to_owned(),
+                names: t.calls().to_vec(),
+            }),
+        }
+    }
+}
+
+/// A version's view, with its declared requests when this host has it compiled.
+fn view(state: &AppState, version: PluginVersion) -> PluginView {
+    let allowed_requests = state.catalog().compiled(&version.digest).map(|plugin| {
+        plugin
+            .description
+            .allowed_requests
+            .iter()
+            .map(Into::into)
+            .collect()
+    });
+    PluginView {
+        allowed_requests,
+        ..version.into()
+    }
 }
 
 impl From<PluginVersion> for PluginView {
@@ -51,6 +105,7 @@ impl From<PluginVersion> for PluginView {
             .to_owned(),
             size: v.size,
             installed_at: rfc3339(v.installed_at),
+            allowed_requests: None,
         }
     }
 }
@@ -72,7 +127,7 @@ pub async fn list(
 ) -> Result<Json<PluginList>, ApiError> {
     let versions = state.db().plugin_versions().await?;
     Ok(Json(PluginList {
-        plugins: versions.into_iter().map(Into::into).collect(),
+        plugins: versions.into_iter().map(|v| view(&state, v)).collect(),
     }))
 }
 
@@ -113,7 +168,7 @@ pub async fn upload(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(version.into())))
+    Ok((status, Json(view(&state, version))))
 }
 
 /// Make a version the active one; calls in flight finish on the old version.
@@ -137,7 +192,7 @@ pub async fn activate(
         .catalog()
         .activate(&auth.principal.actor(), &name, &version)
         .await?;
-    Ok(Json(version.into()))
+    Ok(Json(view(&state, version)))
 }
 
 /// Go back to the version that was active before the current one.
@@ -158,5 +213,5 @@ pub async fn rollback(
         .catalog()
         .rollback(&auth.principal.actor(), &name)
         .await?;
-    Ok(Json(version.into()))
+    Ok(Json(view(&state, version)))
 }

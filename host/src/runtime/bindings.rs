@@ -42,6 +42,27 @@ impl From<types::Description> for host::Description {
                     destination: l.destination,
                 })
                 .collect(),
+            allowed_requests: d
+                .allowed_requests
+                .into_iter()
+                .map(|r| host::AllowedRequest {
+                    method: r.method.into(),
+                    path: r.path,
+                    calls: r.calls.map(|t| match t {
+                        types::Tunnel::WhmBatch(calls) => host::Tunnel::WhmBatch(calls),
+                        types::Tunnel::XmlPacket(calls) => host::Tunnel::XmlPacket(calls),
+                    }),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<types::Method> for host::HttpMethod {
+    fn from(m: types::Method) -> Self {
+        match m {
+            types::Method::Get => host::HttpMethod::Get,
+            types::Method::Post => host::HttpMethod::Post,
         }
     }
 }

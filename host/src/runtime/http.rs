@@ -1,10 +1,18 @@
-//! The `http` import: outbound HTTP bound to the one server a call works on.
+//! The `http` import: outbound HTTP bound to the one server a call works on, limited to the
+//! requests the plugin declared.
 //!
-//! The grant is the server's scheme, host and port. The destination is matched on the parsed
-//! URL the request will really go to, never on a header the guest wrote; the guest's
-//! `Authorization`, `Host`, `Cookie` and hop-by-hop headers are dropped and the server's own
-//! credentials are added here, so the token never enters the sandbox.
+//! Two checks run on every request, in order, before anything is sent:
+//! - the **grant**: the server's scheme, host and port, matched on the parsed URL the request
+//!   will really go to, never on a header the guest wrote;
+//! - the **policy**: the plugin's declared [`AllowedRequest`]s, matched on method and exact path,
+//!   and for a tunnel (WHM `batch`) on every call inside, read from the query string and the
+//!   body exactly as the panel will read them.
+//!
+//! Either failing ends the call with a capability violation. Only a few harmless guest headers
+//! pass (`Accept`, `Accept-Language`, `Content-Type`, `User-Agent`); the server's own credentials
+//! are added here, so the token never enters the sandbox.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -13,7 +21,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use super::bindings::http;
-use crate::adapter::ServerTarget;
+use crate::adapter::{AllowedRequest, HttpMethod, ServerTarget, Tunnel};
 
 /// Limits of outbound HTTP.
 #[derive(Debug, Clone)]
@@ -124,20 +132,263 @@ impl Grant {
     }
 }
 
-/// Headers a guest may not set.
-const DROPPED_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "host",
-    "cookie",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "content-length",
-];
+/// The only headers a guest may set (lower case). Everything else is dropped: credentials,
+/// `Host`, hop-by-hop headers, and anything a server or proxy might route by (such as
+/// `X-Original-URL`), which would let a request reach another path than the policy checked.
+const PASSED_HEADERS: &[&str] = &["accept", "accept-language", "content-type", "user-agent"];
+
+/// Most requests one plugin may declare.
+const MAX_ALLOWED_REQUESTS: usize = 256;
+/// Most calls one tunnel may list.
+const MAX_TUNNEL_CALLS: usize = 1024;
+/// Longest declared path, and longest tunnelled call name.
+const MAX_PATH: usize = 1024;
+const MAX_CALL_NAME: usize = 128;
+/// The form content type the host sends WHM `batch` requests with.
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// What a plugin may ask of its panel: its declared requests, checked and compiled for matching.
+#[derive(Debug, Default)]
+pub struct Policy {
+    rules: HashMap<(HttpMethod, String), Rule>,
+}
+
+#[derive(Debug)]
+enum Rule {
+    /// The path names the one call.
+    Plain,
+    /// WHM API 1 `batch`: these functions may be named by `command` fields.
+    WhmBatch(HashSet<String>),
+}
+
+/// At most the first 100 bytes of `s` (at a character boundary): the plugin's own text in an
+/// error message, kept short whatever it sent.
+fn cut(s: &str) -> &str {
+    let mut end = s.len().min(100);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Whether a declared path is in the one spelling the matcher compares: `/`, or `/`-separated
+/// non-empty segments of letters, digits and `-._~`, none `.` or `..`.
+fn plain_path(path: &str) -> bool {
+    path == "/"
+        || (path.starts_with('/')
+            && path[1..].split('/').all(|segment| {
+                !segment.is_empty()
+                    && segment != "."
+                    && segment != ".."
+                    && segment
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            }))
+}
+
+impl Policy {
+    /// Check a plugin's declaration and compile it. `Err` says what is wrong, for the load error.
+    pub fn new(declared: &[AllowedRequest]) -> Result<Self, String> {
+        if declared.len() > MAX_ALLOWED_REQUESTS {
+            return Err(format!(
+                "the plugin declares {} allowed requests; at most {MAX_ALLOWED_REQUESTS} are accepted",
+                declared.len()
+            ));
+        }
+        let mut rules = HashMap::new();
+        for request in declared {
+            let what = format!(
+                "allowed request {} {:?}",
+                request.method.as_str(),
+                cut(&request.path)
+            );
+            if request.path.len() > MAX_PATH || !plain_path(&request.path) {
+                return Err(format!(
+                    "{what}: the path must start with '/' and hold only non-empty segments of \
+                     letters, digits and '-._~' (no '.' or '..', no query string, no escapes)"
+                ));
+            }
+            let rule = match &request.calls {
+                None => Rule::Plain,
+                Some(Tunnel::WhmBatch(functions)) => {
+                    if functions.is_empty() || functions.len() > MAX_TUNNEL_CALLS {
+                        return Err(format!(
+                            "{what}: a whm-batch tunnel lists 1 to {MAX_TUNNEL_CALLS} functions"
+                        ));
+                    }
+                    let mut set = HashSet::new();
+                    for function in functions {
+                        let name_ok = !function.is_empty()
+                            && function.len() <= MAX_CALL_NAME
+                            && function
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                        if !name_ok {
+                            return Err(format!(
+                                "{what}: batch function {:?} must be 1-{MAX_CALL_NAME} letters, \
+                                 digits and '_'",
+                                cut(function)
+                            ));
+                        }
+                        if function == "batch" {
+                            return Err(format!("{what}: a batch cannot run `batch` inside it"));
+                        }
+                        if !set.insert(function.clone()) {
+                            return Err(format!("{what}: batch function {function:?} is repeated"));
+                        }
+                    }
+                    Rule::WhmBatch(set)
+                }
+                Some(Tunnel::XmlPacket(_)) => {
+                    return Err(format!(
+                        "{what}: xml-packet tunnels cannot be checked by this host yet, so a \
+                         plugin declaring one is refused"
+                    ));
+                }
+            };
+            if rules
+                .insert((request.method, request.path.clone()), rule)
+                .is_some()
+            {
+                return Err(format!("{what} is declared twice"));
+            }
+        }
+        Ok(Self { rules })
+    }
+
+    /// Check one request. `Ok` gives the content type the host sends it with (the guest's is
+    /// replaced), if any; `Err` names the violation.
+    fn check(
+        &self,
+        method: HttpMethod,
+        url: &url::Url,
+        body: &[u8],
+    ) -> Result<Option<&'static str>, String> {
+        let path = url.path();
+        match self.rules.get(&(method, path.to_owned())) {
+            None => Err(format!(
+                "{} {} is not among the plugin's allowed requests",
+                method.as_str(),
+                cut(path)
+            )),
+            Some(Rule::Plain) => Ok(None),
+            Some(Rule::WhmBatch(allowed)) => {
+                if let Some(query) = url.query() {
+                    check_batch_form("query string", query.as_bytes(), allowed)?;
+                }
+                check_batch_form("body", body, allowed)?;
+                Ok(Some(FORM))
+            }
+        }
+    }
+}
+
+/// Bytes a strict form may hold: RFC 3986's unreserved characters, `%` (of an `%XX` escape),
+/// `+` (a space), `=` and `&`. Without `;` (which some servers also split on) or anything else,
+/// every reader splits the form into the same fields.
+const STRICT_FORM: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'%' | b'+' | b'=' | b'&');
+        b += 1;
+    }
+    table
+};
+
+/// Percent-decodes `input` (`+` is a space) into `out`, stopping after `limit` bytes or at the
+/// first decoded `stop` byte. A `%` without two hex digits after it stays a `%`, which no
+/// plain name or allowed function holds: what readers disagree about is refused.
+fn decode_until(input: &[u8], stop: Option<u8>, limit: usize, out: &mut Vec<u8>) {
+    fn hex(b: u8) -> Option<u8> {
+        char::from(b).to_digit(16).map(|d| d as u8)
+    }
+    out.clear();
+    let mut i = 0;
+    while i < input.len() && out.len() <= limit {
+        let escaped = match input[i..] {
+            [b'%', hi, lo, ..] => hex(hi).zip(hex(lo)).map(|(hi, lo)| hi << 4 | lo),
+            _ => None,
+        };
+        let b = match (escaped, input[i]) {
+            (Some(b), _) => {
+                i += 3;
+                b
+            }
+            (None, b'+') => {
+                i += 1;
+                b' '
+            }
+            (None, b) => {
+                i += 1;
+                b
+            }
+        };
+        if Some(b) == stop {
+            return;
+        }
+        out.push(b);
+    }
+}
+
+/// Check every `command` field of a WHM `batch` form against the allowed functions: the form
+/// must be strict (see [`STRICT_FORM`]), every field name plain, and every command's function
+/// (its value up to the first `?`, decoded) one of `allowed`. One pass over the bytes; only
+/// names and functions are decoded.
+fn check_batch_form(where_: &str, form: &[u8], allowed: &HashSet<String>) -> Result<(), String> {
+    let mut scratch = Vec::new();
+    let mut check_field = |field: &[u8]| -> Result<(), String> {
+        if field.is_empty() {
+            return Ok(());
+        }
+        let (raw_name, raw_value) = match field.iter().position(|&b| b == b'=') {
+            Some(eq) => (&field[..eq], &field[eq + 1..]),
+            None => (field, &[][..]),
+        };
+        decode_until(raw_name, None, MAX_CALL_NAME, &mut scratch);
+        let plain_name = !scratch.is_empty()
+            && scratch.len() <= MAX_CALL_NAME
+            && scratch
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !plain_name {
+            return Err(format!(
+                "the batch {where_} has a field named {:?}, not a plain name",
+                String::from_utf8_lossy(&scratch)
+            ));
+        }
+        if scratch != b"command" {
+            return Ok(());
+        }
+        decode_until(raw_value, Some(b'?'), MAX_CALL_NAME, &mut scratch);
+        let allowed_function = std::str::from_utf8(&scratch)
+            .ok()
+            .filter(|f| f.len() <= MAX_CALL_NAME)
+            .is_some_and(|f| allowed.contains(f));
+        if !allowed_function {
+            return Err(format!(
+                "batch command {:?} is not among the plugin's allowed batch functions",
+                String::from_utf8_lossy(&scratch)
+            ));
+        }
+        Ok(())
+    };
+    let mut field_start = 0;
+    for (at, &b) in form.iter().enumerate() {
+        if !STRICT_FORM[usize::from(b)] {
+            return Err(format!(
+                "the batch {where_} is not strictly form-encoded (byte {b:#04x} at {at})"
+            ));
+        }
+        if b == b'&' {
+            check_field(&form[field_start..at])?;
+            field_start = at + 1;
+        }
+    }
+    check_field(&form[field_start..])
+}
 
 /// The outcome of one guest request: an answer for the guest, or a violation that ends the call.
 pub enum Sent {
@@ -147,11 +398,12 @@ pub enum Sent {
     Violation(String),
 }
 
-/// Send one guest request within `grant`.
+/// Send one guest request within `grant` and `policy`.
 pub async fn send(
     client: &reqwest::Client,
     limits: &HttpLimits,
     grant: Option<&Grant>,
+    policy: &Policy,
     req: http::Request,
 ) -> Sent {
     let Some(grant) = grant else {
@@ -164,6 +416,10 @@ pub async fn send(
     if let Err(violation) = grant.check(&url) {
         return Sent::Violation(violation);
     }
+    let content_type = match policy.check(req.method.into(), &url, &req.body) {
+        Ok(content_type) => content_type,
+        Err(violation) => return Sent::Violation(violation),
+    };
     // Held until the answer is read whole: the request is in flight until then. The semaphore
     // is never closed.
     let _turn = match &grant.gate {
@@ -176,10 +432,16 @@ pub async fn send(
     };
     let mut builder = client.request(method, url);
     for (name, value) in &req.headers {
-        if DROPPED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        let name = name.to_ascii_lowercase();
+        if !PASSED_HEADERS.contains(&name.as_str())
+            || (content_type.is_some() && name == "content-type")
+        {
             continue;
         }
         builder = builder.header(name, value);
+    }
+    if let Some(content_type) = content_type {
+        builder = builder.header(reqwest::header::CONTENT_TYPE, content_type);
     }
     builder = builder.header(reqwest::header::AUTHORIZATION, &grant.authorization);
     if !req.body.is_empty() {
@@ -271,5 +533,211 @@ mod tests {
         assert!(!ok("https://other.example:2087/"));
         assert!(!ok("https://panel.example.evil:2087/"));
         assert!(!ok("https://u:p@panel.example:2087/"));
+    }
+
+    fn declared() -> Vec<AllowedRequest> {
+        vec![
+            AllowedRequest {
+                method: HttpMethod::Post,
+                path: "/json-api/applist".into(),
+                calls: None,
+            },
+            AllowedRequest {
+                method: HttpMethod::Post,
+                path: "/json-api/batch".into(),
+                calls: Some(Tunnel::WhmBatch(vec![
+                    "create_integration_group".into(),
+                    "create_integration_link".into(),
+                ])),
+            },
+        ]
+    }
+
+    fn check(policy: &Policy, method: HttpMethod, url: &str, body: &str) -> Result<(), String> {
+        policy
+            .check(method, &url::Url::parse(url).unwrap(), body.as_bytes())
+            .map(|_| ())
+    }
+
+    #[test]
+    fn declarations_are_checked() {
+        assert!(Policy::new(&declared()).is_ok());
+        assert!(Policy::new(&[]).is_ok());
+        let with = |f: &dyn Fn(&mut AllowedRequest)| {
+            let mut d = declared();
+            f(&mut d[1]);
+            Policy::new(&d)
+        };
+        for path in [
+            "",
+            "json-api/batch",
+            "/json-api//batch",
+            "/json-api/../batch",
+            "/json-api/./batch",
+            "/json-api/batch?x=1",
+            "/json-api/%62atch",
+            "/json-api/*",
+            "/json-api/batch/",
+        ] {
+            let err = with(&|r| r.path = path.into()).unwrap_err();
+            assert!(err.contains("path"), "{path}: {err}");
+        }
+        assert!(with(&|r| r.path = "/".into()).is_ok());
+        for (calls, why) in [
+            (vec![], "1 to"),
+            (vec!["batch".into()], "inside"),
+            (vec!["api token".into()], "letters"),
+            (vec!["a".into(), "a".into()], "repeated"),
+        ] {
+            let err = with(&|r| r.calls = Some(Tunnel::WhmBatch(calls.clone()))).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+        let err = with(&|r| r.calls = Some(Tunnel::XmlPacket(vec!["ui/get".into()]))).unwrap_err();
+        assert!(err.contains("xml-packet"), "{err}");
+        let err = with(&|r| r.path = "/json-api/applist".into()).unwrap_err();
+        assert!(err.contains("twice"), "{err}");
+        // The same path with another method is another request.
+        assert!(
+            with(&|r| {
+                r.path = "/json-api/applist".into();
+                r.method = HttpMethod::Get;
+            })
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn only_declared_paths_and_methods_pass() {
+        let p = Policy::new(&declared()).unwrap();
+        let base = "https://panel.example:2087";
+        assert!(
+            check(
+                &p,
+                HttpMethod::Post,
+                &format!("{base}/json-api/applist"),
+                ""
+            )
+            .is_ok()
+        );
+        assert!(
+            check(
+                &p,
+                HttpMethod::Post,
+                &format!("{base}/json-api/applist?api.version=1"),
+                ""
+            )
+            .is_ok()
+        );
+        for (method, path) in [
+            (HttpMethod::Get, "/json-api/applist"),
+            (HttpMethod::Post, "/json-api/api_token_create"),
+            (HttpMethod::Post, "/json-api/APPLIST"),
+            (HttpMethod::Post, "/json-api/%61pplist"),
+            (HttpMethod::Post, "/json-api/applist/"),
+            (HttpMethod::Post, "/cpsess123/json-api/applist"),
+            (HttpMethod::Post, "/json-api/applist;x"),
+        ] {
+            let err = check(&p, method, &format!("{base}{path}"), "").unwrap_err();
+            assert!(err.contains("not among"), "{path}: {err}");
+        }
+        // Dot segments are resolved by the URL parser before matching.
+        assert!(
+            check(
+                &p,
+                HttpMethod::Post,
+                &format!("{base}/x/../json-api/applist"),
+                ""
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn every_batch_command_must_be_declared() {
+        let p = Policy::new(&declared()).unwrap();
+        let url = "https://panel.example:2087/json-api/batch";
+        let group = "command=create_integration_group%3Fuser%3Dbob%26label%3DBilling%2520%2526";
+        let ok = |url: &str, body: &str| check(&p, HttpMethod::Post, url, body);
+        assert!(
+            ok(
+                url,
+                &format!("api.version=1&{group}&command=create_integration_link")
+            )
+            .is_ok()
+        );
+        assert!(ok(url, "api.version=1").is_ok());
+        assert!(ok(url, "").is_ok());
+        assert_eq!(
+            p.check(
+                HttpMethod::Post,
+                &url::Url::parse(url).unwrap(),
+                b"api.version=1"
+            ),
+            Ok(Some(FORM))
+        );
+        for (url, body) in [
+            (
+                url.to_owned(),
+                format!("api.version=1&{group}&command=api_token_create"),
+            ),
+            (
+                url.to_owned(),
+                "command=api_token_create%3Ftoken_name%3Dx".to_owned(),
+            ),
+            // Hidden in the query string.
+            (
+                format!("{url}?command=api_token_create"),
+                format!("api.version=1&{group}"),
+            ),
+            // Escaped name and function: decoded as the panel decodes them.
+            (url.to_owned(), "comm%61nd=%61pi_token_create".to_owned()),
+            // Spaces are not trimmed away.
+            (url.to_owned(), "command=+api_token_create".to_owned()),
+            (
+                url.to_owned(),
+                "command=create_integration_link+".to_owned(),
+            ),
+            // A batch inside a batch.
+            (
+                url.to_owned(),
+                "command=batch%3Fcommand%3Dapi_token_create".to_owned(),
+            ),
+            // Over-long names.
+            (url.to_owned(), format!("command={}", "a".repeat(300))),
+            // A malformed escape is not read as the function it might be.
+            (
+                url.to_owned(),
+                "command=create_integration_lin%6".to_owned(),
+            ),
+            (
+                url.to_owned(),
+                "command=create_integration_link%".to_owned(),
+            ),
+        ] {
+            let err = ok(&url, &body).unwrap_err();
+            assert!(err.contains("not among"), "{body}: {err}");
+        }
+        for body in [
+            // `;` separates fields for some servers: refused outright.
+            "api.version=1;command=api_token_create",
+            "command=create_integration_link&x=a b",
+            "<packet/>",
+        ] {
+            let err = ok(url, body).unwrap_err();
+            assert!(err.contains("strictly form-encoded"), "{body}: {err}");
+        }
+        // Malformed escapes in values the panel only passes on are left to it.
+        assert!(ok(url, "command=create_integration_link%3Fx%3D%zz&x=%4").is_ok());
+        for body in [
+            "command%20=api_token_create",
+            "command%00=x",
+            "%3D=x",
+            "=x",
+            "comm%6nd=x",
+            "command%",
+        ] {
+            let err = ok(url, body).unwrap_err();
+            assert!(err.contains("plain name"), "{body}: {err}");
+        }
     }
 }

@@ -1,10 +1,13 @@
 //! The sandboxed plugin runtime: the only module that names wasmtime types.
 //!
 //! One [`Runtime`] per process owns one `Engine` and one `Linker`; every loaded [`Plugin`] is a
-//! compiled component with its pre-instance; every call gets a fresh `Store` with a memory cap,
-//! a deadline of guest time (epoch interruption) and an outbound HTTP grant for exactly one
-//! server. Traps, timeouts, the memory cap and capability violations come back as one typed
-//! [`Error`] naming the plugin and its version; nothing a plugin does can take the host down.
+//! compiled component with its pre-instance and its checked request policy (the requests its
+//! description declares); every call gets a fresh `Store` with a memory cap, a deadline of guest
+//! time (epoch interruption), a wall-clock deadline that counts host I/O too (WASI clocks and
+//! polls included), a cap on calls into the host, and an outbound HTTP grant for exactly one
+//! server, within that policy. Traps, timeouts, the memory cap, the host-call cap and capability
+//! violations come back as one typed [`Error`] naming the plugin and its version; nothing a
+//! plugin does can take the host down or hold it up past its deadline.
 //!
 //! Plugins are shared as `Arc<Plugin>`; [`Plugins`] maps application ids to the active one and
 //! swaps it atomically, so calls in flight finish on the version they started with.
@@ -30,7 +33,7 @@ use bindings::{Adapter, AdapterPre};
 pub use http::HttpLimits;
 
 /// The contract version this host implements (`wit/adapter.wit`).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// How instance memory is allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +60,21 @@ pub enum Allocator {
 pub struct RuntimeConfig {
     /// Guest time one call may use; time spent waiting on host imports does not count.
     pub call_deadline: Duration,
+    /// Wall-clock time one call may take from instantiation to its answer, host I/O (panel
+    /// requests, WASI clocks and polls) included. The default, 5 minutes, fits the slowest
+    /// legitimate call: a sync batch of 300 commands whose one request may wait for the
+    /// server's other batch to be answered first (`max_in_flight_per_server`), then be answered
+    /// itself, each within the 120 s `HttpLimits::request_timeout`.
+    pub wall_deadline: Duration,
+    /// Wall-clock time instantiating a component and its `describe` may take at load (where it
+    /// holds up start-up or an upload); `describe` calls nothing, so this is short. The smaller
+    /// of this and `wall_deadline` applies.
+    pub describe_deadline: Duration,
+    /// Calls into the host one plugin call may make: the contract's imports (`http.send`,
+    /// `log.write`) and WASI functions alike. The WHM plugins make two per panel request (send
+    /// and log) and no WASI calls: a sync batch of 300 commands sent one command per request,
+    /// the most requests a call makes, takes 600; the default, 5000, is eight times that.
+    pub max_host_calls: u32,
     /// Linear memory one instance may grow to, in bytes.
     pub memory_limit: usize,
     /// How often the epoch ticks (the deadline's resolution).
@@ -83,6 +101,9 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             call_deadline: Duration::from_secs(30),
+            wall_deadline: Duration::from_secs(300),
+            describe_deadline: Duration::from_secs(10),
+            max_host_calls: 5000,
             memory_limit: 64 * 1024 * 1024,
             epoch_tick: Duration::from_millis(10),
             allocator: AllocatorChoice::Auto,
@@ -97,8 +118,8 @@ impl Default for RuntimeConfig {
 /// Why a plugin call (or load) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The call used up its guest-time deadline.
-    #[error("plugin {plugin} {version} exceeded its deadline of {limit:?} of guest time")]
+    /// The call used up its deadline of guest time or of wall-clock time.
+    #[error("plugin {plugin} {version} exceeded its deadline of {limit:?} of {clock}")]
     Timeout {
         /// Plugin (application id).
         plugin: String,
@@ -106,6 +127,18 @@ pub enum Error {
         version: String,
         /// The deadline.
         limit: Duration,
+        /// Which deadline.
+        clock: Clock,
+    },
+    /// The call made more calls into the host than a call may.
+    #[error("plugin {plugin} {version} exceeded its limit of {limit} host calls in one call")]
+    HostCallLimit {
+        /// Plugin.
+        plugin: String,
+        /// Version.
+        version: String,
+        /// The cap.
+        limit: u32,
     },
     /// The instance tried to grow past its memory cap.
     #[error("plugin {plugin} {version} exceeded its memory limit of {limit} bytes")]
@@ -150,6 +183,24 @@ pub enum Error {
     /// The file is not a usable plugin.
     #[error("invalid plugin: {0}")]
     Invalid(String),
+}
+
+/// Which deadline a call ran out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Time the guest ran ([`RuntimeConfig::call_deadline`]).
+    Guest,
+    /// Wall-clock time, host I/O included ([`RuntimeConfig::wall_deadline`]).
+    Wall,
+}
+
+impl std::fmt::Display for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Clock::Guest => "guest time",
+            Clock::Wall => "wall-clock time",
+        })
+    }
 }
 
 impl Error {
@@ -335,14 +386,18 @@ impl Runtime {
                 description: String::new(),
                 contract_version: String::new(),
                 links: Vec::new(),
+                allowed_requests: Vec::new(),
             },
             digest,
             size: bytes.len(),
             pre,
+            policy: Arc::default(),
             runtime: self.clone(),
         };
+        let config = &self.inner.config;
+        let deadline = config.describe_deadline.min(config.wall_deadline);
         let description: Description = plugin
-            .call(None, |adapter, store| {
+            .call(None, deadline, |adapter, store| {
                 Box::pin(async move {
                     Ok(adapter
                         .panelink_adapter_plugin()
@@ -354,7 +409,7 @@ impl Runtime {
             .await
             .map_err(|e| Error::Invalid(format!("self-description failed: {e}")))?
             .value;
-        validate_description(&description).map_err(Error::Invalid)?;
+        plugin.policy = Arc::new(validate_description(&description).map_err(Error::Invalid)?);
         plugin.description = description;
         Ok(Arc::new(plugin))
     }
@@ -392,7 +447,8 @@ impl Runtime {
     }
 }
 
-fn validate_description(d: &Description) -> Result<(), String> {
+/// Check a self-description; the compiled request policy when it is sound.
+fn validate_description(d: &Description) -> Result<http::Policy, String> {
     let id_ok = !d.id.is_empty()
         && d.id.len() <= 64
         && d.id
@@ -429,7 +485,7 @@ fn validate_description(d: &Description) -> Result<(), String> {
             return Err(format!("link scope {:?} is empty or repeated", link.scope));
         }
     }
-    Ok(())
+    http::Policy::new(&d.allowed_requests)
 }
 
 /// One loaded plugin version: the compiled component, its pre-instance and its description.
@@ -441,6 +497,8 @@ pub struct Plugin {
     /// The component's size in bytes.
     pub size: usize,
     pre: AdapterPre<CallState>,
+    /// The requests the description declares, compiled: what the HTTP gate lets through.
+    policy: Arc<http::Policy>,
     runtime: Runtime,
 }
 
@@ -562,7 +620,9 @@ impl Plugin {
             ) -> GuestFuture<'a, Result<T, bindings::types::PluginError>>
             + Send,
     {
-        let out = self.call(target, f).await?;
+        let out = self
+            .call(target, self.runtime.inner.config.wall_deadline, f)
+            .await?;
         match out.value {
             Ok(value) => Ok(Output {
                 value,
@@ -576,8 +636,13 @@ impl Plugin {
         }
     }
 
-    /// Run one export on a fresh store with this runtime's limits.
-    async fn call<T, F>(&self, target: Option<&ServerTarget>, f: F) -> Result<Output<T>, Error>
+    /// Run one export on a fresh store with this runtime's limits and a wall-clock deadline.
+    async fn call<T, F>(
+        &self,
+        target: Option<&ServerTarget>,
+        wall_deadline: Duration,
+        f: F,
+    ) -> Result<Output<T>, Error>
     where
         T: Send + 'static,
         F: for<'a> FnOnce(&'a Adapter, &'a mut Store<CallState>) -> GuestFuture<'a, T> + Send,
@@ -593,6 +658,7 @@ impl Plugin {
                 hit: false,
             },
             grant: target.map(|t| http::Grant::for_server(t).with_gate(self.runtime.gate(t))),
+            policy: self.policy.clone(),
             client: rt.client.clone(),
             http_limits: rt.config.http.clone(),
             plugin: self.description.id.clone(),
@@ -601,12 +667,18 @@ impl Plugin {
             guest_ticks: 0,
             max_ticks,
             timed_out: false,
+            host_calls: 0,
+            max_host_calls: rt.config.max_host_calls,
+            host_call_limit_hit: false,
         };
         let mut store = Store::new(&rt.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             let s = ctx.data_mut();
+            // WASI calls are counted without being able to fail (see `WasiView::ctx`): a guest
+            // past the cap stops at the latest here, one tick later.
+            s.check_host_calls()?;
             s.guest_ticks += 1;
             if s.guest_ticks >= s.max_ticks {
                 s.timed_out = true;
@@ -618,24 +690,44 @@ impl Plugin {
         });
 
         let started = Instant::now();
-        let result = async {
+        // The wall-clock deadline: dropping the call's future abandons the guest wherever it
+        // waits (a panel request, a WASI poll) or runs (it yields every epoch tick); the store
+        // is dropped with it and never runs again.
+        let result = tokio::time::timeout(wall_deadline, async {
             let adapter = self.pre.instantiate_async(&mut store).await?;
             f(&adapter, &mut store).await
-        }
+        })
         .await;
-        let state = store.into_data();
+        let mut state = store.into_data();
         tracing::debug!(
             plugin = %self.description.id,
             elapsed_us = started.elapsed().as_micros() as u64,
-            ok = result.is_ok(),
+            ok = matches!(result, Ok(Ok(_))),
+            host_calls = state.host_calls,
             "plugin call"
         );
         match result {
-            Ok(value) => Ok(Output {
+            Err(_elapsed) => Err(Error::Timeout {
+                plugin: self.description.id.clone(),
+                version: self.description.version.clone(),
+                limit: wall_deadline,
+                clock: Clock::Wall,
+            }),
+            // WASI calls made after the last check still count.
+            Ok(Ok(_)) if state.check_host_calls().is_err() => Err(self.limit_error(&state)),
+            Ok(Ok(value)) => Ok(Output {
                 value,
                 logs: state.logs,
             }),
-            Err(e) => Err(self.classify(e, &state)),
+            Ok(Err(e)) => Err(self.classify(e, &state)),
+        }
+    }
+
+    fn limit_error(&self, state: &CallState) -> Error {
+        Error::HostCallLimit {
+            plugin: self.description.id.clone(),
+            version: self.description.version.clone(),
+            limit: state.max_host_calls,
         }
     }
 
@@ -648,11 +740,14 @@ impl Plugin {
                 version,
                 detail: detail.clone(),
             }
+        } else if state.host_call_limit_hit {
+            self.limit_error(state)
         } else if state.timed_out {
             Error::Timeout {
                 plugin,
                 version,
                 limit: self.runtime.inner.config.call_deadline,
+                clock: Clock::Guest,
             }
         } else if state.limiter.hit {
             Error::MemoryLimit {
@@ -676,6 +771,7 @@ struct CallState {
     table: ResourceTable,
     limiter: Limiter,
     grant: Option<http::Grant>,
+    policy: Arc<http::Policy>,
     client: reqwest::Client,
     http_limits: HttpLimits,
     plugin: String,
@@ -684,10 +780,36 @@ struct CallState {
     guest_ticks: u64,
     max_ticks: u64,
     timed_out: bool,
+    /// Calls into the host so far, WASI's included.
+    host_calls: u32,
+    max_host_calls: u32,
+    host_call_limit_hit: bool,
+}
+
+impl CallState {
+    /// `Err` (which ends the call) once more host calls were made than allowed.
+    fn check_host_calls(&mut self) -> wasmtime::Result<()> {
+        if self.host_calls > self.max_host_calls {
+            self.host_call_limit_hit = true;
+            return Err(wasmtime::Error::msg("host call limit exceeded"));
+        }
+        Ok(())
+    }
+
+    /// Count one call of the contract's imports, refusing it past the cap before it does
+    /// anything.
+    fn enter_host(&mut self) -> wasmtime::Result<()> {
+        self.host_calls = self.host_calls.saturating_add(1);
+        self.check_host_calls()
+    }
 }
 
 impl WasiView for CallState {
+    /// Every WASI function reaches its state through here, once per call: this counts WASI
+    /// calls against the host-call cap (enforced at the next import, epoch tick or the end of
+    /// the call, as this cannot fail).
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.host_calls = self.host_calls.saturating_add(1);
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
@@ -737,6 +859,7 @@ impl bindings::log::Host for CallState {
         level: bindings::log::Level,
         mut message: String,
     ) -> wasmtime::Result<()> {
+        self.enter_host()?;
         if self.logs.len() >= MAX_LOG_LINES {
             return Ok(());
         }
@@ -761,7 +884,16 @@ impl bindings::http::Host for CallState {
         &mut self,
         req: bindings::http::Request,
     ) -> wasmtime::Result<Result<bindings::http::Response, bindings::http::Error>> {
-        match http::send(&self.client, &self.http_limits, self.grant.as_ref(), req).await {
+        self.enter_host()?;
+        match http::send(
+            &self.client,
+            &self.http_limits,
+            self.grant.as_ref(),
+            &self.policy,
+            req,
+        )
+        .await
+        {
             http::Sent::Answer(answer) => Ok(answer),
             http::Sent::Violation(detail) => {
                 tracing::warn!(plugin = %self.plugin, %detail, "plugin capability violation");
@@ -808,5 +940,54 @@ impl Plugins {
             .values()
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapter::{AllowedRequest, HttpMethod, LinkGroup, LinkSpec, Tunnel};
+
+    #[test]
+    fn the_contract_version_is_the_wit_package_version() {
+        let wit = include_str!("../../../wit/adapter.wit");
+        let package = format!("package panelink:adapter@{CONTRACT_VERSION};");
+        assert!(wit.lines().any(|l| l.trim() == package), "{package}");
+    }
+
+    fn description() -> Description {
+        Description {
+            id: "panel".into(),
+            name: "Panel".into(),
+            version: "1.0.0".into(),
+            description: String::new(),
+            contract_version: CONTRACT_VERSION.into(),
+            links: vec![LinkSpec {
+                scope: "clientarea:invoices".into(),
+                group: LinkGroup::Account,
+                default_label: "Invoices".into(),
+                implements: String::new(),
+                destination: "/invoices".into(),
+            }],
+            allowed_requests: vec![AllowedRequest {
+                method: HttpMethod::Post,
+                path: "/json-api/batch".into(),
+                calls: Some(Tunnel::WhmBatch(vec!["create_integration_link".into()])),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_malformed_declaration_is_a_load_error() {
+        assert!(validate_description(&description()).is_ok());
+        let mut d = description();
+        d.allowed_requests[0].path = "/json-api/*".into();
+        assert!(validate_description(&d).unwrap_err().contains("path"));
+        let mut d = description();
+        d.allowed_requests[0].calls = Some(Tunnel::WhmBatch(vec!["batch".into()]));
+        assert!(validate_description(&d).is_err());
+        let mut d = description();
+        d.contract_version = "0.1.0".into();
+        assert!(validate_description(&d).unwrap_err().contains("contract"));
     }
 }

@@ -1,23 +1,24 @@
-//! Single sign-on from the panels into the client area, and the built-in client area (the
-//! portal). HTTP-facing like `api`, so it knows axum; its SQL lives in `storage::sso`.
+//! Single sign-on from the panels into the client area, and the rules of the built-in client
+//! area (the portal): whose credential buys a token, who a token signs in, how long a session
+//! lasts, and who may change what. Plain Rust over [`crate::storage`] (whose `sso` module holds
+//! the SQL); the HTTP endpoints that carry these rules are `api::oauth` and `api::portal`, so
+//! everything here can be tested without a request.
 //!
 //! The click (`panel-protocol.md` §The click):
-//! 1. [`token`]: `POST /oauth/token` — the panel's server posts the link's credential
-//!    (`subscriber_unique_id` + `token`) with the scope and application in the query; we check
-//!    the credential in constant time, that the service may sign in (active or suspended, its
-//!    server and application enabled) and was given a link of that scope, and answer a one-time
-//!    access token (stored hashed, [`SsoConfig::token_ttl`]) and the `redirect_url` to redeem it.
+//! 1. [`token`] (`POST /oauth/token`): the panel's server presents the link's credential
+//!    (`subscriber_unique_id` + `token`) with a scope and an application; the credential is
+//!    checked in constant time, then that the service may sign in (active or suspended, its
+//!    server and application enabled) and was given a link of that scope; the answer is a
+//!    one-time access token (stored hashed, [`SsoConfig::token_ttl`]) and the URL to redeem it.
 //!    Rate limited per source address and per credential ([`limit`]).
-//! 2. [`redeem`]: `GET /oauth/sso?access_token=…` — consumes the token atomically, signs in as
-//!    the owner of the service's client unless the account is closed, has single sign-on off, or
-//!    the owner lacks the `sso` permission (all read at that moment: admin changes apply at
-//!    once), opens a portal session (cookie; stored hashed) and redirects to
-//!    `client_area_url` + the scope's destination. Every outcome with a known account, success or
-//!    refusal, goes to that client's activity log.
-//! 3. [`portal`]: `/portal/…` — who is signed in and which destination was reached; the owner's
-//!    security settings (allow single sign-on) and user management (the `sso` permission), as
-//!    HTML forms and as `PATCH /portal/api/v1/…` JSON, both guarded by a per-session CSRF token
-//!    and an Origin check.
+//! 2. [`redeem`] (`GET /oauth/sso`): consumes the token atomically and signs in as the owner of
+//!    the service's client unless the account is closed, has single sign-on off, or the owner
+//!    lacks the `sso` permission (all read at that moment: admin changes apply at once); a
+//!    sign-in opens a portal session (stored hashed) and lands on `client_area_url` + the
+//!    scope's destination. Every outcome with a known account, success or refusal, goes to that
+//!    client's activity log.
+//! 3. [`portal`] (`/portal/…`): a session cookie names the signed-in user; a change needs the
+//!    session's CSRF token and a same-origin request, and only the account owner may make one.
 //!
 //! Destinations: a scope's path is `sso_destinations[scope]` when configured, else the one the
 //! application's plugin declares (the WHMCS-compatible table of `panel-protocol.md`), else `/`.
@@ -26,33 +27,26 @@
 //! response but the one that hands them out (tracing fields here carry ids only; the request
 //! log in `api::metrics` records route templates, never query strings).
 
-pub mod html;
 pub mod limit;
 pub mod portal;
 pub mod redeem;
 pub mod token;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::routing::{get, patch, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::api::AppState;
 use crate::catalog::Catalog;
 use crate::config::{Config, SsoConfig};
 use crate::storage::{Db, now_ms};
 
 pub use limit::RateLimiter;
 
-/// The portal session cookie.
+/// The name of the portal session cookie.
 pub const SESSION_COOKIE: &str = "panelink_session";
 
 /// The scope every token request carries besides the link's own.
@@ -63,21 +57,25 @@ pub const SSO_SCOPE: &str = "clientarea:sso";
 const PURGE_EVERY_MS: i64 = 10 * 60 * 1000;
 const KEEP_EXPIRED_TOKENS_MS: i64 = 60 * 60 * 1000;
 
-/// Single sign-on's settings and in-memory state (rate limits). One per process.
+/// Single sign-on's settings and in-memory state (rate limits, the purge schedule). One per
+/// process, held by the HTTP state.
 #[derive(Debug)]
 pub struct Sso {
     public_url: String,
     client_area_url: String,
+    /// `public_url`'s origin (scheme, host, port), what same-origin requests name.
     origin: String,
-    cookie_path: String,
+    /// `public_url`'s path + `/portal`.
+    portal_path: String,
     secure_cookie: bool,
     config: SsoConfig,
-    per_address: RateLimiter<IpAddr>,
+    per_address: RateLimiter<std::net::IpAddr>,
     per_credential: RateLimiter<String>,
     next_purge: AtomicI64,
 }
 
 impl Default for Sso {
+    /// The settings of the default configuration (`http://127.0.0.1:8080`).
     fn default() -> Self {
         let config = Config::resolve([]).expect("the default configuration resolves");
         Self::new(&config.public_url, &config.client_area_url, config.sso)
@@ -85,7 +83,7 @@ impl Default for Sso {
 }
 
 impl Sso {
-    /// Settings for these URLs (without trailing `/`).
+    /// Settings for these URLs (a trailing `/` is ignored).
     pub fn new(public_url: &str, client_area_url: &str, config: SsoConfig) -> Self {
         let public_url = public_url.trim_end_matches('/').to_owned();
         let parsed = url::Url::parse(&public_url).ok();
@@ -93,7 +91,7 @@ impl Sso {
             .as_ref()
             .map(|u| u.origin().ascii_serialization())
             .unwrap_or_else(|| public_url.clone());
-        let cookie_path = format!(
+        let portal_path = format!(
             "{}/portal",
             parsed
                 .as_ref()
@@ -104,7 +102,7 @@ impl Sso {
             client_area_url: client_area_url.trim_end_matches('/').to_owned(),
             public_url,
             origin,
-            cookie_path,
+            portal_path,
             per_address: RateLimiter::new(config.rate_limit_per_address),
             per_credential: RateLimiter::new(config.rate_limit_per_credential),
             config,
@@ -134,17 +132,23 @@ impl Sso {
         }
     }
 
-    /// The base URL panels and browsers reach this host at.
+    /// The base URL panels and browsers reach this host at, without a trailing `/`.
     pub fn public_url(&self) -> &str {
         &self.public_url
     }
 
-    /// Where sign-ins land.
+    /// Where sign-ins land: the destination's path is appended to it.
     pub fn client_area_url(&self) -> &str {
         &self.client_area_url
     }
 
-    /// The settings.
+    /// The portal's absolute path on this host (`/portal` below `public_url`'s path): the base
+    /// of the portal's own links and the session cookie's `Path`.
+    pub fn portal_path(&self) -> &str {
+        &self.portal_path
+    }
+
+    /// Lifetimes, rate limits and configured destinations.
     pub fn config(&self) -> &SsoConfig {
         &self.config
     }
@@ -171,39 +175,40 @@ impl Sso {
         )
     }
 
-    /// `Set-Cookie` for a new session.
-    fn session_cookie(&self, token: &str) -> HeaderValue {
+    /// The `Set-Cookie` value of a new session: scoped to the portal's path, lasting as long as
+    /// the session, out of scripts' reach, not sent on cross-site subrequests, and `Secure` when
+    /// the host is served over HTTPS. The value is one `new_token` gives, so it is a valid
+    /// header value.
+    pub fn session_cookie(&self, token: &str) -> String {
         let secure = if self.secure_cookie { "; Secure" } else { "" };
-        HeaderValue::from_str(&format!(
+        format!(
             "{SESSION_COOKIE}={token}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
-            self.cookie_path,
+            self.portal_path,
             self.config.session_ttl.as_secs()
-        ))
-        .expect("a cookie of URL-safe characters is a valid header value")
+        )
     }
 
-    /// `Set-Cookie` that removes the session cookie.
-    fn clear_cookie(&self) -> HeaderValue {
+    /// The `Set-Cookie` value that removes the session cookie.
+    pub fn clear_cookie(&self) -> String {
         let secure = if self.secure_cookie { "; Secure" } else { "" };
-        HeaderValue::from_str(&format!(
+        format!(
             "{SESSION_COOKIE}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax{secure}",
-            self.cookie_path
-        ))
-        .expect("a valid header value")
+            self.portal_path
+        )
     }
 
-    /// Whether a state-changing request comes from our own pages: its `Origin` (or, without
-    /// one, its `Referer`) must be this host's when present. (Browsers send `Origin` on every
-    /// cross-site POST and PATCH; the CSRF token is checked besides.)
-    fn same_origin(&self, headers: &HeaderMap) -> bool {
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            return origin.to_str().is_ok_and(|o| o == self.origin);
+    /// Whether a state-changing request comes from our own pages, given its `Origin` and
+    /// `Referer` headers (`None`: not sent): the `Origin`, or without one the `Referer`, must be
+    /// this host's when present. Browsers send `Origin` on every cross-site POST and PATCH; the
+    /// CSRF token is checked besides, so a request with neither header is left to it.
+    fn same_origin(&self, origin: Option<&str>, referer: Option<&str>) -> bool {
+        if let Some(origin) = origin {
+            return origin == self.origin;
         }
-        if let Some(referer) = headers.get(header::REFERER) {
-            return referer.to_str().is_ok_and(|r| {
-                r.strip_prefix(self.origin.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-            });
+        if let Some(referer) = referer {
+            return referer
+                .strip_prefix(self.origin.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
         }
         true
     }
@@ -235,25 +240,6 @@ impl Sso {
     }
 }
 
-/// The routes: `/oauth/token`, `/oauth/sso`, `/portal/…`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/oauth/token", post(token::token))
-        .route("/oauth/sso", get(redeem::redeem))
-        .route("/portal", get(portal::landing))
-        .route("/portal/", get(portal::landing))
-        .route(
-            "/portal/security",
-            get(portal::security).post(portal::security_form),
-        )
-        .route("/portal/users", get(portal::users))
-        .route("/portal/users/{id}", post(portal::user_form))
-        .route("/portal/logout", post(portal::logout))
-        .route("/portal/api/v1/account", patch(portal::patch_account))
-        .route("/portal/api/v1/users/{id}", patch(portal::patch_user))
-        .route("/portal/{*rest}", get(portal::landing))
-}
-
 /// A new random secret value (access token, session cookie): 32 bytes, base64url.
 fn new_token() -> String {
     let mut raw = [0u8; 32];
@@ -261,7 +247,7 @@ fn new_token() -> String {
     B64URL.encode(raw)
 }
 
-/// Whether a presented token has the shape [`new_token`] gives (before any lookup).
+/// Whether a presented token has the shape [`new_token`] gives (checked before any lookup).
 fn token_shaped(token: &str) -> bool {
     token.len() == 43
         && token
@@ -279,37 +265,6 @@ fn csrf_token(session_token: &str) -> String {
     B64URL.encode(digest)
 }
 
-/// The connecting address, when the server records it.
-fn source_addr(extensions: &axum::http::Extensions) -> Option<IpAddr> {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
-}
-
-/// The connecting address (when the server records it), as an extractor.
-#[derive(Debug, Clone, Copy)]
-pub struct Source(pub Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Source {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Source(source_addr(&parts.extensions)))
-    }
-}
-
-/// A cookie's value from the `Cookie` headers.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,7 +280,6 @@ mod tests {
         assert_eq!(sso.public_url(), "https://billing.example/panelink");
         assert_eq!(sso.origin, "https://billing.example");
         let cookie = sso.session_cookie("abc");
-        let cookie = cookie.to_str().unwrap();
         assert!(cookie.starts_with("panelink_session=abc; Path=/panelink/portal; Max-Age=28800"));
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
         assert!(cookie.ends_with("; Secure"));
@@ -334,47 +288,23 @@ mod tests {
             "http://127.0.0.1:8080/portal",
             SsoConfig::default(),
         );
-        assert!(
-            !plain
-                .session_cookie("abc")
-                .to_str()
-                .unwrap()
-                .contains("Secure")
-        );
-        assert!(
-            plain
-                .session_cookie("abc")
-                .to_str()
-                .unwrap()
-                .contains("Path=/portal;")
-        );
+        assert!(!plain.session_cookie("abc").contains("Secure"));
+        assert!(plain.session_cookie("abc").contains("Path=/portal;"));
+        assert_eq!(plain.portal_path(), "/portal");
+        assert!(plain.clear_cookie().contains("Max-Age=0"));
 
-        let mut headers = HeaderMap::new();
         assert!(
-            sso.same_origin(&headers),
+            sso.same_origin(None, None),
             "no Origin, no Referer: the CSRF token decides"
         );
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://billing.example"),
+        assert!(sso.same_origin(Some("https://billing.example"), None));
+        assert!(!sso.same_origin(Some("https://evil.example"), None));
+        assert!(
+            !sso.same_origin(Some(""), Some("https://billing.example/")),
+            "an Origin that is sent decides, whatever the Referer"
         );
-        assert!(sso.same_origin(&headers));
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://evil.example"),
-        );
-        assert!(!sso.same_origin(&headers));
-        headers.remove(header::ORIGIN);
-        headers.insert(
-            header::REFERER,
-            HeaderValue::from_static("https://billing.example.evil.example/x"),
-        );
-        assert!(!sso.same_origin(&headers));
-        headers.insert(
-            header::REFERER,
-            HeaderValue::from_static("https://billing.example/panelink/portal/users"),
-        );
-        assert!(sso.same_origin(&headers));
+        assert!(!sso.same_origin(None, Some("https://billing.example.evil.example/x")));
+        assert!(sso.same_origin(None, Some("https://billing.example/panelink/portal/users")));
     }
 
     #[test]
@@ -452,19 +382,12 @@ mod tests {
     }
 
     #[test]
-    fn tokens_and_cookies() {
+    fn tokens_and_csrf() {
         let t = new_token();
         assert!(token_shaped(&t), "{t}");
         assert_ne!(t, new_token());
         assert!(!token_shaped("short"));
         assert!(!token_shaped(&format!("{}%", &t[..42])));
         assert_ne!(csrf_token(&t), csrf_token(&new_token()));
-        let mut headers = HeaderMap::new();
-        headers.append(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; panelink_session=xyz"),
-        );
-        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("xyz"));
-        assert_eq!(cookie(&headers, "b"), None);
     }
 }

@@ -1,106 +1,49 @@
-//! `GET /oauth/sso?access_token=…`: the browser redeems the one-time token and is signed in to
-//! the client area as the owner of the service's client account.
+//! The redemption's rules (`GET /oauth/sso?access_token=…`, served by `api::oauth`): the
+//! browser presents the one-time token and is signed in to the client area as the owner of the
+//! service's client account, or refused and told why.
 //!
 //! One transaction ([`crate::storage::Db::redeem_sso_token`]) consumes the token, reads the
-//! account as it is at that moment, and writes the outcome: on success a portal session and an
-//! activity entry, on a refusal only the activity entry. Success is a 302 to `client_area_url` +
-//! the destination with the session cookie; a refusal is an HTML page (400 for a token that is
-//! missing, unknown, used or expired; 403 when the account may not sign in).
+//! account as it is at that moment, and writes the outcome: on a sign-in a portal session and an
+//! activity entry, on a refusal only the activity entry (when the account is known). Who signs
+//! in is decided from that read alone (`verdict`).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-
-use super::{html, new_token, source_addr, token_shaped};
-use crate::api::AppState;
+use super::{Sso, new_token, token_shaped};
 use crate::crypto::hash_token;
 use crate::model::ClientStatus;
 use crate::storage::{
-    ActivityOutcome, NewActivity, NewPortalSession, RedeemWrites, TokenInfo, TokenLookup, now_ms,
+    self, ActivityOutcome, Db, NewActivity, NewPortalSession, RedeemWrites, TokenInfo, TokenLookup,
+    now_ms,
 };
 
-/// Why a redemption was refused.
+/// Why a redemption was refused. The first five are about the token (or the service it was
+/// issued for); the rest are the account's own settings, which let nobody in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// No `access_token`.
+    /// The request carries no `access_token`.
     Missing,
-    /// No such token.
+    /// No token of that value was issued (or it was purged).
     Unknown,
-    /// Used before.
+    /// The token was redeemed before: each works once.
     Used,
-    /// Expired.
+    /// The token's lifetime ([`crate::config::SsoConfig::token_ttl`]) is over.
     Expired,
-    /// The service (or its client) is gone.
+    /// The service the token was issued for, or its client, no longer exists.
     ServiceGone,
     /// The client account is closed.
     ClientClosed,
-    /// The account has single sign-on off.
+    /// The account has single sign-on turned off.
     SsoDisabled,
-    /// The account has no owner.
+    /// The account has no owner to sign in as.
     NoOwner,
     /// The owner lacks the `sso` permission.
     NoPermission,
 }
 
 impl Refusal {
-    fn status(self) -> StatusCode {
-        match self {
-            Refusal::Missing
-            | Refusal::Unknown
-            | Refusal::Used
-            | Refusal::Expired
-            | Refusal::ServiceGone => StatusCode::BAD_REQUEST,
-            Refusal::ClientClosed
-            | Refusal::SsoDisabled
-            | Refusal::NoOwner
-            | Refusal::NoPermission => StatusCode::FORBIDDEN,
-        }
-    }
-
-    /// What the customer reads.
-    fn page(self) -> (&'static str, &'static str) {
-        match self {
-            Refusal::Missing | Refusal::Unknown => (
-                "This sign-in link is not valid",
-                "The link you followed is not a valid sign-in link. Go back to your control panel \
-                 and click the link again.",
-            ),
-            Refusal::Used => (
-                "This sign-in link was already used",
-                "Each sign-in link works once. Go back to your control panel and click the link \
-                 again.",
-            ),
-            Refusal::Expired => (
-                "This sign-in link has expired",
-                "Sign-in links work for a short time only. Go back to your control panel and \
-                 click the link again.",
-            ),
-            Refusal::ServiceGone => (
-                "Single sign-on is not available",
-                "The hosting account this link belongs to is no longer available.",
-            ),
-            Refusal::ClientClosed => (
-                "Your account is closed",
-                "Single sign-on is not available for a closed account. Please contact support.",
-            ),
-            Refusal::SsoDisabled => (
-                "Single sign-on is turned off",
-                "Single sign-on is turned off for this account. The account owner can turn it \
-                 back on under Security Settings in the client area; sign in there with your \
-                 e-mail and password.",
-            ),
-            Refusal::NoOwner | Refusal::NoPermission => (
-                "Single sign-on is not allowed for your user",
-                "Your user does not have the Single Sign-On permission. Sign in to the client \
-                 area with your e-mail and password, or ask the account owner.",
-            ),
-        }
-    }
-
-    /// What the activity log says.
+    /// What the client's activity log says.
     fn detail(self) -> &'static str {
         match self {
             Refusal::Missing | Refusal::Unknown => "unknown access token",
@@ -114,7 +57,7 @@ impl Refusal {
         }
     }
 
-    /// A stable name for logs.
+    /// A stable name for the server log.
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::Missing => "missing_token",
@@ -130,7 +73,8 @@ impl Refusal {
     }
 }
 
-/// What a lookup means: who signs in, or why not.
+/// What a token lookup means: who signs in, or why not (with whom the refusal concerns, for the
+/// activity log).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Verdict {
     SignIn {
@@ -145,6 +89,8 @@ enum Verdict {
     },
 }
 
+/// Who a token signs in: the account's owner, when the token was live and the account is open,
+/// allows single sign-on and its owner holds the `sso` permission.
 fn verdict(lookup: &TokenLookup) -> Verdict {
     let refuse = |refusal, info: Option<&TokenInfo>| Verdict::Refuse {
         refusal,
@@ -244,68 +190,57 @@ fn writes(
     }
 }
 
-fn refused(refusal: Refusal) -> Response {
-    let (title, text) = refusal.page();
-    html::message(refusal.status(), title, text, None)
+/// How a redemption ended.
+#[derive(Debug)]
+pub enum Redemption {
+    /// Signed in: send the browser to `location` with [`Sso::session_cookie`] of
+    /// `session_token`.
+    SignedIn {
+        /// The account signed in to.
+        client_id: i64,
+        /// `client_area_url` + the token's destination.
+        location: String,
+        /// The new session's cookie value (only its hash is stored).
+        session_token: String,
+    },
+    /// Nobody is signed in.
+    Refused(Refusal),
 }
 
-/// `GET /oauth/sso`.
-pub async fn redeem(State(state): State<AppState>, request: Request) -> Response {
-    let source = source_addr(request.extensions());
-    let token = url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "access_token")
-        .map(|(_, v)| v.into_owned());
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return refused(Refusal::Missing);
+/// Redeem a presented access token (`None`: the request has none).
+pub async fn redeem(
+    sso: &Sso,
+    db: &Db,
+    access_token: Option<&str>,
+    source: Option<IpAddr>,
+) -> Result<Redemption, storage::Error> {
+    let Some(token) = access_token.filter(|t| !t.is_empty()) else {
+        return Ok(Redemption::Refused(Refusal::Missing));
     };
-    if !token_shaped(&token) {
+    if !token_shaped(token) {
         tracing::info!(reason = Refusal::Unknown.as_str(), "single sign-on refused");
-        return refused(Refusal::Unknown);
+        return Ok(Redemption::Refused(Refusal::Unknown));
     }
-    let sso = state.sso();
     let session_token = new_token();
     let session_ttl = sso.config().session_ttl;
     let cookie_value = session_token.clone();
-    let lookup = match state
-        .db()
-        .redeem_sso_token(&hash_token(&token), move |lookup| {
+    let lookup = db
+        .redeem_sso_token(&hash_token(token), move |lookup| {
             writes(session_ttl, lookup, &cookie_value, source)
         })
-        .await
-    {
-        Ok(lookup) => lookup,
-        Err(e) => {
-            tracing::error!(error = %e, "single sign-on redemption failed");
-            return html::message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "Signing you in failed on our side. Please try again from your control panel.",
-                None,
-            );
-        }
-    };
+        .await?;
     let service_id = lookup.info().map(|i| i.service_id);
-    match verdict(&lookup) {
+    Ok(match verdict(&lookup) {
         Verdict::SignIn {
             client_id, user_id, ..
         } => {
             let destination = lookup.info().map_or("/", |i| i.destination.as_str());
             tracing::info!(client_id, user_id, service_id, "single sign-on: signed in");
-            let location = format!("{}{destination}", sso.client_area_url());
-            let mut response = StatusCode::FOUND.into_response();
-            let headers = response.headers_mut();
-            match HeaderValue::from_str(&location) {
-                Ok(value) => {
-                    headers.insert(header::LOCATION, value);
-                }
-                Err(_) => {
-                    tracing::error!(client_id, "single sign-on destination is not a valid URL");
-                    return refused(Refusal::ServiceGone);
-                }
+            Redemption::SignedIn {
+                client_id,
+                location: format!("{}{destination}", sso.client_area_url()),
+                session_token,
             }
-            headers.insert(header::SET_COOKIE, sso.session_cookie(&session_token));
-            html::no_store(headers);
-            response
         }
         Verdict::Refuse {
             refusal, client_id, ..
@@ -316,7 +251,124 @@ pub async fn redeem(State(state): State<AppState>, request: Request) -> Response
                 service_id,
                 "single sign-on refused"
             );
-            refused(refusal)
+            Redemption::Refused(refusal)
         }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{AccountState, OwnerState};
+
+    fn redeemed(account: Option<AccountState>) -> TokenLookup {
+        TokenLookup::Redeemed(TokenInfo {
+            service_id: 7,
+            application: "cpanel".into(),
+            scope: "clientarea:tickets".into(),
+            destination: "/tickets".into(),
+            account,
+        })
+    }
+
+    fn open_account() -> AccountState {
+        AccountState {
+            client_id: 3,
+            client_status: ClientStatus::Active,
+            allow_sso: true,
+            owner: Some(OwnerState {
+                user_id: 5,
+                email: "owner@example.com".into(),
+                has_sso: true,
+            }),
+        }
+    }
+
+    fn refusal(lookup: &TokenLookup) -> Option<Refusal> {
+        match verdict(lookup) {
+            Verdict::SignIn { .. } => None,
+            Verdict::Refuse { refusal, .. } => Some(refusal),
+        }
+    }
+
+    #[test]
+    fn only_a_live_token_of_an_open_account_signs_its_owner_in() {
+        assert_eq!(
+            verdict(&redeemed(Some(open_account()))),
+            Verdict::SignIn {
+                client_id: 3,
+                user_id: 5,
+                email: "owner@example.com".into()
+            }
+        );
+        assert_eq!(refusal(&TokenLookup::Unknown), Some(Refusal::Unknown));
+        let TokenLookup::Redeemed(info) = redeemed(Some(open_account())) else {
+            unreachable!()
+        };
+        assert_eq!(
+            refusal(&TokenLookup::Used(info.clone())),
+            Some(Refusal::Used)
+        );
+        assert_eq!(refusal(&TokenLookup::Expired(info)), Some(Refusal::Expired));
+        assert_eq!(refusal(&redeemed(None)), Some(Refusal::ServiceGone));
+
+        let closed = AccountState {
+            client_status: ClientStatus::Closed,
+            allow_sso: false,
+            ..open_account()
+        };
+        assert_eq!(
+            refusal(&redeemed(Some(closed))),
+            Some(Refusal::ClientClosed),
+            "a closed account is the first reason"
+        );
+        let off = AccountState {
+            allow_sso: false,
+            ..open_account()
+        };
+        assert_eq!(refusal(&redeemed(Some(off))), Some(Refusal::SsoDisabled));
+        let ownerless = AccountState {
+            owner: None,
+            ..open_account()
+        };
+        assert_eq!(refusal(&redeemed(Some(ownerless))), Some(Refusal::NoOwner));
+        let mut no_permission = open_account();
+        no_permission.owner.as_mut().unwrap().has_sso = false;
+        assert_eq!(
+            refusal(&redeemed(Some(no_permission))),
+            Some(Refusal::NoPermission)
+        );
+    }
+
+    #[test]
+    fn writes_record_every_outcome_with_a_known_account() {
+        let ttl = Duration::from_secs(60);
+        let signed_in = writes(ttl, &redeemed(Some(open_account())), "cookie", None);
+        let session = signed_in.session.expect("a session");
+        assert_eq!((session.client_id, session.user_id), (3, 5));
+        assert_eq!(session.token_hash, hash_token("cookie"));
+        let activity = signed_in.activity.expect("an activity entry");
+        assert_eq!(activity.outcome, ActivityOutcome::Success);
+        assert_eq!(
+            activity.detail,
+            "owner@example.com signed in through the clientarea:tickets link"
+        );
+
+        let off = AccountState {
+            allow_sso: false,
+            ..open_account()
+        };
+        let refused = writes(ttl, &redeemed(Some(off)), "cookie", None);
+        assert!(refused.session.is_none());
+        let activity = refused.activity.expect("the refusal is recorded");
+        assert_eq!(activity.outcome, ActivityOutcome::Refused);
+        assert!(
+            activity
+                .detail
+                .ends_with("single sign-on is turned off for the account")
+        );
+
+        let unknown = writes(ttl, &TokenLookup::Unknown, "cookie", None);
+        assert!(unknown.session.is_none() && unknown.activity.is_none());
     }
 }

@@ -1,139 +1,98 @@
-//! `POST /oauth/token`: the panel's server trades a link's credential for a one-time access
-//! token.
+//! The token request's rules (`POST /oauth/token`, served by `api::oauth`): the panel's server
+//! trades a link's credential for a one-time access token.
 //!
-//! Input as cPanel sends it: a form body with the link's fields (`subscriber_unique_id`,
-//! `token`, `url`, `app`, `user`, …, `attempt`), and `scope=clientarea:sso <scope>` and
+//! Parameters as cPanel sends them ([`TokenRequest::parse`]): the link's fields in the form body
+//! (`subscriber_unique_id`, `token`, …, `attempt`), and `scope=clientarea:sso <scope>` and
 //! `module=<application>` in the query of the `autologin_token_url` (also accepted in the body,
-//! the query winning; the credential is only read from the body). Answers and errors follow RFC 6749 §5: `200 {"access_token",
-//! "expires_in", "token_type": "Bearer", "scope", "redirect_url"}`, or `{"error",
-//! "error_description"}` with 400 `invalid_request` / `invalid_scope`, 401 `invalid_client`,
-//! 403 `access_denied`, 429 `rate_limited` (with `Retry-After`), 500 `server_error`; always
-//! `Cache-Control: no-store`.
+//! the query winning; the credential is only read from the body).
+//!
+//! Checks, in order: the per-address rate limit ([`admit`], before the body is read); the
+//! parameters present and well-formed; the per-credential rate limit; the credential (constant
+//! time, in storage); then that the service may sign in: active or suspended, on a server of the
+//! requested application, that server enabled, Application Links on for the application, and a
+//! link of the scope provisioned. A refusal is a [`TokenError`], one of RFC 6749 §5's errors.
 
+use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::Json;
-use axum::body::to_bytes;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-
-use super::{SSO_SCOPE, html, new_token, source_addr};
-use crate::api::AppState;
+use super::{SSO_SCOPE, Sso, new_token};
+use crate::catalog::Catalog;
 use crate::crypto::hash_token;
 use crate::model::{ApplicationId, Scope};
-use crate::storage::{NewSsoToken, now_ms};
-
-/// The largest form body read (cPanel's is well under 2 KiB).
-const MAX_FORM_BYTES: usize = 16 * 1024;
+use crate::storage::{Db, NewSsoToken, now_ms};
 
 /// The longest subscriber id considered (ours are 36 characters).
 const MAX_SUBSCRIBER_ID: usize = 128;
 
-/// The token answer.
-#[derive(Debug, Serialize)]
-struct TokenResponse {
-    access_token: String,
-    expires_in: u64,
-    token_type: &'static str,
-    scope: String,
-    redirect_url: String,
-}
-
-#[derive(Debug, Serialize)]
-struct OAuthErrorBody {
-    error: &'static str,
-    error_description: String,
-}
-
-/// An RFC 6749 error answer.
+/// An issued access token and where the browser redeems it.
 #[derive(Debug)]
-pub struct OAuthError {
-    status: StatusCode,
-    error: &'static str,
-    description: String,
-    retry_after: Option<Duration>,
+pub struct IssuedToken {
+    /// The one-time token (only its hash is stored).
+    pub access_token: String,
+    /// Seconds until it expires (at least 1).
+    pub expires_in: u64,
+    /// The granted scope: `clientarea:sso <link scope>`.
+    pub scope: String,
+    /// `<public_url>/oauth/sso?access_token=…`.
+    pub redirect_url: String,
 }
 
-impl OAuthError {
-    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status,
-            error,
-            description: description.into(),
-            retry_after: None,
-        }
-    }
+/// Why a token request is refused: the RFC 6749 §5 error, with a sentence for the panel's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// A parameter is missing, repeated or malformed, or the body is unreadable.
+    InvalidRequest(String),
+    /// The scope parameter is malformed, or the service has no link of that scope.
+    InvalidScope(String),
+    /// The credential is unknown or its secret is wrong.
+    InvalidClient,
+    /// The credential is right, but the service may not sign in now.
+    AccessDenied(String),
+    /// Too many requests from the address or for the credential; the next is allowed after
+    /// this long.
+    RateLimited(Duration),
+    /// Storage failed; the cause is in the server log, never in the answer.
+    ServerError,
+}
 
-    fn invalid_request(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
-    }
-
-    fn invalid_scope(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
-    }
-
-    fn invalid_client() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "The link's credential is not valid.",
-        )
-    }
-
-    fn access_denied(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "access_denied", description)
-    }
-
-    fn rate_limited(wait: Duration) -> Self {
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "Too many sign-in requests; try again shortly.",
-        );
-        e.retry_after = Some(wait);
-        e
-    }
-
-    fn server_error(cause: &dyn std::fmt::Display) -> Self {
+impl TokenError {
+    /// Log the cause of a failure on our side and refuse with `server_error`.
+    fn server(cause: &dyn fmt::Display) -> Self {
         tracing::error!(error = %cause, "single sign-on token request failed");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "Something went wrong on our side; the details are in the server log.",
-        )
+        TokenError::ServerError
     }
 
-    /// The `error` code.
+    /// The RFC 6749 `error` code.
     pub fn code(&self) -> &'static str {
-        self.error
-    }
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(OAuthErrorBody {
-                error: self.error,
-                error_description: self.description,
-            }),
-        )
-            .into_response();
-        let headers = response.headers_mut();
-        html::no_store(headers);
-        if let Some(wait) = self.retry_after {
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        match self {
+            TokenError::InvalidRequest(_) => "invalid_request",
+            TokenError::InvalidScope(_) => "invalid_scope",
+            TokenError::InvalidClient => "invalid_client",
+            TokenError::AccessDenied(_) => "access_denied",
+            TokenError::RateLimited(_) => "rate_limited",
+            TokenError::ServerError => "server_error",
         }
-        response
+    }
+
+    /// The `error_description`.
+    pub fn description(&self) -> &str {
+        match self {
+            TokenError::InvalidRequest(why)
+            | TokenError::InvalidScope(why)
+            | TokenError::AccessDenied(why) => why,
+            TokenError::InvalidClient => "The link's credential is not valid.",
+            TokenError::RateLimited(_) => "Too many sign-in requests; try again shortly.",
+            TokenError::ServerError => {
+                "Something went wrong on our side; the details are in the server log."
+            }
+        }
     }
 }
 
-/// The request's parameters that matter.
+/// The parameters of a token request that matter.
 #[derive(Debug, Default)]
-struct TokenRequest {
+pub struct TokenRequest {
     subscriber_id: Option<String>,
     secret: Option<String>,
     scope: Option<String>,
@@ -142,13 +101,15 @@ struct TokenRequest {
 }
 
 impl TokenRequest {
+    /// Read the URL's query and the form body (both `application/x-www-form-urlencoded`).
+    ///
     /// The query gives `scope` and `module` (the plugin put them in the `autologin_token_url`);
     /// the body gives the credential and may give `scope` and `module` too, the query's winning.
     /// Credentials in the query are ignored (URLs end up in logs), and a parameter given twice
     /// in one place is refused: which value counts would be ambiguous.
-    fn parse(query: &str, body: &[u8]) -> Result<Self, OAuthError> {
+    pub fn parse(query: &str, body: &[u8]) -> Result<Self, TokenError> {
         let twice = |key: &str| {
-            OAuthError::invalid_request(format!("The {key} parameter is given more than once."))
+            TokenError::InvalidRequest(format!("The {key} parameter is given more than once."))
         };
         let mut request = TokenRequest::default();
         let mut in_query = (false, false);
@@ -186,7 +147,8 @@ impl TokenRequest {
 }
 
 /// The one link scope of a `scope` parameter: `clientarea:sso` plus exactly one other.
-fn link_scope(raw: &str) -> Result<Scope, OAuthError> {
+fn link_scope(raw: &str) -> Result<Scope, TokenError> {
+    let malformed = |why: &str| TokenError::InvalidScope(why.to_owned());
     let mut sso = false;
     let mut link = None;
     for part in raw.split_whitespace() {
@@ -194,54 +156,44 @@ fn link_scope(raw: &str) -> Result<Scope, OAuthError> {
             sso = true;
             continue;
         }
-        let scope = Scope::parse(part)
-            .map_err(|_| OAuthError::invalid_scope("The scope parameter is malformed."))?;
+        let scope =
+            Scope::parse(part).map_err(|_| malformed("The scope parameter is malformed."))?;
         if link.replace(scope).is_some() {
-            return Err(OAuthError::invalid_scope(
+            return Err(malformed(
                 "The scope parameter names more than one link scope.",
             ));
         }
     }
     if !sso {
-        return Err(OAuthError::invalid_scope(format!(
+        return Err(TokenError::InvalidScope(format!(
             "The scope parameter must include {SSO_SCOPE}."
         )));
     }
-    link.ok_or_else(|| OAuthError::invalid_scope("The scope parameter names no link scope."))
+    link.ok_or_else(|| malformed("The scope parameter names no link scope."))
 }
 
-/// `POST /oauth/token`.
-pub async fn token(State(state): State<AppState>, request: Request) -> Response {
-    match issue(&state, request).await {
-        Ok(answer) => {
-            let mut response = Json(answer).into_response();
-            html::no_store(response.headers_mut());
-            response
-        }
-        Err(e) => e.into_response(),
-    }
+/// The per-address rate limit, checked before anything of the request is read (`None`: the
+/// address is unknown, and only the per-credential limit applies).
+pub fn admit(sso: &Sso, source: Option<IpAddr>) -> Result<(), TokenError> {
+    let Some(addr) = source else {
+        return Ok(());
+    };
+    sso.per_address.check(&addr).map_err(|wait| {
+        tracing::debug!(%addr, "single sign-on token requests rate limited (address)");
+        TokenError::RateLimited(wait)
+    })
 }
 
-async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAuthError> {
-    let sso = state.sso();
-    let source = source_addr(request.extensions());
-    if let Some(addr) = source {
-        sso.per_address.check(&addr).map_err(|wait| {
-            tracing::debug!(%addr, "single sign-on token requests rate limited (address)");
-            OAuthError::rate_limited(wait)
-        })?;
-    }
-    let query = request.uri().query().unwrap_or("").to_owned();
-    let body = to_bytes(request.into_body(), MAX_FORM_BYTES)
-        .await
-        .map_err(|_| {
-            OAuthError::invalid_request(format!(
-                "The request body is unreadable or larger than {MAX_FORM_BYTES} bytes."
-            ))
-        })?;
-    let params = TokenRequest::parse(&query, &body)?;
+/// Check a token request (after [`admit`]) and issue its access token.
+pub async fn issue(
+    sso: &Sso,
+    db: &Db,
+    catalog: &Catalog,
+    params: TokenRequest,
+    source: Option<IpAddr>,
+) -> Result<IssuedToken, TokenError> {
     let missing =
-        |name: &str| OAuthError::invalid_request(format!("The {name} parameter is missing."));
+        |name: &str| TokenError::InvalidRequest(format!("The {name} parameter is missing."));
     let subscriber_id = params
         .subscriber_id
         .filter(|s| !s.is_empty())
@@ -253,20 +205,19 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
     let scope = link_scope(&params.scope.ok_or_else(|| missing("scope"))?)?;
     let module = params.module.ok_or_else(|| missing("module"))?;
     let application = ApplicationId::parse(&module).map_err(|_| {
-        OAuthError::invalid_request("The module parameter is not an application id.")
+        TokenError::InvalidRequest("The module parameter is not an application id.".to_owned())
     })?;
     if subscriber_id.len() > MAX_SUBSCRIBER_ID {
-        return Err(OAuthError::invalid_client());
+        return Err(TokenError::InvalidClient);
     }
     sso.per_credential
         .check(subscriber_id.as_str())
         .map_err(|wait| {
             tracing::debug!("single sign-on token requests rate limited (credential)");
-            OAuthError::rate_limited(wait)
+            TokenError::RateLimited(wait)
         })?;
 
-    let subject = state
-        .db()
+    let subject = db
         .check_sso_credential(
             &subscriber_id,
             &secret,
@@ -274,15 +225,15 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
             scope.as_str(),
         )
         .await
-        .map_err(|e| OAuthError::server_error(&e))?
+        .map_err(|e| TokenError::server(&e))?
         .ok_or_else(|| {
             tracing::info!(
                 application = application.as_str(),
                 "single sign-on refused: invalid link credential"
             );
-            OAuthError::invalid_client()
+            TokenError::InvalidClient
         })?;
-    let refuse = |reason: &str, error: OAuthError| {
+    let refuse = |reason: &str, error: TokenError| {
         tracing::info!(
             service_id = subject.service_id,
             application = application.as_str(),
@@ -295,14 +246,14 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
     if !subject.service_status.gets_links() {
         return Err(refuse(
             "service status",
-            OAuthError::access_denied(format!(
+            TokenError::AccessDenied(format!(
                 "The service is {}; only active and suspended services can sign in.",
                 subject.service_status
             )),
         ));
     }
     let not_provisioned = || {
-        OAuthError::invalid_scope(format!(
+        TokenError::InvalidScope(format!(
             "The service has no {scope} link for {application}."
         ))
     };
@@ -312,13 +263,13 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
     if !subject.server_enabled {
         return Err(refuse(
             "server disabled",
-            OAuthError::access_denied("The service's server is disabled."),
+            TokenError::AccessDenied("The service's server is disabled.".to_owned()),
         ));
     }
     if !subject.application_enabled {
         return Err(refuse(
             "application disabled",
-            OAuthError::access_denied(format!(
+            TokenError::AccessDenied(format!(
                 "Application Links are turned off for {application}."
             )),
         ));
@@ -329,27 +280,25 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
 
     let config = sso.config();
     let destination = sso.destination(
-        state.catalog(),
+        catalog,
         application.as_str(),
         scope.as_str(),
         subject.service_id,
     );
     let access_token = new_token();
     let ttl_ms = i64::try_from(config.token_ttl.as_millis()).unwrap_or(i64::MAX);
-    state
-        .db()
-        .create_sso_token(NewSsoToken {
-            token_hash: hash_token(&access_token),
-            service_id: subject.service_id,
-            application: application.as_str().to_owned(),
-            scope: scope.as_str().to_owned(),
-            destination,
-            source: source.map(|a| a.to_string()),
-            expires_at: now_ms().saturating_add(ttl_ms),
-        })
-        .await
-        .map_err(|e| OAuthError::server_error(&e))?;
-    sso.purge_when_due(state.db());
+    db.create_sso_token(NewSsoToken {
+        token_hash: hash_token(&access_token),
+        service_id: subject.service_id,
+        application: application.as_str().to_owned(),
+        scope: scope.as_str().to_owned(),
+        destination,
+        source: source.map(|a| a.to_string()),
+        expires_at: now_ms().saturating_add(ttl_ms),
+    })
+    .await
+    .map_err(|e| TokenError::server(&e))?;
+    sso.purge_when_due(db);
     tracing::info!(
         service_id = subject.service_id,
         client_id = subject.client_id,
@@ -358,11 +307,10 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
         attempt = params.attempt.as_deref().unwrap_or(""),
         "single sign-on token issued"
     );
-    Ok(TokenResponse {
+    Ok(IssuedToken {
         redirect_url: format!("{}/oauth/sso?access_token={access_token}", sso.public_url()),
         access_token,
         expires_in: config.token_ttl.as_secs().max(1),
-        token_type: "Bearer",
         scope: format!("{SSO_SCOPE} {scope}"),
     })
 }

@@ -291,7 +291,9 @@ pub(crate) async fn clear_log(conn: &mut sqlx::AnyConnection, application: &str)
     Ok(())
 }
 
-/// Insert log entries on a connection (inside the caller's transaction).
+/// Insert log entries on a connection (inside the caller's transaction). A warning about a
+/// service that the log already holds word for word (the same account failing the same way on
+/// every sync of the operation) is not written again.
 pub(crate) async fn insert_log(
     conn: &mut sqlx::AnyConnection,
     application: &str,
@@ -299,6 +301,20 @@ pub(crate) async fn insert_log(
 ) -> Result<()> {
     let now = now_ms();
     for e in entries {
+        if e.level == LogLevel::Warning && e.service_id.is_some() {
+            let seen: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM app_log WHERE application = $1 AND service_id = $2 \
+                 AND level = 'warning' AND message = $3",
+            )
+            .bind(application)
+            .bind(e.service_id)
+            .bind(&e.message)
+            .fetch_one(&mut *conn)
+            .await?;
+            if seen > 0 {
+                continue;
+            }
+        }
         sqlx::query(
             "INSERT INTO app_log (application, sync_id, at, level, message, server_id, \
              service_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -253,7 +253,9 @@ impl Db {
     /// speaks for, with respect to the requested application and scope. `None` when the
     /// subscriber id is unknown, the credential revoked, or the secret wrong; the secret is
     /// compared in constant time. (Subscriber ids are 128 random bits: that one exists is no
-    /// secret worth hiding by timing.)
+    /// secret worth hiding by timing.) The scope counts as provisioned when the record holds it
+    /// for the service, or while a running unit on the service's server pushes it: a panel may
+    /// show a link before the batch that creates it is recorded, and its first click must work.
     pub async fn check_sso_credential(
         &self,
         subscriber_id: &str,
@@ -266,8 +268,11 @@ impl Db {
                     v.module, v.enabled AS server_enabled, \
                     EXISTS (SELECT 1 FROM applications a \
                             WHERE a.id = $2 AND a.enabled = TRUE) AS application_enabled, \
-                    EXISTS (SELECT 1 FROM account_records r WHERE r.service_id = c.service_id \
-                            AND r.application = $2 AND r.scopes LIKE $3 ESCAPE '\\') \
+                    (EXISTS (SELECT 1 FROM account_records r WHERE r.service_id = c.service_id \
+                             AND r.application = $2 AND r.scopes LIKE $3 ESCAPE '\\') \
+                     OR EXISTS (SELECT 1 FROM sync_servers u JOIN syncs y ON y.id = u.sync_id \
+                             WHERE u.server_id = s.server_id AND y.application = $2 \
+                             AND u.state = 'running' AND u.pushing LIKE $3 ESCAPE '\\')) \
                       AS scope_provisioned \
              FROM sso_credentials c JOIN services s ON s.id = c.service_id \
              JOIN servers v ON v.id = s.server_id \

@@ -38,6 +38,7 @@ pub mod admins;
 pub mod apps;
 pub mod clients;
 pub mod credentials;
+mod peers;
 pub mod plugins;
 pub mod servers;
 pub mod sso;
@@ -174,6 +175,8 @@ pub struct Db {
     write_turn: WriteTurn,
     /// Lifetime of the admin API tokens it issues; `None`: no expiry.
     admin_token_ttl: Option<Duration>,
+    /// The other hosts sharing the database (see [`Db::tell_peers`]).
+    peers: Arc<peers::Peers>,
 }
 
 /// Where this process's write transactions begin. On SQLite: one connection that every write
@@ -456,6 +459,7 @@ impl Db {
             sso_writes: Arc::default(),
             write_turn,
             admin_token_ttl: Some(crate::config::DEFAULT_ADMIN_TOKEN_TTL),
+            peers: peers::Peers::new(backend, url),
         })
     }
 

@@ -70,18 +70,9 @@ impl AccountRecord {
         })
     }
 
-    /// The `scopes` column: each scope between single spaces, so that `LIKE '% <scope> %'`
-    /// finds it (scopes hold no spaces).
+    /// The `scopes` column (see [`scopes_text`]).
     fn scopes_text(&self) -> String {
-        let mut text = String::from(" ");
-        for scope in self.links.keys() {
-            text.push_str(scope);
-            text.push(' ');
-        }
-        if self.links.is_empty() {
-            text.push(' ');
-        }
-        text
+        scopes_text(self.links.keys().map(String::as_str))
     }
 
     /// The `links` column: `[[scope, label, position, credential_version], ...]`.
@@ -100,6 +91,22 @@ impl AccountRecord {
             .collect();
         serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
     }
+}
+
+/// Scopes as stored in `account_records.scopes` and `sync_servers.pushing`: each between
+/// single spaces, so that `LIKE '% <scope> %'` finds it (scopes hold no spaces).
+fn scopes_text<'a>(scopes: impl IntoIterator<Item = &'a str>) -> String {
+    let mut text = String::from(" ");
+    let mut empty = true;
+    for scope in scopes {
+        text.push_str(scope);
+        text.push(' ');
+        empty = false;
+    }
+    if empty {
+        text.push(' ');
+    }
+    text
 }
 
 /// The `LIKE` pattern that finds `scope` in the `scopes` column of `account_records` (with
@@ -294,8 +301,8 @@ impl Db {
             return Ok(None);
         };
         let rows = sqlx::query(
-            "SELECT server_id, state, done, total, last_error FROM sync_servers WHERE sync_id = $1 \
-             ORDER BY server_id",
+            "SELECT server_id, state, done, total, last_error, attempts, not_before \
+             FROM sync_servers WHERE sync_id = $1 ORDER BY server_id",
         )
         .bind(id)
         .fetch_all(self.pool())
@@ -305,12 +312,18 @@ impl Db {
             .map(|row| {
                 let done: i64 = row.try_get("done")?;
                 let total: i64 = row.try_get("total")?;
+                let state = state_from(&row.try_get::<String, _>("state")?)?;
+                let attempts: i64 = row.try_get("attempts")?;
+                let not_before: i64 = row.try_get("not_before")?;
                 Ok(ServerProgress {
                     server_id: row.try_get("server_id")?,
-                    state: state_from(&row.try_get::<String, _>("state")?)?,
+                    state,
                     done: u64::try_from(done).unwrap_or(0),
                     total: u64::try_from(total).unwrap_or(0),
                     last_error: row.try_get("last_error")?,
+                    attempts,
+                    next_attempt_at: (state == SyncState::Queued && attempts > 0)
+                        .then_some(not_before),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -318,9 +331,40 @@ impl Db {
     }
 
     /// Try to take the lease of a server that has work due, for `owner`, until `until_ms`.
-    /// Returns the server taken, if any.
-    pub async fn claim_server(&self, owner: &str, until_ms: i64) -> Result<Option<i64>> {
+    /// A host takes at most its fair share: the servers with open work divided by the hosts
+    /// whose heartbeat is newer than `live_since` (rounded up), so that work queued through one
+    /// host is spread over all of them. Returns the server taken, if any.
+    pub async fn claim_server(
+        &self,
+        owner: &str,
+        until_ms: i64,
+        live_since: i64,
+    ) -> Result<Option<i64>> {
         let now = now_ms();
+        let (open, hosts, mine): (i64, i64, i64) = {
+            let row = sqlx::query(
+                "SELECT \
+                 (SELECT COUNT(DISTINCT server_id) FROM sync_servers \
+                  WHERE state IN ('queued', 'running')) AS open, \
+                 (SELECT COUNT(*) FROM sync_hosts WHERE seen_at >= $1) AS hosts, \
+                 (SELECT COUNT(*) FROM server_leases WHERE owner = $2 AND until_ms >= $3) \
+                   AS mine",
+            )
+            .bind(live_since)
+            .bind(owner)
+            .bind(now)
+            .fetch_one(self.pool())
+            .await?;
+            (
+                row.try_get("open")?,
+                row.try_get("hosts")?,
+                row.try_get("mine")?,
+            )
+        };
+        let share = (open + hosts.max(1) - 1) / hosts.max(1);
+        if mine >= share.max(1) {
+            return Ok(None);
+        }
         let candidates: Vec<i64> = sqlx::query_scalar(
             "SELECT DISTINCT u.server_id FROM sync_servers u \
              LEFT JOIN server_leases l ON l.server_id = u.server_id \
@@ -332,31 +376,75 @@ impl Db {
         .fetch_all(self.pool())
         .await?;
         for server_id in candidates {
-            let taken = sqlx::query(
-                "INSERT INTO server_leases (server_id, owner, until_ms) VALUES ($1, $2, $3) \
-                 ON CONFLICT (server_id) DO UPDATE SET owner = excluded.owner, \
-                 until_ms = excluded.until_ms WHERE server_leases.until_ms < $4",
-            )
-            .bind(server_id)
-            .bind(owner)
-            .bind(until_ms)
-            .bind(now)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
-            if taken == 1 {
+            if self.take_lease(server_id, owner, until_ms).await? {
                 return Ok(Some(server_id));
             }
         }
         Ok(None)
     }
 
-    /// Forget every lease. Only for SQLite, where one process is the only host: leases left by
-    /// an earlier run of this process (killed mid-sync) need not be waited out.
-    pub async fn clear_leases(&self) -> Result<()> {
-        sqlx::query("DELETE FROM server_leases")
+    /// The enabled servers of enabled applications whose last sync failed and that have no
+    /// open work, with their application: the engine tries them again (see [`Change::ServerRetry`]).
+    pub async fn failed_servers(&self) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT v.id, v.module FROM servers v \
+             WHERE v.sync_state = 'failed' AND v.enabled = TRUE \
+             AND EXISTS (SELECT 1 FROM applications a WHERE a.id = v.module AND a.enabled = TRUE) \
+             AND NOT EXISTS \
+             (SELECT 1 FROM sync_servers u WHERE u.server_id = v.id \
+              AND u.state IN ('queued', 'running')) ORDER BY v.id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("module")?)))
+            .collect()
+    }
+
+    /// Renew this host's heartbeat (see [`Db::claim_server`]).
+    pub async fn heartbeat(&self, node_id: &str, now_ms: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sync_hosts (node_id, seen_at) VALUES ($1, $2) \
+             ON CONFLICT (node_id) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .bind(node_id)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// How many hosts' heartbeats are newer than `since`.
+    pub async fn live_hosts(&self, since: i64) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM sync_hosts WHERE seen_at >= $1")
+                .bind(since)
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// This host stops working on the database: it no longer counts among the live hosts.
+    pub async fn leave(&self, node_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sync_hosts WHERE node_id = $1")
+            .bind(node_id)
             .execute(self.pool())
             .await?;
+        Ok(())
+    }
+
+    /// Forget every lease and every host's heartbeat. Only for SQLite, where one process is
+    /// the only host: what an earlier run of this process (killed mid-sync) left need not be
+    /// waited out.
+    pub async fn clear_leases(&self) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM server_leases")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM sync_hosts")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -387,7 +475,7 @@ impl Db {
     /// The oldest unit of a server that is due.
     pub async fn next_unit(&self, server_id: i64) -> Result<Option<Unit>> {
         let row = sqlx::query(
-            "SELECT u.sync_id, u.server_id, u.attempts, s.application, s.kind \
+            "SELECT u.sync_id, u.server_id, u.attempts, u.progress_at, s.application, s.kind \
              FROM sync_servers u JOIN syncs s ON s.id = u.sync_id \
              WHERE u.server_id = $1 AND u.state IN ('queued', 'running') AND u.not_before <= $2 \
              ORDER BY u.sync_id LIMIT 1",
@@ -403,22 +491,33 @@ impl Db {
                 application: row.try_get("application")?,
                 kind: kind_from(&row.try_get::<String, _>("kind")?)?,
                 attempts: row.try_get("attempts")?,
+                progress_at: row.try_get("progress_at")?,
             })
         })
         .transpose()
     }
 
-    /// Mark a unit running with its total; the sync becomes running too.
-    pub async fn start_unit(&self, sync_id: i64, server_id: i64, total: u64) -> Result<()> {
+    /// Mark a unit running with its total and the scopes it pushes (see
+    /// [`Db::check_sso_credential`]); the sync becomes running too.
+    pub async fn start_unit(
+        &self,
+        sync_id: i64,
+        server_id: i64,
+        total: u64,
+        pushing: &[&str],
+    ) -> Result<()> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "UPDATE sync_servers SET state = 'running', total = $1, done = 0 \
+            "UPDATE sync_servers SET state = 'running', total = $1, done = 0, \
+             progress_at = COALESCE(progress_at, $4), pushing = $5 \
              WHERE sync_id = $2 AND server_id = $3",
         )
         .bind(i64::try_from(total).unwrap_or(i64::MAX))
         .bind(sync_id)
         .bind(server_id)
+        .bind(now)
+        .bind(scopes_text(pushing.iter().copied()))
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -443,12 +542,14 @@ impl Db {
     ) -> Result<()> {
         sqlx::query(
             "UPDATE sync_servers SET state = 'queued', attempts = attempts + 1, not_before = $1, \
-             last_error = $2 WHERE sync_id = $3 AND server_id = $4",
+             last_error = $2, progress_at = COALESCE(progress_at, $5) \
+             WHERE sync_id = $3 AND server_id = $4",
         )
         .bind(not_before)
         .bind(error)
         .bind(sync_id)
         .bind(server_id)
+        .bind(now_ms())
         .execute(self.pool())
         .await?;
         Ok(())
@@ -596,8 +697,9 @@ impl Db {
 
     /// Apply confirmed changes to the record, at once, together with the unit's progress and,
     /// when given, the renewal of the server's lease (`owner`, until `until_ms`): a batch costs
-    /// one write transaction. Returns whether the lease is still held (always `true` without
-    /// one). The record is written either way: it says what the panel confirmed.
+    /// one write transaction, with the batch's entries of the application log (`log`). Returns
+    /// whether the lease is still held (always `true` without one). The record is written either
+    /// way: it says what the panel confirmed.
     ///
     /// The record is one row per account (see `account_records`): the rows of the accounts the
     /// changes touch are read, changed and written back, many rows a statement.
@@ -608,8 +710,10 @@ impl Db {
         changes: &[RecordChange],
         progress: Option<(i64, u64, u64)>,
         lease: Option<(&str, i64)>,
+        log: &[NewLogEntry],
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
+        super::apps::insert_log(&mut tx, application, log).await?;
         let mut touched: Vec<i64> = changes.iter().map(RecordChange::service_id).collect();
         touched.sort_unstable();
         touched.dedup();
@@ -699,14 +803,16 @@ impl Db {
             query.execute(&mut *tx).await?;
         }
         if let Some((sync_id, done, warnings)) = progress {
+            // Progress: the retry window starts again, and so does the backoff.
             sqlx::query(
-                "UPDATE sync_servers SET done = done + $1, warnings = warnings + $2 \
-                 WHERE sync_id = $3 AND server_id = $4",
+                "UPDATE sync_servers SET done = done + $1, warnings = warnings + $2, \
+                 progress_at = $5, attempts = 0 WHERE sync_id = $3 AND server_id = $4",
             )
             .bind(i64::try_from(done).unwrap_or(i64::MAX))
             .bind(i64::try_from(warnings).unwrap_or(i64::MAX))
             .bind(sync_id)
             .bind(server_id)
+            .bind(now_ms())
             .execute(&mut *tx)
             .await?;
         }
@@ -872,6 +978,10 @@ pub(crate) async fn enqueue(
                 application,
                 server_id,
             } => ("drift_found", application.clone(), None, vec![*server_id]),
+            Change::ServerRetry {
+                application,
+                server_id,
+            } => ("server_retry", application.clone(), None, vec![*server_id]),
         };
     let server_ids = servers
         .iter()
@@ -932,6 +1042,10 @@ fn pending_from(row: &AnyRow) -> Result<PendingChange> {
             service_id: service()?,
         },
         "drift_found" => Change::DriftFound {
+            application: application()?,
+            server_id: server()?,
+        },
+        "server_retry" => Change::ServerRetry {
             application: application()?,
             server_id: server()?,
         },

@@ -114,6 +114,10 @@ pub async fn work_for(
         Change::DriftFound {
             application,
             server_id,
+        }
+        | Change::ServerRetry {
+            application,
+            server_id,
         } => {
             if enabled(db, application).await? {
                 out.push(SyncRequest {
@@ -224,7 +228,7 @@ pub fn server_updated(before: &Server, after: &Server, token_replaced: bool) -> 
     if reach(before) != reach(after) || token_replaced {
         applications.push(after.module.clone());
     }
-    (!applications.is_empty()).then(|| Change::ServerChanged {
+    (!applications.is_empty()).then_some(Change::ServerChanged {
         server_id: after.id,
         applications,
     })
@@ -253,8 +257,15 @@ pub struct SyncConfig {
     pub retry_base: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
-    /// Transient failures a server's unit may have before it fails.
-    pub retry_budget: u32,
+    /// How long a server's unit may go on failing transiently without progress before it
+    /// fails (a batch pushed starts the window again).
+    pub retry_window: Duration,
+    /// Retries of a failed panel call within one attempt, after `retry_base`, then twice
+    /// that, … (the calls are idempotent: reads, upserts and removals).
+    pub in_attempt_retries: u32,
+    /// How often servers whose last sync failed are tried again, by themselves; `None`: only
+    /// when an admin asks.
+    pub failed_retry_interval: Option<Duration>,
     /// A support check younger than this is trusted (enable and repair always check again).
     pub support_ttl: Duration,
     /// Interval of the drift check; `None` disables it.
@@ -291,7 +302,9 @@ impl Default for SyncConfig {
             poll_interval: Duration::from_secs(2),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
-            retry_budget: 8,
+            retry_window: Duration::from_secs(15 * 60),
+            in_attempt_retries: 2,
+            failed_retry_interval: Some(Duration::from_secs(10 * 60)),
             support_ttl: Duration::from_secs(600),
             drift_interval: None,
             outbox_grace: Duration::from_secs(10),
@@ -326,6 +339,8 @@ pub struct SyncEngine {
     config: SyncConfig,
     wake: Notify,
     batches: std::sync::atomic::AtomicU64,
+    /// When the engine was built: the outbox drain at start takes the changes older than this.
+    created_ms: i64,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -360,7 +375,13 @@ impl SyncEngine {
             config,
             wake: Notify::new(),
             batches: std::sync::atomic::AtomicU64::new(0),
+            created_ms: now_ms(),
         }
+    }
+
+    /// The event bus the engine publishes on (with what other hosts tell it).
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     /// The engine's configuration.
@@ -435,24 +456,29 @@ impl SyncEngine {
             | Change::Disabled { application }
             | Change::LinksSaved { application }
             | Change::RepairRequested { application }
-            | Change::DriftFound { application, .. } => vec![application.as_str()],
+            | Change::DriftFound { application, .. }
+            | Change::ServerRetry { application, .. } => vec![application.as_str()],
             Change::ServerChanged { applications, .. } => {
                 applications.iter().map(String::as_str).collect()
             }
             Change::ServiceChanged { .. } | Change::CredentialRotated { .. } => Vec::new(),
         };
         for summary in &summaries {
-            self.events.publish(Event::Sync(summary.clone()));
             applications.push(&summary.application);
         }
         applications.sort_unstable();
         applications.dedup();
+        let applications: Vec<String> = applications.into_iter().map(str::to_owned).collect();
+        for summary in &summaries {
+            self.announce(Event::Sync(summary.clone())).await;
+        }
         for id in applications {
-            self.events
-                .publish(Event::Application { id: id.to_owned() });
+            self.announce(Event::Application { id }).await;
         }
         if !summaries.is_empty() {
             self.wake.notify_waiters();
+            // Other hosts' workers take their share at once instead of at their next poll.
+            self.tell_peers(Peer::Work).await;
         }
         Ok(summaries)
     }
@@ -555,8 +581,9 @@ impl SyncEngine {
                 tracing::warn!(error = %e, "could not clear stale leases");
             }
         }
-        // Changes a crash left between "saved" and "scheduled".
-        match self.drain_outbox(now_ms()).await {
+        // Changes a crash left between "saved" and "scheduled" (changes queued since this engine
+        // exists are drained by whoever queued them).
+        match self.drain_outbox(self.created_ms).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(syncs = n, "drained changes left in the outbox"),
             Err(e) => tracing::warn!(error = %e, "could not drain the change outbox"),
@@ -568,10 +595,32 @@ impl SyncEngine {
             let token = token.clone();
             tasks.spawn(async move { engine.outbox_loop(token).await });
         }
+        {
+            // Listening before this host counts among the live ones: once it does, other hosts
+            // leave it a share of their work, and tell it so.
+            let heard = self.db.peer_messages().await;
+            let engine = self.clone();
+            let token = token.clone();
+            tasks.spawn(async move { engine.hear_peers(heard, token).await });
+        }
+        // Counted among the live hosts before the first claim.
+        if let Err(e) = self.db.heartbeat(&self.config.node_id, now_ms()).await {
+            tracing::warn!(error = %e, "could not register this host");
+        }
+        {
+            let engine = self.clone();
+            let token = token.clone();
+            tasks.spawn(async move { engine.heartbeat(token).await });
+        }
         for _ in 0..self.config.workers.max(1) {
             let engine = self.clone();
             let token = token.clone();
             tasks.spawn(async move { engine.worker(token).await });
+        }
+        if let Some(interval) = self.config.failed_retry_interval {
+            let engine = self.clone();
+            let token = token.clone();
+            tasks.spawn(async move { engine.failed_retry_loop(interval, token).await });
         }
         if let Some(interval) = self.config.drift_interval {
             let engine = self.clone();
@@ -598,8 +647,15 @@ impl SyncEngine {
 
     async fn worker(&self, token: tokio_util::sync::CancellationToken) {
         while !token.is_cancelled() {
-            let until = now_ms() + self.config.lease.as_millis() as i64;
-            match self.db.claim_server(&self.config.node_id, until).await {
+            let now = now_ms();
+            let until = now + self.config.lease.as_millis() as i64;
+            // A host whose heartbeat is older than a lease is gone.
+            let live_since = now - self.config.lease.as_millis() as i64;
+            match self
+                .db
+                .claim_server(&self.config.node_id, until, live_since)
+                .await
+            {
                 Ok(Some(server_id)) => self.work_server(server_id, &token).await,
                 Ok(None) => {
                     let notified = self.wake.notified();
@@ -647,6 +703,70 @@ impl SyncEngine {
         self.wake.notify_waiters();
     }
 
+    /// A plugin call, repeated up to `in_attempt_retries` times after a transient failure (with
+    /// a short, doubling pause). Only for idempotent calls: every plugin call is (reads, upserts
+    /// and removals), so a panel that failed after doing the work is simply asked again.
+    async fn retrying<T, F>(&self, mut call: impl FnMut() -> F) -> Result<T, crate::runtime::Error>
+    where
+        F: Future<Output = Result<T, crate::runtime::Error>>,
+    {
+        let mut pause = self.config.retry_base;
+        let mut retries = self.config.in_attempt_retries;
+        loop {
+            match call().await {
+                Err(e) if e.is_transient() && retries > 0 => {
+                    retries -= 1;
+                    tracing::debug!(error = %e, "transient failure; asking again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(self.config.retry_max);
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Every `interval`, queue a retry of each server whose last sync failed (and that has no
+    /// open work), so that a panel that comes back converges without an admin.
+    async fn failed_retry_loop(
+        &self,
+        interval: Duration,
+        token: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            if let Err(e) = self.retry_failed().await {
+                tracing::warn!(error = %e, "could not retry failed servers");
+            }
+        }
+    }
+
+    /// Queue and request a retry of each server whose last sync failed. Returns how many syncs
+    /// that started.
+    pub async fn retry_failed(&self) -> Result<usize, SyncError> {
+        let failed = self
+            .db
+            .failed_servers()
+            .await
+            .context(|| "listing failed servers".to_owned())?;
+        let mut started = 0;
+        for (server_id, application) in failed {
+            let change = Change::ServerRetry {
+                application,
+                server_id,
+            };
+            let queued = self
+                .db
+                .enqueue_change(&change, None)
+                .await
+                .context(|| format!("queueing {change:?}"))?;
+            started += self.request(queued).await?.len();
+        }
+        Ok(started)
+    }
+
     fn backoff(&self, attempts: i64) -> Duration {
         let exp = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
         let base = self.config.retry_base.saturating_mul(1 << exp);
@@ -659,8 +779,75 @@ impl SyncEngine {
     async fn publish_sync(&self, sync_id: i64) {
         if let Ok(Some(summary)) = self.db.sync_summary(sync_id).await {
             let app = summary.application.clone();
-            self.events.publish(Event::Sync(summary));
-            self.events.publish(Event::Application { id: app });
+            self.announce(Event::Sync(summary)).await;
+            self.announce(Event::Application { id: app }).await;
+        }
+    }
+
+    /// Publish an event on this host's bus and tell the other hosts, whose buses carry it to
+    /// their admins too.
+    async fn announce(&self, event: Event) {
+        let peer = match &event {
+            Event::Sync(summary) => Peer::Sync(summary.id),
+            Event::Application { id } => Peer::Application(id.clone()),
+        };
+        self.events.publish(event);
+        self.tell_peers(peer).await;
+    }
+
+    async fn tell_peers(&self, message: Peer) {
+        if let Err(e) = self.db.tell_peers(&message.to_string()).await {
+            tracing::debug!(error = %e, "could not tell the other hosts");
+        }
+    }
+
+    /// What other hosts tell this one: wake the workers, carry their events to this host's bus.
+    async fn hear_peers(
+        &self,
+        mut heard: tokio::sync::broadcast::Receiver<String>,
+        token: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let message = tokio::select! {
+                () = token.cancelled() => return,
+                message = heard.recv() => message,
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Hints were lost: look for work now rather than at the next poll.
+                    self.wake.notify_waiters();
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            match Peer::parse(&message) {
+                Some(Peer::Work) => self.wake.notify_waiters(),
+                Some(Peer::Sync(id)) => {
+                    if let Ok(Some(summary)) = self.db.sync_summary(id).await {
+                        self.events.publish(Event::Sync(summary));
+                    }
+                }
+                Some(Peer::Application(id)) => self.events.publish(Event::Application { id }),
+                None => {}
+            }
+        }
+    }
+
+    /// This host's heartbeat, which counts it among the hosts sharing the work.
+    async fn heartbeat(&self, token: tokio_util::sync::CancellationToken) {
+        let every = (self.config.lease / 3).max(Duration::from_millis(10));
+        loop {
+            if let Err(e) = self.db.heartbeat(&self.config.node_id, now_ms()).await {
+                tracing::warn!(error = %e, "could not renew this host's heartbeat");
+            }
+            tokio::select! {
+                () = token.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+        if let Err(e) = self.db.leave(&self.config.node_id).await {
+            tracing::debug!(error = %e, "could not sign this host off");
         }
     }
 
@@ -705,8 +892,8 @@ impl SyncEngine {
         {
             Ok(Some(summary)) => {
                 let app = summary.application.clone();
-                self.events.publish(Event::Sync(summary));
-                self.events.publish(Event::Application { id: app });
+                self.announce(Event::Sync(summary)).await;
+                self.announce(Event::Application { id: app }).await;
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(sync_id = unit.sync_id, error = %e, "could not finish a unit"),
@@ -720,7 +907,9 @@ impl SyncEngine {
             Err(UnitError::Transient(e)) => {
                 let message = e.to_string();
                 let attempts = unit.attempts + 1;
-                if attempts > i64::from(self.config.retry_budget) {
+                let now = now_ms();
+                let stalled_for = now - unit.progress_at.unwrap_or(now);
+                if stalled_for >= self.config.retry_window.as_millis() as i64 {
                     self.fail_unit(unit, &message).await;
                     UnitEnd::Failed
                 } else {
@@ -801,11 +990,15 @@ impl SyncEngine {
                     .is_some_and(|at| now_ms() - at < self.config.support_ttl.as_millis() as i64)
                 && !matches!(unit.kind, SyncKind::Enable | SyncKind::Repair);
             if !fresh {
-                match plugin.check_server(&target).await {
+                match self.retrying(|| plugin.check_server(&target)).await {
                     Ok(out) => {
+                        self.log(app, self.plugin_lines(unit, out.logs).collect())
+                            .await;
                         self.db.record_support(unit.server_id, &out.value).await?;
                         if !out.value.supported {
-                            self.db.start_unit(unit.sync_id, unit.server_id, 0).await?;
+                            self.db
+                                .start_unit(unit.sync_id, unit.server_id, 0, &[])
+                                .await?;
                             self.log(
                                 app,
                                 vec![Self::entry(
@@ -860,7 +1053,12 @@ impl SyncEngine {
             app,
         );
         self.db
-            .start_unit(unit.sync_id, unit.server_id, plans.len() as u64)
+            .start_unit(
+                unit.sync_id,
+                unit.server_id,
+                plans.len() as u64,
+                &links.iter().map(|l| l.scope.as_str()).collect::<Vec<_>>(),
+            )
             .await?;
         self.publish_sync(unit.sync_id).await;
 
@@ -884,9 +1082,15 @@ impl SyncEngine {
             );
             let revocable = &revocable;
             let mut results = stream::iter(batches.into_iter().map(|batch| {
-                let (plugin, target, settings) = (&plugin, &target, &settings);
+                let (target, settings) = (&target, &settings);
                 async move {
-                    self.push_batch(plugin, target, settings, unit, batch, revocable)
+                    // The application's active version now: an activation during a sync takes
+                    // over from the next batch, and a batch in flight ends on its own version.
+                    let plugin = self
+                        .plugins
+                        .get(&unit.application)
+                        .ok_or_else(|| UnitError::NoPlugin(unit.application.clone()))?;
+                    self.push_batch(&plugin, target, settings, unit, batch, revocable)
                         .await
                 }
             }))
@@ -905,6 +1109,18 @@ impl SyncEngine {
         self.db.set_server_sync_state(unit.server_id, false).await?;
         self.finish(unit, None).await;
         Ok(UnitEnd::Done)
+    }
+
+    /// A plugin's `log.write` lines as entries of the application log (the contract's promise),
+    /// attributed to the unit's sync and server.
+    fn plugin_lines(
+        &self,
+        unit: &Unit,
+        logs: Vec<crate::adapter::PluginLog>,
+    ) -> impl Iterator<Item = NewLogEntry> + use<'_> {
+        let (sync_id, server_id) = (unit.sync_id, unit.server_id);
+        logs.into_iter()
+            .map(move |l| Self::entry(sync_id, l.level, l.message, Some(server_id), None))
     }
 
     /// The application's enabled links and the accounts of a server that should have them,
@@ -978,13 +1194,20 @@ impl SyncEngine {
         let deprovision = batch.first().is_some_and(|p| p.deprovision);
         let outcomes = if deprovision {
             let usernames: Vec<String> = batch.iter().map(|p| p.username.clone()).collect();
-            plugin.deprovision(target, settings, &usernames).await
+            self.retrying(|| plugin.deprovision(target, settings, &usernames))
+                .await
         } else {
-            let work: Vec<_> = batch.iter().map(AccountPlan::work).collect();
-            plugin.provision(target, settings, work).await
+            self.retrying(|| {
+                let work: Vec<_> = batch.iter().map(AccountPlan::work).collect();
+                plugin.provision(target, settings, work)
+            })
+            .await
         }
-        .map_err(UnitError::from)?
-        .value;
+        .map_err(UnitError::from)?;
+        // The plugin's own lines come first, as it wrote them.
+        entries.extend(self.plugin_lines(unit, outcomes.logs));
+        let outcomes = outcomes.value;
+        let mut warnings = 0;
         for (plan, outcome) in batch.iter().zip(&outcomes) {
             let errors = if deprovision {
                 // The account is going away from this panel: its record goes too, whatever the
@@ -1004,6 +1227,7 @@ impl SyncEngine {
                 changes.extend(confirmed);
                 errors
             };
+            warnings += errors.len() as u64;
             entries.extend(errors.into_iter().map(|e| {
                 Self::entry(
                     unit.sync_id,
@@ -1016,7 +1240,6 @@ impl SyncEngine {
         }
         self.batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let warnings = entries.len() as u64;
         let until = now_ms() + self.config.lease.as_millis() as i64;
         let held = self
             .db
@@ -1026,9 +1249,9 @@ impl SyncEngine {
                 &changes,
                 Some((unit.sync_id, batch.len() as u64, warnings)),
                 Some((&self.config.node_id, until)),
+                &entries,
             )
             .await?;
-        self.log(&unit.application, entries).await;
         let revoke: Vec<i64> = removed
             .into_iter()
             .filter(|id| revocable.contains(id))
@@ -1168,6 +1391,40 @@ impl SyncEngine {
             }
         }
         Ok(drifted)
+    }
+}
+
+/// What the sync engines of the hosts sharing a database tell each other (see
+/// [`Db::tell_peers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Peer {
+    /// Work was queued: look for it now.
+    Work,
+    /// A sync progressed: re-read it and publish it.
+    Sync(i64),
+    /// An application's state changed.
+    Application(String),
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Work => f.write_str("sync.work"),
+            Peer::Sync(id) => write!(f, "sync.progress {id}"),
+            Peer::Application(id) => write!(f, "sync.application {id}"),
+        }
+    }
+}
+
+impl Peer {
+    fn parse(message: &str) -> Option<Self> {
+        let (kind, rest) = message.split_once(' ').unwrap_or((message, ""));
+        match kind {
+            "sync.work" => Some(Peer::Work),
+            "sync.progress" => rest.parse().ok().map(Peer::Sync),
+            "sync.application" if !rest.is_empty() => Some(Peer::Application(rest.to_owned())),
+            _ => None,
+        }
     }
 }
 

@@ -1,13 +1,14 @@
 //! The component itself.
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use panelink_whm::bindings::exports::panelink::adapter::plugin::{Guest, Support};
-use panelink_whm::bindings::panelink::adapter::http;
 use panelink_whm::bindings::panelink::adapter::types::{
-    AccountOutcome, AccountWork, Description, LinkGroup, LinkSpec, ListedLink, Operation,
-    OperationResult, PluginError, Server, Settings,
+    AccountOutcome, AccountWork, AllowedRequest, Description, LinkGroup, LinkSpec, ListedLink,
+    Method, Operation, OperationResult, PluginError, Server, Settings, Tunnel,
 };
+use panelink_whm::bindings::panelink::adapter::{http, log};
 
 struct Misbehave;
 
@@ -37,6 +38,27 @@ fn get(url: String) -> Result<u16, http::Error> {
         body: Vec::new(),
     })
     .map(|response| response.status)
+}
+
+/// POSTs `body` to `path_and_query` on the server; `Ok(status)` when an answer came back.
+fn post(server: &Server, path_and_query: &str, body: &str) -> Result<u16, http::Error> {
+    http::send(&http::Request {
+        method: Method::Post,
+        url: url(server, server.port, path_and_query),
+        headers: vec![(
+            "content-type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        )],
+        body: body.as_bytes().to_vec(),
+    })
+    .map(|response| response.status)
+}
+
+/// Waits through WASI's monotonic clock (a `subscribe-duration` pollable, then `poll`).
+fn sleep_for_an_hour() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
 }
 
 /// The answer to an escape attempt the host did not end.
@@ -95,10 +117,28 @@ impl Guest for Misbehave {
                 implements: String::new(),
                 destination: "/clientarea.php?action=invoices".to_owned(),
             }],
+            allowed_requests: vec![
+                AllowedRequest {
+                    method: Method::Get,
+                    path: "/json-api/version".to_owned(),
+                    calls: None,
+                },
+                AllowedRequest {
+                    method: Method::Post,
+                    path: "/json-api/batch".to_owned(),
+                    calls: Some(Tunnel::WhmBatch(vec![
+                        "create_integration_group".to_owned(),
+                        "create_integration_link".to_owned(),
+                    ])),
+                },
+            ],
         }
     }
 
-    fn check_server(_server: Server) -> Result<Support, PluginError> {
+    fn check_server(server: Server) -> Result<Support, PluginError> {
+        if server.username == "sleep" {
+            sleep_for_an_hour();
+        }
         Ok(Support {
             supported: true,
             detail: "misbehave supports every server".to_owned(),
@@ -130,6 +170,30 @@ impl Guest for Misbehave {
                 };
                 let attempt = get(url(&server, port, "/json-api/version"));
                 escaped(accounts, attempt)
+            }
+            "send" => {
+                let account = accounts.first().map_or_else(Default::default, |a| {
+                    (a.domain.clone(), a.credential.subscriber_id.clone())
+                });
+                let (path_and_query, body): (String, String) = account;
+                let attempt = post(&server, &path_and_query, &body);
+                escaped(accounts, attempt)
+            }
+            "sleep" => sleep_for_an_hour(),
+            "host-calls" => {
+                for n in 0..10_000 {
+                    log::write(log::Level::Debug, &format!("host call {n}"));
+                }
+                Ok(well_behaved(accounts.into_iter().map(|a| a.username)))
+            }
+            "clock-calls" => {
+                let started = Instant::now();
+                let mut last = started;
+                for _ in 0..1_000_000 {
+                    last = black_box(Instant::now());
+                }
+                let _ = black_box(last.duration_since(started));
+                Ok(well_behaved(accounts.into_iter().map(|a| a.username)))
             }
             "sleep-host" => match get(url(&server, server.port, "/json-api/version?api.version=1"))
             {

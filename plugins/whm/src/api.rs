@@ -3,7 +3,46 @@
 use serde_json::Value;
 
 use crate::encode::FormBody;
-use crate::model::{PluginError, Server};
+use crate::model::{AllowedRequest, Method, PluginError, Server, Tunnel};
+
+/// The WHM API 1 functions the plugins call one request each (`POST /json-api/<function>`).
+pub const DIRECT_FUNCTIONS: [&str; 4] = [
+    "applist",
+    "version",
+    "get_current_profile",
+    "list_integration_links",
+];
+
+/// The functions the plugins send as commands of a `batch` request.
+pub const BATCH_FUNCTIONS: [&str; 4] = [
+    "create_integration_group",
+    "create_integration_link",
+    "remove_integration_link",
+    "remove_integration_group",
+];
+
+/// Every request the plugins send, as declared to the host: each of [`DIRECT_FUNCTIONS`] and
+/// `batch` carrying [`BATCH_FUNCTIONS`], all POSTed. The host refuses anything else, so a
+/// function the plugins start calling must be added here.
+#[must_use]
+pub fn allowed_requests() -> Vec<AllowedRequest> {
+    let path = |function: &str| format!("/json-api/{function}");
+    DIRECT_FUNCTIONS
+        .iter()
+        .map(|function| AllowedRequest {
+            method: Method::Post,
+            path: path(function),
+            calls: None,
+        })
+        .chain(std::iter::once(AllowedRequest {
+            method: Method::Post,
+            path: path("batch"),
+            calls: Some(Tunnel::WhmBatch(
+                BATCH_FUNCTIONS.iter().map(|f| (*f).to_owned()).collect(),
+            )),
+        }))
+        .collect()
+}
 
 /// The server's answer to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]

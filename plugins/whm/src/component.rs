@@ -152,6 +152,21 @@ impl<A: Application> exports::Guest for WhmPlugin<A> {
                     destination: l.destination,
                 })
                 .collect(),
+            allowed_requests: d
+                .allowed_requests
+                .into_iter()
+                .map(|r| types::AllowedRequest {
+                    method: match r.method {
+                        model::Method::Get => types::Method::Get,
+                        model::Method::Post => types::Method::Post,
+                    },
+                    path: r.path,
+                    calls: r.calls.map(|t| match t {
+                        model::Tunnel::WhmBatch(calls) => types::Tunnel::WhmBatch(calls),
+                        model::Tunnel::XmlPacket(calls) => types::Tunnel::XmlPacket(calls),
+                    }),
+                })
+                .collect(),
         }
     }
 

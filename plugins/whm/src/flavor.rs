@@ -1,10 +1,10 @@
 //! What tells the cPanel and WP Squared plugins apart.
 
-use crate::links;
 use crate::model::Description;
+use crate::{api, links};
 
-/// The contract version the plugins are built against (`package panelink:adapter@0.1.0`).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The contract version the plugins are built against (`package panelink:adapter@0.2.0`).
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Which server profiles (WHM `get_current_profile` codes) an application serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,8 @@ pub struct Flavor {
 }
 
 impl Flavor {
-    /// The plugin's self-description: the 14 links, contract version 0.1.0.
+    /// The plugin's self-description: the 14 links, the WHM requests the plugins send
+    /// ([`api::allowed_requests`]), this contract version.
     #[must_use]
     pub fn describe(&self) -> Description {
         Description {
@@ -52,6 +53,7 @@ impl Flavor {
             description: self.description.to_owned(),
             contract_version: CONTRACT_VERSION.to_owned(),
             links: links::link_specs(),
+            allowed_requests: api::allowed_requests(),
         }
     }
 }

@@ -29,6 +29,35 @@ pub struct LinkSpec {
     pub destination: String,
 }
 
+/// An HTTP method (`method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// POST
+    Post,
+}
+
+/// Several panel calls in one request, and the calls allowed in it (`tunnel`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tunnel {
+    /// WHM API 1 `batch`: the functions its `command` fields may name.
+    WhmBatch(Vec<String>),
+    /// An XML packet: the `operator/operation`s allowed (not used by the WHM plugins).
+    XmlPacket(Vec<String>),
+}
+
+/// One kind of request the plugin sends to its panel (`allowed-request`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedRequest {
+    /// The method.
+    pub method: Method,
+    /// The exact URL path.
+    pub path: String,
+    /// The calls the request tunnels, when it tunnels any.
+    pub calls: Option<Tunnel>,
+}
+
 /// A plugin's self-description (`description`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Description {
@@ -44,6 +73,8 @@ pub struct Description {
     pub contract_version: String,
     /// Every link, in default display order.
     pub links: Vec<LinkSpec>,
+    /// Every request the plugin may send; the host refuses any other.
+    pub allowed_requests: Vec<AllowedRequest>,
 }
 
 /// The server being worked on (`server`); no credentials.

@@ -418,7 +418,7 @@ fn describe_lists_fourteen_links() {
     let d = CPANEL.describe();
     assert_eq!(
         (d.id.as_str(), d.name.as_str(), d.contract_version.as_str()),
-        ("cpanel", "cPanel", "0.1.0")
+        ("cpanel", "cPanel", crate::CONTRACT_VERSION)
     );
     assert_eq!(d.links.len(), 14);
     assert_eq!(WP_SQUARED.describe().links, d.links);
@@ -430,4 +430,117 @@ fn sample_batch_of_a_hundred_accounts() {
     assert_eq!(batches.iter().map(|b| b.slots.len()).sum::<usize>(), 1500);
     assert!(batches.iter().all(|b| b.slots.len() <= 500));
     assert_eq!(batches.len(), 4);
+}
+
+#[test]
+fn the_contract_version_is_the_wit_package_version() {
+    let wit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../wit/adapter.wit"
+    ))
+    .expect("wit/adapter.wit");
+    let package = format!("package panelink:adapter@{};", crate::CONTRACT_VERSION);
+    assert!(wit.lines().any(|l| l.trim() == package), "{package}");
+}
+
+/// Answers every WHM function the way a supporting server does, and records each request as
+/// (path, functions called): the function of the path, or every `batch` command's.
+#[derive(Debug, Default)]
+struct Recorder {
+    sent: Vec<(String, Vec<String>)>,
+}
+
+impl Transport for Recorder {
+    fn post_form(&mut self, url: &str, body: Vec<u8>) -> Result<HttpResponse, HttpError> {
+        let path = url
+            .splitn(4, '/')
+            .nth(3)
+            .map(|p| format!("/{p}"))
+            .unwrap_or_default();
+        let function = path.rsplit('/').next().unwrap_or_default().to_owned();
+        let answer = if function == "batch" {
+            let commands: Vec<String> = form_urlencoded::parse(&body)
+                .filter(|(k, _)| k == "command")
+                .map(|(_, v)| v.split('?').next().unwrap_or_default().to_owned())
+                .collect();
+            let answer = batch(
+                &commands
+                    .iter()
+                    .map(|c| ok(c, &Value::Null))
+                    .collect::<Vec<_>>(),
+            );
+            self.sent.push((path, commands));
+            answer
+        } else {
+            self.sent.push((path, vec![function.clone()]));
+            match function.as_str() {
+                "applist" => applist(true),
+                "version" => ok("version", &json!({"version": "11.110.0.5"})),
+                "get_current_profile" => ok("get_current_profile", &json!({"code": "STANDARD"})),
+                "list_integration_links" => ok(
+                    "list_integration_links",
+                    &json!({"links": [{"app": "PANELINK_clientarea_invoices"}]}),
+                ),
+                other => failed(other, "not simulated"),
+            }
+        };
+        Ok(HttpResponse {
+            status: 200,
+            body: answer.to_string().into_bytes(),
+        })
+    }
+
+    fn debug(&mut self, _message: &str) {}
+}
+
+/// The declaration holds exactly what the operations send: every request is declared (the host
+/// would refuse it otherwise), and every declared path and batch function is used.
+#[test]
+fn allowed_requests_are_exactly_what_the_plugins_send() {
+    use crate::model::{Method, Tunnel};
+
+    let mut panel = Recorder::default();
+    let (server, settings) = (server(), settings(7));
+    plugin::check_server(&mut panel, &CPANEL, &server).unwrap();
+    let mut accounts = sample_accounts(2);
+    accounts[1].remove = vec![accounts[1].links.pop().unwrap().scope];
+    plugin::provision(&mut panel, &server, &settings, &accounts).unwrap();
+    plugin::deprovision(&mut panel, &server, &settings, &["bob".to_owned()]).unwrap();
+    plugin::list_links(&mut panel, &server, &settings, "bob").unwrap();
+
+    let declared = CPANEL.describe().allowed_requests;
+    assert_eq!(declared, WP_SQUARED.describe().allowed_requests);
+    let mut unused: Vec<(String, Option<String>)> = Vec::new();
+    for request in &declared {
+        assert_eq!(request.method, Method::Post, "{request:?}");
+        match &request.calls {
+            None => unused.push((request.path.clone(), None)),
+            Some(Tunnel::WhmBatch(functions)) => unused.extend(
+                functions
+                    .iter()
+                    .map(|f| (request.path.clone(), Some(f.clone()))),
+            ),
+            Some(other) => panic!("unexpected tunnel {other:?}"),
+        }
+    }
+    for (path, functions) in &panel.sent {
+        let request = declared
+            .iter()
+            .find(|r| &r.path == path)
+            .unwrap_or_else(|| panic!("{path} is sent but not declared"));
+        match &request.calls {
+            None => unused.retain(|u| u != &(path.clone(), None)),
+            Some(Tunnel::WhmBatch(allowed)) => {
+                for function in functions {
+                    assert!(
+                        allowed.contains(function),
+                        "{function} in {path} is not declared"
+                    );
+                    unused.retain(|u| u != &(path.clone(), Some(function.clone())));
+                }
+            }
+            Some(other) => panic!("unexpected tunnel {other:?}"),
+        }
+    }
+    assert!(unused.is_empty(), "declared but never sent: {unused:?}");
 }

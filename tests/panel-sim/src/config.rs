@@ -111,14 +111,18 @@ pub enum FaultKind {
     Timeout,
     /// Close the connection without answering.
     DropConnection,
+    /// Do the work the request asks for, then answer HTTP 500 (a panel that fails while
+    /// answering: the caller cannot tell whether anything happened).
+    Http500AfterWork,
 }
 
 impl FaultKind {
     /// All fault kinds, in a fixed order.
-    pub const ALL: [FaultKind; 3] = [
+    pub const ALL: [FaultKind; 4] = [
         FaultKind::Http500,
         FaultKind::Timeout,
         FaultKind::DropConnection,
+        FaultKind::Http500AfterWork,
     ];
 }
 
@@ -128,13 +132,14 @@ impl fmt::Display for FaultKind {
             FaultKind::Http500 => "500",
             FaultKind::Timeout => "timeout",
             FaultKind::DropConnection => "drop",
+            FaultKind::Http500AfterWork => "500-after-work",
         })
     }
 }
 
 /// The error of parsing a [`FaultKind`] from text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault kind “{0}” (expected 500, timeout or drop)")]
+#[error("unknown fault kind “{0}” (expected 500, timeout, drop or 500-after-work)")]
 pub struct UnknownFaultKind(pub String);
 
 impl FromStr for FaultKind {
@@ -146,6 +151,7 @@ impl FromStr for FaultKind {
             "500" | "http500" => Ok(FaultKind::Http500),
             "timeout" | "hang" => Ok(FaultKind::Timeout),
             "drop" | "dropconnection" | "drop_connection" => Ok(FaultKind::DropConnection),
+            "500-after-work" | "http500afterwork" => Ok(FaultKind::Http500AfterWork),
             _ => Err(UnknownFaultKind(s.to_owned())),
         }
     }

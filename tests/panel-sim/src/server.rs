@@ -4,7 +4,8 @@
 //!
 //! Per request, in this order: count it; refuse it when the server is down (close the connection);
 //! sleep the request latency; draw a fault (HTTP 500, hang then close, or close) — all before any
-//! parameter is read, so a faulted request changes nothing; route `/json-api/<function>`
+//! parameter is read, so a faulted request changes nothing, except a 500-after-work fault, which
+//! answers HTTP 500 once the function has run; route `/json-api/<function>`
 //! (anything else is 404, methods other than GET/POST 405); check `Authorization: whm
 //! <user>:<token>` (else HTTP 403); collect parameters (query string, then an
 //! `application/x-www-form-urlencoded` body); check `api.version`; run the function
@@ -218,9 +219,11 @@ async fn handle(
     if latency > Duration::ZERO {
         tokio::time::sleep(latency).await;
     }
+    let mut fail_after_work = false;
     if let Some(kind) = fault {
         shared.metrics.count_fault(kind);
         match kind {
+            FaultKind::Http500AfterWork => fail_after_work = true,
             FaultKind::Http500 => {
                 return Ok(respond_text(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -293,6 +296,12 @@ async fn handle(
         form_body.then_some(&body[..]),
     )
     .await;
+    if fail_after_work {
+        return Ok(respond_text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error\n\npanel-sim injected an HTTP 500 fault after the work.\n",
+        ));
+    }
     Ok(respond(
         StatusCode::OK,
         "application/json; charset=utf-8",
