@@ -1,7 +1,7 @@
 //! Panel servers. The API token is sealed on the way in and only leaves as a [`ServerTarget`].
 //!
 //! A token is sealed for its destination: the associated data of the ciphertext names the
-//! server's id, scheme, host and port ([`token_context`]), so a token opens only for the place an
+//! server's id, scheme, host and port (`token_context`), so a token opens only for the place an
 //! admin gave it for. A row whose hostname, port or TLS was changed behind Panelink's back (by
 //! SQL) cannot be used: opening fails with [`Error::ServerToken`] and nothing is sent. Changing
 //! where a server is through [`Db::update_server`] needs the token again
