@@ -304,17 +304,16 @@ impl Watch {
         }
     }
 
-    /// Bytes arrived: a header starts when none was under way.
+    /// Bytes arrived: a header starts when none was under way. (On a new connection the
+    /// header's clock already runs since the accept.)
     fn read_some(&self) {
-        let waiting = matches!(
-            *self.phase.lock().expect("connection phase lock"),
-            Phase::Waiting { first: false, .. }
-        );
-        // On a new connection the header's clock already runs since the accept.
-        if waiting {
-            self.update(|_| Phase::Header {
+        let mut phase = self.phase.lock().expect("connection phase lock");
+        if matches!(*phase, Phase::Waiting { first: false, .. }) {
+            *phase = Phase::Header {
                 since: Instant::now(),
-            });
+            };
+            drop(phase);
+            self.changed.notify_one();
         }
     }
 }
