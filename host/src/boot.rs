@@ -40,7 +40,8 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
         .context("setting up the secret key")?;
     let db = Db::connect(&config.database_url, Arc::new(secrets))
         .await
-        .with_context(|| format!("connecting to {}", redact_url(&config.database_url)))?;
+        .with_context(|| format!("connecting to {}", redact_url(&config.database_url)))?
+        .with_admin_token_ttl(config.admin_token_ttl);
     db.migrate().await.context("applying migrations")?;
     Ok(db)
 }
@@ -52,6 +53,7 @@ pub struct Host {
     state: AppState,
     plugin_dir: std::path::PathBuf,
     engine: Option<Arc<SyncEngine>>,
+    http: crate::config::HttpConfig,
 }
 
 impl std::fmt::Debug for Host {
@@ -114,6 +116,7 @@ impl Host {
             state,
             plugin_dir: config.plugin_dir,
             engine,
+            http: config.http,
         })
     }
 
@@ -138,6 +141,7 @@ impl Host {
             state,
             plugin_dir,
             engine,
+            http,
         } = self;
         // One stop signal for the HTTP server and the sync workers.
         let stop = tokio_util::sync::CancellationToken::new();
@@ -178,7 +182,7 @@ impl Host {
                 }
             }
         };
-        let server = api::serve(listener, state, stop.clone().cancelled_owned());
+        let server = api::serve(listener, state, http, stop.clone().cancelled_owned());
         let (served, workers) = tokio::join!(server, loader);
         if let Some(workers) = workers {
             // The workers stop at their next batch boundary; what is unfinished stays queued.

@@ -28,7 +28,19 @@
 //!   plugin call may make (default 5000);
 //! - `sso_destinations`: client-area paths per scope overriding the plugins' defaults, a TOML
 //!   table (`"clientarea:invoices" = "/billing/invoices"`) or, in the environment, whitespace
-//!   separated `scope=path` pairs; `{service_id}` is filled in;
+//!   separated `scope=path` pairs; `{service_id}` is filled in. Each must be a path starting with
+//!   exactly one `/` (no `\\`, spaces or control characters), so that a sign-in never leaves the
+//!   client area;
+//! - `admin_token_ttl`: seconds an admin API token is valid after it is issued (default 7776000,
+//!   90 days; 0: tokens do not expire);
+//! - `http_header_timeout`: seconds a connection may take to send a request's header, and to send
+//!   the next one's once it has started (default 15);
+//! - `http_body_timeout`: seconds a request may take to send its whole body (default 60; raise it
+//!   for large plugin uploads over slow links);
+//! - `http_idle_timeout`: seconds a kept-alive connection may stay idle between requests
+//!   (default 60);
+//! - `http_max_connections`: connections served at once; beyond them a connection is answered
+//!   503 and closed (default 1024);
 //! - `trusted_keys`: the vendors' public keys plugin uploads must be signed with, a TOML array of
 //!   tables (`trusted_keys = [{ name = "acme", public_key = "ed25519:…" }]`) or, in the
 //!   environment, whitespace separated `name=ed25519:…` pairs. Empty (the default): signatures
@@ -142,6 +154,16 @@ pub struct Layer {
     pub sso_rate_limit_per_credential: Option<u64>,
     /// `sso_destinations` (scope → client-area path).
     pub sso_destinations: Option<BTreeMap<String, String>>,
+    /// `admin_token_ttl` (seconds, 0: no expiry).
+    pub admin_token_ttl: Option<u64>,
+    /// `http_header_timeout` (seconds).
+    pub http_header_timeout: Option<u64>,
+    /// `http_body_timeout` (seconds).
+    pub http_body_timeout: Option<u64>,
+    /// `http_idle_timeout` (seconds).
+    pub http_idle_timeout: Option<u64>,
+    /// `http_max_connections`.
+    pub http_max_connections: Option<u64>,
     /// `plugin_call_timeout` (seconds).
     pub plugin_call_timeout: Option<u64>,
     /// `plugin_max_host_calls`.
@@ -240,6 +262,23 @@ impl Layer {
                 "SSO_DESTINATIONS" => {
                     layer.sso_destinations = Some(parse_env_destinations(&value)?)
                 }
+                "ADMIN_TOKEN_TTL" => {
+                    layer.admin_token_ttl = Some(parse_env_number("admin_token_ttl", &value)?)
+                }
+                "HTTP_HEADER_TIMEOUT" => {
+                    layer.http_header_timeout =
+                        Some(parse_env_number("http_header_timeout", &value)?)
+                }
+                "HTTP_BODY_TIMEOUT" => {
+                    layer.http_body_timeout = Some(parse_env_number("http_body_timeout", &value)?)
+                }
+                "HTTP_IDLE_TIMEOUT" => {
+                    layer.http_idle_timeout = Some(parse_env_number("http_idle_timeout", &value)?)
+                }
+                "HTTP_MAX_CONNECTIONS" => {
+                    layer.http_max_connections =
+                        Some(parse_env_number("http_max_connections", &value)?)
+                }
                 "PLUGIN_CALL_TIMEOUT" => {
                     layer.plugin_call_timeout =
                         Some(parse_env_number("plugin_call_timeout", &value)?)
@@ -284,6 +323,11 @@ impl Layer {
                 .sso_rate_limit_per_credential
                 .or(self.sso_rate_limit_per_credential),
             sso_destinations: over.sso_destinations.or(self.sso_destinations),
+            admin_token_ttl: over.admin_token_ttl.or(self.admin_token_ttl),
+            http_header_timeout: over.http_header_timeout.or(self.http_header_timeout),
+            http_body_timeout: over.http_body_timeout.or(self.http_body_timeout),
+            http_idle_timeout: over.http_idle_timeout.or(self.http_idle_timeout),
+            http_max_connections: over.http_max_connections.or(self.http_max_connections),
             plugin_call_timeout: over.plugin_call_timeout.or(self.plugin_call_timeout),
             plugin_max_host_calls: over.plugin_max_host_calls.or(self.plugin_max_host_calls),
             trusted_keys: over.trusted_keys.or(self.trusted_keys),
@@ -418,12 +462,10 @@ impl SsoConfig {
             };
             crate::model::Scope::parse(&scope)
                 .map_err(|why| invalid(format!("{scope:?}: {why}")))?;
-            if !path.starts_with('/')
-                || path.starts_with("//")
-                || path.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
+            if !crate::model::is_destination_path(&path) {
                 return Err(invalid(format!(
-                    "{scope:?}: {path:?} must be a path starting with / without spaces"
+                    "{scope:?}: {path:?} must be a path starting with exactly one / (no \\, \
+                     spaces or control characters)"
                 )));
             }
             destinations.insert(scope, path);
@@ -449,6 +491,75 @@ impl SsoConfig {
         })
     }
 }
+
+/// Limits of the HTTP server on its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Time to send a request's header (counted from the connection's start, or from the first
+    /// byte of a later request on a kept-alive connection).
+    pub header_timeout: Duration,
+    /// Time to send a request's whole body.
+    pub body_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(15),
+            body_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
+}
+
+impl HttpConfig {
+    fn resolve(layer: &Layer) -> Result<Self, Error> {
+        let defaults = HttpConfig::default();
+        let seconds = |key, value: Option<u64>, default: Duration| match value {
+            None => Ok(default),
+            Some(n @ 1..=86_400) => Ok(Duration::from_secs(n)),
+            Some(_) => Err(Error::Invalid {
+                key,
+                message: "must be from 1 to 86400 seconds".into(),
+            }),
+        };
+        Ok(HttpConfig {
+            header_timeout: seconds(
+                "http_header_timeout",
+                layer.http_header_timeout,
+                defaults.header_timeout,
+            )?,
+            body_timeout: seconds(
+                "http_body_timeout",
+                layer.http_body_timeout,
+                defaults.body_timeout,
+            )?,
+            idle_timeout: seconds(
+                "http_idle_timeout",
+                layer.http_idle_timeout,
+                defaults.idle_timeout,
+            )?,
+            max_connections: match layer.http_max_connections {
+                None => defaults.max_connections,
+                Some(n @ 1..=1_000_000) => n as usize,
+                Some(_) => {
+                    return Err(Error::Invalid {
+                        key: "http_max_connections",
+                        message: "must be from 1 to 1000000".into(),
+                    });
+                }
+            },
+        })
+    }
+}
+
+/// The default `admin_token_ttl`: 90 days.
+pub const DEFAULT_ADMIN_TOKEN_TTL: Duration = Duration::from_secs(90 * 86_400);
 
 /// The resolved configuration.
 #[derive(Clone)]
@@ -485,6 +596,10 @@ pub struct Config {
     pub sync_failed_retry_interval: Option<Duration>,
     /// Single sign-on and client portal settings.
     pub sso: SsoConfig,
+    /// How long an admin API token is valid after it is issued; `None`: no expiry.
+    pub admin_token_ttl: Option<Duration>,
+    /// Limits of the HTTP server on its connections.
+    pub http: HttpConfig,
     /// Wall-clock time one plugin call may take.
     pub plugin_call_timeout: Duration,
     /// Calls into the host one plugin call may make.
@@ -526,6 +641,8 @@ impl std::fmt::Debug for Config {
                 &self.sync_failed_retry_interval,
             )
             .field("sso", &self.sso)
+            .field("admin_token_ttl", &self.admin_token_ttl)
+            .field("http", &self.http)
             .field("plugin_call_timeout", &self.plugin_call_timeout)
             .field("plugin_max_host_calls", &self.plugin_max_host_calls)
             .field("trusted_keys", &self.trusted_keys.names())
@@ -549,6 +666,18 @@ impl Config {
             .into_iter()
             .fold(Layer::default(), Layer::overridden_by);
         let sso = SsoConfig::resolve(&layer)?;
+        let http = HttpConfig::resolve(&layer)?;
+        let admin_token_ttl = match layer.admin_token_ttl {
+            None => Some(DEFAULT_ADMIN_TOKEN_TTL),
+            Some(0) => None,
+            Some(n) if n > 10 * 366 * 86_400 => {
+                return Err(Error::Invalid {
+                    key: "admin_token_ttl",
+                    message: "must be at most ten years (0: no expiry)".into(),
+                });
+            }
+            Some(n) => Some(Duration::from_secs(n)),
+        };
         let listen_text = layer.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen: SocketAddr = listen_text.parse().map_err(|_| Error::Invalid {
             key: "listen",
@@ -632,6 +761,8 @@ impl Config {
                 secs => Some(Duration::from_secs(secs)),
             },
             sso,
+            admin_token_ttl,
+            http,
             plugin_call_timeout: match layer.plugin_call_timeout {
                 None => Duration::from_secs(300),
                 Some(secs @ 1..=86_400) => Duration::from_secs(secs),
@@ -758,6 +889,57 @@ mod tests {
         assert!(Config::resolve([layer(|l| l.database_url = Some("mysql://x".into()))]).is_err());
         assert!(Config::resolve([layer(|l| l.public_url = Some("ftp://x".into()))]).is_err());
         assert!(Layer::from_env([("PANELINK_MAX_BODY_BYTES".into(), "lots".into())]).is_err());
+    }
+
+    #[test]
+    fn destinations_must_be_paths_on_the_client_area() {
+        let with = |path: &str| {
+            Config::resolve([layer(|l| {
+                l.sso_destinations = Some([("clientarea:invoices".into(), path.into())].into())
+            })])
+        };
+        assert!(with("/billing?s={service_id}").is_ok());
+        for bad in [
+            "@evil.example/",
+            "//evil.example",
+            "/\\evil.example",
+            "billing",
+            "/a b",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn http_limits_and_token_ttl() {
+        let c = Config::resolve([]).unwrap();
+        assert_eq!(c.http, HttpConfig::default());
+        assert_eq!(c.admin_token_ttl, Some(DEFAULT_ADMIN_TOKEN_TTL));
+        let env = Layer::from_env([
+            ("PANELINK_HTTP_HEADER_TIMEOUT".to_owned(), "5".to_owned()),
+            ("PANELINK_HTTP_BODY_TIMEOUT".to_owned(), "6".to_owned()),
+            ("PANELINK_HTTP_IDLE_TIMEOUT".to_owned(), "7".to_owned()),
+            ("PANELINK_HTTP_MAX_CONNECTIONS".to_owned(), "8".to_owned()),
+            ("PANELINK_ADMIN_TOKEN_TTL".to_owned(), "0".to_owned()),
+        ])
+        .unwrap();
+        let c = Config::resolve([env]).unwrap();
+        assert_eq!(
+            c.http,
+            HttpConfig {
+                header_timeout: Duration::from_secs(5),
+                body_timeout: Duration::from_secs(6),
+                idle_timeout: Duration::from_secs(7),
+                max_connections: 8,
+            }
+        );
+        assert_eq!(c.admin_token_ttl, None, "0: tokens do not expire");
+        assert!(Config::resolve([layer(|l| l.http_header_timeout = Some(0))]).is_err());
+        assert!(Config::resolve([layer(|l| l.http_max_connections = Some(0))]).is_err());
+        let file: Layer = toml::from_str("http_idle_timeout = 9\nadmin_token_ttl = 60\n").unwrap();
+        let c = Config::resolve([file]).unwrap();
+        assert_eq!(c.http.idle_timeout, Duration::from_secs(9));
+        assert_eq!(c.admin_token_ttl, Some(Duration::from_secs(60)));
     }
 
     #[test]

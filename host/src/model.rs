@@ -473,6 +473,10 @@ pub fn effective_links(spec: &[LinkSpec], saved: &[LinkSetting]) -> Vec<Effectiv
 /// The client-area path template a link of `scope` lands on: the configured override
 /// (`sso_destinations`), else the plugin's default, else `/`. One rule for the link's fallback URL
 /// (pushed by the sync engine) and for where single sign-on lands.
+///
+/// Only a path counts ([`is_destination_path`]): a candidate that is not one (a plugin's
+/// `@evil.example/`, which after a `client_area_url` without a path would name another host) is
+/// passed over for the next.
 pub fn destination_template<'a>(
     overrides: &'a BTreeMap<String, String>,
     scope: &str,
@@ -481,12 +485,29 @@ pub fn destination_template<'a>(
     overrides
         .get(scope)
         .map(String::as_str)
-        .or(default)
+        .filter(|t| is_destination_path(t))
+        .or(default.filter(|t| is_destination_path(t)))
         .unwrap_or("/")
 }
 
-/// A destination template with the service id filled in.
+/// Whether a destination is a path that stays on the client area's host however it is appended
+/// to `client_area_url`: it starts with exactly one `/` and holds no `\` (browsers read it as `/`),
+/// whitespace or control characters.
+pub fn is_destination_path(path: &str) -> bool {
+    let mut chars = path.chars();
+    chars.next() == Some('/')
+        && chars.next() != Some('/')
+        && !path
+            .chars()
+            .any(|c| c == '\\' || c.is_whitespace() || is_control(c))
+}
+
+/// A destination template with the service id filled in; a template that is not a path
+/// ([`is_destination_path`]) lands on `/`.
 pub fn fill_destination(template: &str, service_id: i64) -> String {
+    if !is_destination_path(template) {
+        return "/".to_owned();
+    }
     template.replace("{service_id}", &service_id.to_string())
 }
 
@@ -628,5 +649,42 @@ mod tests {
             destination_template(&overrides, "clientarea:other", None),
             "/"
         );
+    }
+
+    #[test]
+    fn destinations_stay_on_the_client_area_host() {
+        for good in ["/", "/clientarea.php?action=invoices", "/a/{service_id}/b"] {
+            assert!(is_destination_path(good), "{good}");
+        }
+        for bad in [
+            "",
+            "@evil.example/",
+            "evil.example",
+            "//evil.example/",
+            "/\\evil.example",
+            "\\/evil.example",
+            "/a b",
+            "/a\nb",
+            "https://evil.example/",
+        ] {
+            assert!(!is_destination_path(bad), "{bad:?}");
+        }
+        let mut overrides = BTreeMap::new();
+        overrides.insert("a:bad".to_owned(), "@evil.example/".to_owned());
+        // A bad override falls back to the plugin's default, a bad default to `/`.
+        assert_eq!(
+            destination_template(&overrides, "a:bad", Some("/ok")),
+            "/ok"
+        );
+        assert_eq!(
+            destination_template(&overrides, "a:bad", Some("@evil.example/")),
+            "/"
+        );
+        assert_eq!(
+            destination_template(&BTreeMap::new(), "a:x", Some("//evil.example")),
+            "/"
+        );
+        assert_eq!(fill_destination("@evil.example/{service_id}", 7), "/");
+        assert_eq!(fill_destination("/s/{service_id}", 7), "/s/7");
     }
 }

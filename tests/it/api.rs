@@ -52,6 +52,11 @@ fn concrete(path: &str, ids: &Ids) -> String {
     .replace("/servers/{id}", &format!("/servers/{}", ids.server))
     .replace("/clients/{id}", &format!("/clients/{}", ids.client))
     .replace("/services/{id}", &format!("/services/{}", ids.service))
+    .replace(
+        "/admins/{id}/tokens/{token_id}",
+        &format!("/admins/{}/tokens/{}", ids.admin, ids.token),
+    )
+    .replace("/admins/{id}", &format!("/admins/{}", ids.admin))
     .replace("/applications/{id}", "/applications/cpanel")
     .replace("/syncs/{id}", &format!("/syncs/{}", ids.sync))
     .replace(
@@ -64,6 +69,12 @@ fn concrete(path: &str, ids: &Ids) -> String {
 struct Ids {
     server: i64,
     deletable_server: i64,
+    /// An admin to change and whose tokens to manage, with a token to rotate and one to revoke.
+    admin: i64,
+    token: i64,
+    deletable_token: i64,
+    /// An admin to remove.
+    deletable_admin: i64,
     client: i64,
     user: i64,
     service: i64,
@@ -100,9 +111,36 @@ async fn ids(app: &TestApp) -> Ids {
         )
         .await;
     let plugin = app.state.catalog().plugins().get("cpanel").unwrap();
+    let mut admins = Vec::new();
+    for email in ["changed@example.com", "removed@example.com"] {
+        let admin = app
+            .call(
+                "POST",
+                "/api/v1/admins",
+                Some(json!({"email": email, "role": "Full Administrator"})),
+            )
+            .await;
+        assert_eq!(admin.status, StatusCode::CREATED, "{}", admin.text);
+        admins.push((
+            admin.json["id"].as_i64().unwrap(),
+            admin.json["token_id"].as_i64().unwrap(),
+        ));
+    }
+    let second = app
+        .call(
+            "POST",
+            &format!("/api/v1/admins/{}/tokens", admins[0].0),
+            None,
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.text);
     Ids {
         server: server_id,
         deletable_server: spare.json["id"].as_i64().unwrap(),
+        admin: admins[0].0,
+        token: admins[0].1,
+        deletable_token: second.json["id"].as_i64().unwrap(),
+        deletable_admin: admins[1].0,
         client: client_id,
         user: user_id,
         service: service_id,
@@ -136,6 +174,10 @@ async fn openapi_names_every_route_served(backend: Backend) {
     let ids = Ids {
         server: 1,
         deletable_server: 1,
+        admin: 1,
+        token: 1,
+        deletable_token: 1,
+        deletable_admin: 1,
         client: 1,
         user: 1,
         service: 1,
@@ -185,6 +227,7 @@ fn success_body(method: &str, path: &str, ids: &Ids, n: usize) -> Option<Value> 
         ("POST", "/api/v1/servers") => json!({"name": "s", "module": "cpanel",
             "hostname": "panel.example.com", "username": "root", "api_token": "T"}),
         ("PATCH", "/api/v1/servers/{id}") => json!({"name": "renamed"}),
+        ("PATCH", "/api/v1/admins/{id}") => json!({"active": true}),
         ("POST", "/api/v1/clients") => json!({"name": "C", "email": format!("c{n}@example.com")}),
         ("PATCH", "/api/v1/clients/{id}") => json!({"allow_sso": false}),
         ("POST", "/api/v1/clients/{id}/users") => {
@@ -252,10 +295,23 @@ async fn permission_matrix(backend: Backend) {
             continue;
         };
         let uri = if method == "DELETE" {
-            concrete(path, &ids).replace(
+            // Removals act on spares: another server, a token the rotation does not need, an
+            // admin of their own.
+            let uri = concrete(path, &ids).replace(
                 &format!("/servers/{}", ids.server),
                 &format!("/servers/{}", ids.deletable_server),
-            )
+            );
+            if path.contains("{token_id}") {
+                uri.replace(
+                    &format!("/tokens/{}", ids.token),
+                    &format!("/tokens/{}", ids.deletable_token),
+                )
+            } else {
+                uri.replace(
+                    &format!("/admins/{}", ids.admin),
+                    &format!("/admins/{}", ids.deletable_admin),
+                )
+            }
         } else {
             concrete(path, &ids)
         };
@@ -317,7 +373,7 @@ async fn permission_matrix(backend: Backend) {
         );
         checked += 1;
     }
-    assert_eq!(checked, 37, "every protected route was checked");
+    assert_eq!(checked, 43, "every protected route was checked");
 }
 
 /// (method, path, raw body, status, code, field named in `fields`)
@@ -1287,7 +1343,8 @@ async fn servers_crud_and_check(backend: Backend) {
         .call(
             "PATCH",
             &format!("/api/v1/servers/{id}"),
-            Some(json!({"secure": false})),
+            // Moving a server needs its token again.
+            Some(json!({"secure": false, "api_token": "CRUDTOKEN2"})),
         )
         .await;
     assert_eq!(

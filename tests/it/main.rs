@@ -3,6 +3,7 @@
 mod api;
 mod cli;
 mod crash;
+mod harden;
 mod harness;
 mod plugins;
 mod sandbox;

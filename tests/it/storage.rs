@@ -190,6 +190,8 @@ async fn server_tokens_are_sealed_and_patchable(backend: Backend) {
             &ServerPatch {
                 port: Some(Port::new(8443).unwrap()),
                 secure: Some(true),
+                // Moving a server needs its token again.
+                api_token: Some(Secret::new("NEWTOKEN789")),
                 ..ServerPatch::default()
             },
             |_, _, _| None,

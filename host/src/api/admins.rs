@@ -1,4 +1,10 @@
-//! Roles, admins and the audit log (`manage_admins`).
+//! Roles, admins, their API tokens and the audit log (`manage_admins`).
+//!
+//! An admin grants only what they hold: a role they create, and the role of an admin they
+//! create or change, must hold no permission they lack (403). They act only on admins whose
+//! permissions they all hold, never change their own role, and the last active Full
+//! Administrator stays (409). The rules live in `storage::admins`, inside each change's
+//! transaction.
 
 use axum::Json;
 use axum::extract::State;
@@ -7,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Check, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, Authorized, ManageAdmins};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Authorized, ManageAdmins};
 use super::{AppState, rfc3339};
 use crate::model::{Email, Name, Permission, parse_set};
-use crate::storage::{self, Admin, AuditEntry, Role};
+use crate::storage::{self, Admin, AdminPatch, AdminToken, AuditEntry, Role, now_ms};
 
 /// A role to create.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -57,11 +63,12 @@ pub struct RoleList {
     pub roles: Vec<RoleView>,
 }
 
-/// Create a role.
+/// Create a role. Only with permissions the caller holds.
 #[utoipa::path(post, path = "/api/v1/roles", tag = "admins", request_body = CreateRole,
     security(("bearer" = ["manage_admins"])),
     responses(
         (status = 201, body = RoleView),
+        (status = 403, description = "A permission the caller does not hold", body = ErrorBody),
         (status = 409, description = "The name is taken", body = ErrorBody),
         (status = 422, body = ErrorBody),
     ))]
@@ -77,6 +84,16 @@ pub async fn create_role(
         parse_set(&body.permissions, Permission::parse),
     );
     let (name, permissions) = check.finish(|| Some((name?, permissions?)))?;
+    let lacking: Vec<&str> = permissions
+        .difference(&auth.principal.permissions)
+        .map(|p| p.as_str())
+        .collect();
+    if !lacking.is_empty() {
+        return Err(ApiError::forbidden_because(&format!(
+            "you can only grant permissions you hold; you do not hold {}",
+            lacking.join(", ")
+        )));
+    }
     let role = state
         .db()
         .create_role(&auth.principal.actor(), &name, &permissions)
@@ -117,6 +134,10 @@ pub struct CreatedAdmin {
     pub role: String,
     /// The API token: store it now, it cannot be shown again.
     pub token: String,
+    /// The token's id (for rotating or revoking it).
+    pub token_id: i64,
+    /// When the token stops working (null: never; see `admin_token_ttl`).
+    pub token_expires_at: Option<String>,
 }
 
 /// An admin.
@@ -126,6 +147,8 @@ pub struct AdminView {
     /// E-mail.
     pub email: String,
     pub role: String,
+    /// Whether the admin's tokens work (false: deactivated).
+    pub active: bool,
     pub created_at: String,
 }
 
@@ -135,8 +158,87 @@ impl From<Admin> for AdminView {
             id: a.id,
             email: a.email,
             role: a.role,
+            active: a.active,
             created_at: rfc3339(a.created_at),
         }
+    }
+}
+
+/// A change to an admin; absent fields stay as they are.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAdmin {
+    /// The name of the role to hold: one whose permissions the caller all holds, never the
+    /// caller's own role.
+    pub role: Option<String>,
+    /// false deactivates the admin (their tokens stop working, and work again on
+    /// reactivation); true reactivates them.
+    pub active: Option<bool>,
+}
+
+/// An admin API token (never the token itself).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    pub id: i64,
+    /// Issued.
+    pub created_at: String,
+    /// When it stops working (null: never).
+    pub expires_at: Option<String>,
+    /// Whether it has stopped working.
+    pub expired: bool,
+    /// When it was last used, to the minute (null: never).
+    pub last_used_at: Option<String>,
+}
+
+impl From<AdminToken> for TokenView {
+    fn from(t: AdminToken) -> Self {
+        Self {
+            id: t.id,
+            expired: t.expired(now_ms()),
+            created_at: rfc3339(t.created_at),
+            expires_at: t.expires_at.map(rfc3339),
+            last_used_at: t.last_used_at.map(rfc3339),
+        }
+    }
+}
+
+/// An admin's API tokens.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    /// Oldest first.
+    pub tokens: Vec<TokenView>,
+}
+
+/// A new API token, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
+    pub id: i64,
+    /// The API token: store it now, it cannot be shown again.
+    pub token: String,
+    /// Issued.
+    pub created_at: String,
+    /// When it stops working (null: never).
+    pub expires_at: Option<String>,
+}
+
+impl CreatedToken {
+    fn new(record: AdminToken, token: &crate::adapter::Secret) -> Self {
+        Self {
+            id: record.id,
+            token: token.expose().to_owned(),
+            created_at: rfc3339(record.created_at),
+            expires_at: record.expires_at.map(rfc3339),
+        }
+    }
+}
+
+/// A role name of a request: an unknown one is a field error.
+fn unknown_role(e: storage::Error) -> ApiError {
+    match e {
+        storage::Error::NotFound("role") => {
+            ApiError::invalid_field("role", "no role has this name")
+        }
+        e => e.into(),
     }
 }
 
@@ -147,11 +249,14 @@ pub struct AdminList {
     pub admins: Vec<AdminView>,
 }
 
-/// Create an admin; the answer holds their API token, shown once.
+/// Create an admin; the answer holds their API token, shown once. Only with a role whose
+/// permissions the caller all holds.
 #[utoipa::path(post, path = "/api/v1/admins", tag = "admins", request_body = CreateAdmin,
     security(("bearer" = ["manage_admins"])),
     responses(
         (status = 201, body = CreatedAdmin),
+        (status = 403, description = "The role has a permission the caller does not hold",
+            body = ErrorBody),
         (status = 409, description = "The e-mail is taken", body = ErrorBody),
         (status = 422, body = ErrorBody),
     ))]
@@ -163,14 +268,16 @@ pub async fn create_admin(
     let mut check = Check::new();
     let email = check.field("email", Email::parse(&body.email));
     let email = check.finish(|| email)?;
-    let (admin, token) = state
+    let (admin, record, token) = state
         .db()
-        .create_admin(&auth.principal.actor(), &email, &body.role)
+        .create_admin_within(
+            &auth.principal.actor(),
+            &email,
+            &body.role,
+            Some(&auth.principal.permissions),
+        )
         .await
-        .map_err(|e| match e {
-            storage::Error::NotFound(_) => ApiError::invalid_field("role", "no role has this name"),
-            e => e.into(),
-        })?;
+        .map_err(unknown_role)?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedAdmin {
@@ -178,8 +285,177 @@ pub async fn create_admin(
             email: admin.email,
             role: admin.role,
             token: token.expose().to_owned(),
+            token_id: record.id,
+            token_expires_at: record.expires_at.map(rfc3339),
         }),
     ))
+}
+
+/// Change an admin's role, or deactivate (`active: false`) or reactivate them. Only on an admin
+/// whose permissions the caller all holds, to a role the same is true of, never the caller's
+/// own role; the last active Full Administrator cannot be deactivated or moved to another role
+/// (409).
+#[utoipa::path(patch, path = "/api/v1/admins/{id}", tag = "admins", request_body = UpdateAdmin,
+    params(("id" = i64, Path, description = "Admin id")),
+    security(("bearer" = ["manage_admins"])),
+    responses(
+        (status = 200, body = AdminView),
+        (status = 403, description = "A permission the caller does not hold, or their own role",
+            body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The last active Full Administrator", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn update_admin(
+    auth: Authorized<ManageAdmins>,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<UpdateAdmin>,
+) -> Result<Json<AdminView>, ApiError> {
+    let patch = AdminPatch {
+        role: body.role,
+        active: body.active,
+    };
+    let admin = state
+        .db()
+        .update_admin(
+            &auth.principal.actor(),
+            id,
+            &patch,
+            Some(&auth.principal.permissions),
+        )
+        .await
+        .map_err(unknown_role)?;
+    Ok(Json(admin.into()))
+}
+
+/// Remove an admin and their tokens (the audit log keeps what they did). Only an admin whose
+/// permissions the caller all holds; never the last active Full Administrator (409).
+#[utoipa::path(delete, path = "/api/v1/admins/{id}", tag = "admins",
+    params(("id" = i64, Path, description = "Admin id")),
+    security(("bearer" = ["manage_admins"])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, description = "A permission the caller does not hold", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The last active Full Administrator", body = ErrorBody),
+    ))]
+pub async fn delete_admin(
+    auth: Authorized<ManageAdmins>,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .db()
+        .delete_admin(
+            &auth.principal.actor(),
+            id,
+            Some(&auth.principal.permissions),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An admin's API tokens: when each was issued, expires and was last used (never the tokens).
+#[utoipa::path(get, path = "/api/v1/admins/{id}/tokens", tag = "admins",
+    params(("id" = i64, Path, description = "Admin id")),
+    security(("bearer" = ["manage_admins"])),
+    responses((status = 200, body = TokenList), (status = 404, body = ErrorBody)))]
+pub async fn list_tokens(
+    _auth: Authorized<ManageAdmins>,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<TokenList>, ApiError> {
+    let tokens = state.db().admin_tokens(id).await?;
+    Ok(Json(TokenList {
+        tokens: tokens.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Issue another API token for an admin, valid for `admin_token_ttl`; shown once. Only for an
+/// admin whose permissions the caller all holds.
+#[utoipa::path(post, path = "/api/v1/admins/{id}/tokens", tag = "admins",
+    params(("id" = i64, Path, description = "Admin id")),
+    security(("bearer" = ["manage_admins"])),
+    responses(
+        (status = 201, body = CreatedToken),
+        (status = 403, description = "A permission the caller does not hold", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn issue_token(
+    auth: Authorized<ManageAdmins>,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let (record, token) = state
+        .db()
+        .issue_admin_token(
+            &auth.principal.actor(),
+            id,
+            Some(&auth.principal.permissions),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken::new(record, &token))))
+}
+
+/// Replace an admin's API token with a new one (shown once); the old one stops working at once.
+/// Only for an admin whose permissions the caller all holds.
+#[utoipa::path(post, path = "/api/v1/admins/{id}/tokens/{token_id}/rotate", tag = "admins",
+    params(
+        ("id" = i64, Path, description = "Admin id"),
+        ("token_id" = i64, Path, description = "Token id"),
+    ),
+    security(("bearer" = ["manage_admins"])),
+    responses(
+        (status = 201, body = CreatedToken),
+        (status = 403, description = "A permission the caller does not hold", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn rotate_token(
+    auth: Authorized<ManageAdmins>,
+    State(state): State<AppState>,
+    ApiPath((id, token_id)): ApiPath<(i64, i64)>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let (record, token) = state
+        .db()
+        .rotate_admin_token(
+            &auth.principal.actor(),
+            id,
+            token_id,
+            Some(&auth.principal.permissions),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken::new(record, &token))))
+}
+
+/// Revoke an admin's API token: it stops working at once. Only for an admin whose permissions
+/// the caller all holds.
+#[utoipa::path(delete, path = "/api/v1/admins/{id}/tokens/{token_id}", tag = "admins",
+    params(
+        ("id" = i64, Path, description = "Admin id"),
+        ("token_id" = i64, Path, description = "Token id"),
+    ),
+    security(("bearer" = ["manage_admins"])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "A permission the caller does not hold", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn revoke_token(
+    auth: Authorized<ManageAdmins>,
+    State(state): State<AppState>,
+    ApiPath((id, token_id)): ApiPath<(i64, i64)>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .db()
+        .revoke_admin_token(
+            &auth.principal.actor(),
+            id,
+            token_id,
+            Some(&auth.principal.permissions),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// List admins.

@@ -35,7 +35,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// `unauthorized`, `forbidden`, `not_found`, `conflict`, `validation_failed`,
-    /// `payload_too_large`, `bad_request`, `method_not_allowed`, `unavailable`, `internal`.
+    /// `payload_too_large`, `bad_request`, `method_not_allowed`, `request_timeout`,
+    /// `unavailable`, `internal`.
     pub code: String,
     /// A sentence for people.
     pub message: String,
@@ -70,6 +71,15 @@ impl ApiError {
             "forbidden",
             format!("Your role does not have the {permission} permission."),
         )
+    }
+
+    /// 403: the admin may not do this, for the reason given.
+    pub fn forbidden_because(reason: &str) -> Self {
+        let mut message = reason.to_owned();
+        if let Some(first) = message.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        Self::new(StatusCode::FORBIDDEN, "forbidden", format!("{message}."))
     }
 
     /// 404.
@@ -138,6 +148,15 @@ impl ApiError {
         )
     }
 
+    /// 408: the request's body did not arrive in time.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "The request body did not arrive in time.",
+        )
+    }
+
     /// 503 while starting.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -184,6 +203,19 @@ impl From<storage::Error> for ApiError {
         match e {
             storage::Error::NotFound(what) => ApiError::not_found(what),
             storage::Error::Conflict(message) => ApiError::conflict(message),
+            storage::Error::Forbidden(reason) => ApiError::forbidden_because(&reason),
+            storage::Error::TokenRequired => ApiError::invalid_field(
+                "api_token",
+                "required when hostname, port or secure change: the stored token was given for \
+                 the old place only",
+            ),
+            e @ storage::Error::ServerToken { .. } => {
+                let mut message = e.to_string();
+                if let Some(first) = message.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                ApiError::conflict(format!("{message}."))
+            }
             e => ApiError::internal(&e),
         }
     }

@@ -25,6 +25,7 @@
 pub mod admins;
 pub mod applications;
 pub mod clients;
+mod conn;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -225,6 +226,10 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::openapi_json))
         .routes(routes!(admins::create_role, admins::list_roles))
         .routes(routes!(admins::create_admin, admins::list_admins))
+        .routes(routes!(admins::update_admin, admins::delete_admin))
+        .routes(routes!(admins::list_tokens, admins::issue_token))
+        .routes(routes!(admins::rotate_token))
+        .routes(routes!(admins::revoke_token))
         .routes(routes!(admins::audit_log))
         .routes(routes!(servers::create, servers::list))
         .routes(routes!(servers::get, servers::update, servers::delete))
@@ -270,26 +275,29 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serve [`app`] on `listener` until `shutdown` resolves, then stop taking connections, end the
-/// event streams and let requests in flight finish.
+/// Serve [`app`] on `listener` with the connection limits of `http` (header, body and idle
+/// timeouts, the connection cap: see `conn`) until `shutdown` resolves, then stop taking
+/// connections, end the event streams and let requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    http: crate::config::HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let token = state.shutdown_token().clone();
-    let app = app(state);
-    // The connecting address feeds the SSO rate limits and the client activity log.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: finishing requests in flight");
-        token.cancel();
-    })
-    .await
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            token.cancel();
+            stop.cancel();
+        });
+    }
+    // The connecting address (for the SSO rate limits and the client activity log) is given to
+    // each request by `conn`.
+    conn::serve(listener, app(state.clone()), http, state, stop).await
 }
 
 /// RFC 3339 UTC with milliseconds, from milliseconds since the Unix epoch.

@@ -38,7 +38,8 @@ pub struct CreateServer {
     pub enabled: Option<bool>,
 }
 
-/// A change to a server; absent fields stay as they are.
+/// A change to a server; absent fields stay as they are. Changing where the server is
+/// (`hostname`, `port` or `secure`) requires `api_token` in the same request.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateServer {
@@ -46,13 +47,17 @@ pub struct UpdateServer {
     pub name: Option<String>,
     /// Application id.
     pub module: Option<String>,
+    /// Host name or IP address; a change requires `api_token`.
     pub hostname: Option<String>,
+    /// API port; a change requires `api_token`.
     pub port: Option<i64>,
-    /// TLS. Changing it without a port moves a default port along (2087 ↔ 2086).
+    /// TLS; a change requires `api_token`. Changing it without a port moves a default port
+    /// along (2087 ↔ 2086).
     pub secure: Option<bool>,
     /// API user.
     pub username: Option<String>,
-    /// A new API token (write-only).
+    /// A new API token (write-only). Required when `hostname`, `port` or `secure` change: the
+    /// stored token was given for the old place only, and is sealed for the server's place.
     #[schema(write_only)]
     pub api_token: Option<String>,
     pub enabled: Option<bool>,
@@ -208,13 +213,19 @@ pub async fn get(
 }
 
 /// Change a server.
+///
+/// Changing where the server is (`hostname`, `port` or `secure`, to a value other than the
+/// current one) requires `api_token` in the same request: without it the answer is 422 with a
+/// field error on `api_token`, and nothing changes. The API token is sealed for the server's
+/// place (id, scheme, host, port), so a token never goes anywhere an admin did not give it for.
 #[utoipa::path(patch, path = "/api/v1/servers/{id}", tag = "servers", request_body = UpdateServer,
     params(("id" = i64, Path, description = "Server id")),
     security(("bearer" = ["manage_servers"])),
     responses(
         (status = 200, body = ServerView),
         (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody),
+        (status = 422, description = "Invalid fields, or a change of hostname, port or secure \
+            without api_token (field error on api_token)", body = ErrorBody),
     ))]
 pub async fn update(
     auth: Authorized<ManageServers>,
@@ -277,7 +288,12 @@ pub async fn delete(
 #[utoipa::path(post, path = "/api/v1/servers/{id}/check", tag = "servers",
     params(("id" = i64, Path, description = "Server id")),
     security(("bearer" = ["manage_servers"])),
-    responses((status = 200, body = CheckView), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, body = CheckView),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The stored API token cannot be used where the server is \
+            now (changed outside Panelink): give it again", body = ErrorBody),
+    ))]
 pub async fn check(
     _auth: Authorized<ManageServers>,
     State(state): State<AppState>,

@@ -55,7 +55,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use crate::adapter::Secret;
 use crate::crypto::SecretBox;
 
-pub use admins::{Admin, AuditEntry, Principal, Role};
+pub use admins::{Admin, AdminPatch, AdminToken, AuditEntry, Principal, Role};
 pub use apps::{Application, LogEntry, NewLogEntry};
 pub use clients::{
     Client, ClientPatch, ClientUser, NewClient, NewService, Service, ServiceFilter, ServicePatch,
@@ -74,12 +74,32 @@ pub enum Error {
     /// The thing (named) does not exist.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The acting admin may not do this (a permission they do not hold, their own role).
+    #[error("{0}")]
+    Forbidden(String),
     /// The change conflicts with stored data (a duplicate, or something still in use).
     #[error("{0}")]
     Conflict(String),
     /// A stored secret could not be decrypted.
     #[error(transparent)]
     Secret(#[from] crate::crypto::Error),
+    /// A change of where a server is (hostname, port, TLS) without its API token again.
+    #[error(
+        "changing a server's hostname, port or TLS setting requires its API token again, in \
+         the same change"
+    )]
+    TokenRequired,
+    /// A server's stored API token cannot be used for where the server is now.
+    #[error(
+        "the stored API token of server {server} cannot be used: {reason}; give the server's \
+         API token again"
+    )]
+    ServerToken {
+        /// The server.
+        server: i64,
+        /// Why.
+        reason: String,
+    },
     /// The database said no, or is unreachable.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -153,6 +173,8 @@ pub struct Db {
     sso_writes: Arc<writer::Writer<sso::SsoWrite>>,
     /// Where write transactions begin (see [`WriteTurn`]).
     write_turn: WriteTurn,
+    /// Lifetime of the admin API tokens it issues; `None`: no expiry.
+    admin_token_ttl: Option<Duration>,
     /// The other hosts sharing the database (see [`Db::tell_peers`]).
     peers: Arc<peers::Peers>,
 }
@@ -436,6 +458,7 @@ impl Db {
             secrets,
             sso_writes: Arc::default(),
             write_turn,
+            admin_token_ttl: Some(crate::config::DEFAULT_ADMIN_TOKEN_TTL),
             peers: peers::Peers::new(backend, url),
         })
     }
@@ -447,6 +470,8 @@ impl Db {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&self.pool).await?;
+        // Data the schema migrations cannot convert: secrets sealed the way of earlier versions.
+        self.bind_legacy_server_tokens().await?;
         Ok(())
     }
 
@@ -507,6 +532,11 @@ impl Db {
     /// Seal a value for this purpose.
     pub(crate) fn seal_secret(&self, context: &str, plaintext: &Secret) -> String {
         self.secrets.seal(context, plaintext.expose())
+    }
+
+    /// The box that seals secrets.
+    pub(crate) fn secrets(&self) -> &SecretBox {
+        &self.secrets
     }
 
     /// Every row of every table as text, in a stable order: for tests that check a refused

@@ -1,4 +1,16 @@
 //! Panel servers. The API token is sealed on the way in and only leaves as a [`ServerTarget`].
+//!
+//! A token is sealed for its destination: the associated data of the ciphertext names the
+//! server's id, scheme, host and port (`token_context`), so a token opens only for the place an
+//! admin gave it for. A row whose hostname, port or TLS was changed behind Panelink's back (by
+//! SQL) cannot be used: opening fails with [`Error::ServerToken`] and nothing is sent. Changing
+//! where a server is through [`Db::update_server`] needs the token again
+//! ([`Error::TokenRequired`]), which is then sealed for the new place.
+//!
+//! Stored form: `d1:` followed by [`crate::crypto::SecretBox`]'s text. Tokens of earlier versions
+//! (sealed for the purpose alone, stored without the prefix) are re-sealed for the row's
+//! destination once, by [`Db::migrate`] ([`Db::bind_legacy_server_tokens`]); a value still in the
+//! old form afterwards (written by an older node) is refused like a moved one.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -8,8 +20,18 @@ use crate::adapter::{Secret, ServerTarget, Support};
 use crate::model::{ApplicationId, Hostname, Name, Port, Username};
 use crate::sync_port::{Change, ChangeId};
 
-/// The sealing context of server API tokens.
-const TOKEN_CONTEXT: &str = "server_api_token";
+/// The sealing context of server API tokens of earlier versions (purpose only).
+const LEGACY_TOKEN_CONTEXT: &str = "server_api_token";
+
+/// The prefix of a token sealed for its destination.
+const BOUND_PREFIX: &str = "d1:";
+
+/// The sealing context of a server's API token: its purpose, the server's id, scheme, host and
+/// port, NUL-separated (the host is the only free text, so no two destinations share one).
+fn token_context(id: i64, secure: bool, hostname: &str, port: u16) -> String {
+    let scheme = if secure { "https" } else { "http" };
+    format!("server_api_token/v2\0{id}\0{scheme}\0{hostname}\0{port}")
+}
 
 /// A server, without its API token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,10 +150,11 @@ impl Db {
     ) -> Result<(Server, Option<ChangeId>)> {
         let mut tx = self.begin_write().await?;
         let now = now_ms();
+        // The token is sealed for the server's id, known once the row exists.
         let row = sqlx::query(&format!(
             "INSERT INTO servers (name, module, hostname, port, secure, username, \
              api_token_sealed, enabled, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, '', $7, $8, $8) RETURNING {COLUMNS}"
         ))
         .bind(new.name.as_str())
         .bind(new.module.as_str())
@@ -139,12 +162,16 @@ impl Db {
         .bind(i64::from(new.port.get()))
         .bind(new.secure)
         .bind(new.username.as_str())
-        .bind(self.seal_secret(TOKEN_CONTEXT, &new.api_token))
         .bind(new.enabled)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
         let server = server_from(&row)?;
+        sqlx::query("UPDATE servers SET api_token_sealed = $2 WHERE id = $1")
+            .bind(server.id)
+            .bind(self.seal_server_token(&server, &new.api_token))
+            .execute(&mut *tx)
+            .await?;
         audit(
             &mut tx,
             actor,
@@ -204,6 +231,11 @@ impl Db {
     /// Change a server. `change` is given the server before and after and whether its API
     /// token was replaced; the change it returns ([`crate::sync::server_updated`]) is queued in
     /// the same transaction.
+    ///
+    /// A change of where the server is (hostname, port or TLS, including a port that follows
+    /// TLS to its new default) needs a new API token in the same patch, else
+    /// [`Error::TokenRequired`] and nothing changes: the stored token was given for the old
+    /// place only.
     pub async fn update_server(
         &self,
         actor: &Actor,
@@ -226,10 +258,20 @@ impl Db {
             }
             None => old.port,
         };
-        let sealed = patch
-            .api_token
+        let hostname = patch
+            .hostname
             .as_ref()
-            .map(|t| self.seal_secret(TOKEN_CONTEXT, t));
+            .map_or(old.hostname.as_str(), |v| v.as_str());
+        let moved = hostname != old.hostname || port != old.port || secure != old.secure;
+        let sealed = match &patch.api_token {
+            Some(token) => Some(
+                self.secrets()
+                    .seal(&token_context(id, secure, hostname, port), token.expose()),
+            ),
+            None if moved => return Err(Error::TokenRequired),
+            None => None,
+        }
+        .map(|sealed| format!("{BOUND_PREFIX}{sealed}"));
         let row = sqlx::query(&format!(
             "UPDATE servers SET name = $2, module = $3, hostname = $4, port = $5, secure = $6, \
              username = $7, api_token_sealed = COALESCE($8, api_token_sealed), enabled = $9, \
@@ -248,12 +290,7 @@ impl Db {
                 .as_ref()
                 .map_or(old.module.as_str(), |v| v.as_str()),
         )
-        .bind(
-            patch
-                .hostname
-                .as_ref()
-                .map_or(old.hostname.as_str(), |v| v.as_str()),
-        )
+        .bind(hostname)
         .bind(i64::from(port))
         .bind(secure)
         .bind(
@@ -341,6 +378,7 @@ impl Db {
     }
 
     /// Where and how to reach a server, with its decrypted API token, for plugin calls.
+    /// [`Error::ServerToken`] when the token was not sealed for where the row says the server is.
     pub async fn server_target(&self, id: i64) -> Result<ServerTarget> {
         let row = sqlx::query(
             "SELECT hostname, port, secure, username, api_token_sealed FROM servers WHERE id = $1",
@@ -350,14 +388,129 @@ impl Db {
         .await?
         .ok_or(Error::NotFound("server"))?;
         let port: i64 = row.try_get("port")?;
-        let sealed: String = row.try_get("api_token_sealed")?;
+        let port = u16::try_from(port).map_err(|_| Error::Corrupt(format!("port {port}")))?;
+        let stored: String = row.try_get("api_token_sealed")?;
+        let hostname: String = row.try_get("hostname")?;
+        let secure = flag(&row, "secure")?;
+        let refused = |reason: &str| Error::ServerToken {
+            server: id,
+            reason: format!(
+                "{reason} (it opens only for the place it was given for, and the server is now \
+                 at {}://{hostname}:{port})",
+                if secure { "https" } else { "http" }
+            ),
+        };
+        let api_token = match stored.strip_prefix(BOUND_PREFIX) {
+            Some(sealed) => self
+                .secrets()
+                .open(&token_context(id, secure, &hostname, port), sealed)
+                .map_err(|_| {
+                    refused(
+                        "it was sealed for another hostname, port or TLS setting (the row was \
+                         changed outside Panelink), with another secret_key, or is damaged",
+                    )
+                })?,
+            None => {
+                return Err(refused(
+                    "it is in the form of an earlier version, which is re-sealed only when \
+                     migrations run at start",
+                ));
+            }
+        };
         Ok(ServerTarget {
-            hostname: row.try_get("hostname")?,
-            port: u16::try_from(port).map_err(|_| Error::Corrupt(format!("port {port}")))?,
-            secure: flag(&row, "secure")?,
+            hostname,
+            port,
+            secure,
             username: row.try_get("username")?,
-            api_token: self.open_secret(TOKEN_CONTEXT, &sealed)?,
+            api_token,
         })
+    }
+
+    /// A server's API token sealed for where it is.
+    fn seal_server_token(&self, server: &Server, token: &Secret) -> String {
+        let context = token_context(server.id, server.secure, &server.hostname, server.port);
+        format!(
+            "{BOUND_PREFIX}{}",
+            self.secrets().seal(&context, token.expose())
+        )
+    }
+
+    /// Re-seal the API tokens stored by earlier versions (sealed for their purpose only) for
+    /// where each server is now, once: run by [`Db::migrate`]. A token that cannot be opened
+    /// (another `secret_key`) is left as it is and logged; the server's checks and syncs then
+    /// fail with [`Error::ServerToken`] until an admin gives the token again. Each re-seal is in
+    /// the audit log (`server.token_bind`). Returns how many were re-sealed.
+    pub async fn bind_legacy_server_tokens(&self) -> Result<usize> {
+        let rows = sqlx::query(
+            "SELECT id, hostname, port, secure, api_token_sealed FROM servers \
+             WHERE api_token_sealed NOT LIKE 'd1:%' ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let mut bound = 0;
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let hostname: String = row.try_get("hostname")?;
+            let port: i64 = row.try_get("port")?;
+            let port = u16::try_from(port).map_err(|_| Error::Corrupt(format!("port {port}")))?;
+            let secure = flag(row, "secure")?;
+            let stored: String = row.try_get("api_token_sealed")?;
+            let token = match self.open_secret(LEGACY_TOKEN_CONTEXT, &stored) {
+                Ok(token) => token,
+                Err(e) => {
+                    tracing::warn!(
+                        server = id,
+                        error = %e,
+                        "a server's API token of an earlier version cannot be re-sealed; give \
+                         the server's API token again"
+                    );
+                    continue;
+                }
+            };
+            let sealed = format!(
+                "{BOUND_PREFIX}{}",
+                self.secrets()
+                    .seal(&token_context(id, secure, &hostname, port), token.expose())
+            );
+            // Only if the row is still as read (another node may be doing the same).
+            let done = sqlx::query(
+                "UPDATE servers SET api_token_sealed = $2 WHERE id = $1 \
+                 AND api_token_sealed = $3 AND hostname = $4 AND port = $5 AND secure = $6",
+            )
+            .bind(id)
+            .bind(&sealed)
+            .bind(&stored)
+            .bind(&hostname)
+            .bind(i64::from(port))
+            .bind(secure)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if done == 1 {
+                let scheme = if secure { "https" } else { "http" };
+                audit(
+                    &mut tx,
+                    &Actor::system(),
+                    "server.token_bind",
+                    &format!("server:{id}"),
+                    &format!("api_token sealed for {scheme}://{hostname}:{port}"),
+                )
+                .await?;
+                bound += 1;
+            }
+        }
+        tx.commit().await?;
+        if bound > 0 {
+            tracing::info!(
+                servers = bound,
+                "re-sealed server API tokens of an earlier version for their destinations"
+            );
+        }
+        Ok(bound)
     }
 
     /// Remember a support check's answer.

@@ -1,0 +1,996 @@
+//! Hardening (issue 14), each item through the real HTTP server on port 0, on SQLite and
+//! PostgreSQL: `/metrics` and the request log under made-up methods and paths; a server's API
+//! token bound to where the server is; what an admin may grant; admin tokens (list, rotate,
+//! revoke, expiry, last use) and deactivation; header, body and idle timeouts and the connection
+//! cap; sign-in destinations that stay in the client area.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use panelink::config::{Config, Layer};
+use panelink::crypto::SecretBox;
+use panelink::storage::{Actor, Db};
+use panelink::sync_port::{RecordChange, RecordedLink};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::harness::{Backend, LogCapture, NoSync, TEST_SECRET_KEY, TestDb, on_both};
+
+on_both!(
+    legacy_server_tokens_are_sealed_for_their_place_once,
+    made_up_methods_and_paths_do_not_grow_metrics_or_logs,
+    moving_a_server_needs_its_token_again,
+    admins_grant_only_what_they_hold,
+    admin_tokens_are_listed_rotated_revoked_and_expire,
+    slow_clients_are_cut_off,
+    connections_beyond_the_cap_are_turned_away,
+    sign_in_stays_in_the_client_area,
+);
+
+/// A generous bound for anything that should happen within a few seconds.
+const BOUND: Duration = Duration::from_secs(20);
+
+/// The host served on port 0 (sync requests only recorded), with a Full Administrator.
+struct Live {
+    base: String,
+    addr: SocketAddr,
+    db: Db,
+    url: String,
+    http: reqwest::Client,
+    admin: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _data: tempfile::TempDir,
+    _db: TestDb,
+}
+
+impl Live {
+    async fn start(backend: Backend, configure: impl FnOnce(&mut Layer)) -> Live {
+        Self::start_with(backend, configure, |_| {}).await
+    }
+
+    /// `configure` sets keys as a file would; `adjust` changes the resolved configuration (as
+    /// code embedding the host could, bypassing the checks of `Config::resolve`).
+    async fn start_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Layer),
+        adjust: impl FnOnce(&mut Config),
+    ) -> Live {
+        let test_db = TestDb::new(backend).await;
+        let data = tempfile::tempdir().unwrap();
+        let mut layer = Layer {
+            listen: Some("127.0.0.1:0".into()),
+            database_url: Some(test_db.url.clone()),
+            data_dir: Some(data.path().to_path_buf()),
+            secret_key: Some(TEST_SECRET_KEY.into()),
+            plugin_dir: Some(panelink_tests::plugin_dir()),
+            ..Layer::default()
+        };
+        configure(&mut layer);
+        let mut config = Config::resolve([layer]).unwrap();
+        adjust(&mut config);
+        let options = panelink::boot::Options {
+            runtime: panelink_tests::runtime_config(),
+            sync: Some(Arc::new(NoSync)),
+            ..Default::default()
+        };
+        let host = panelink::boot::Host::start(config, options).await.unwrap();
+        let addr = host.local_addr();
+        let base = format!("http://{addr}");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(host.run(async {
+            let _ = stopped.await;
+        }));
+        // No idle connections kept: the connection tests count the host's connections, and
+        // the host closes idle ones on its own schedule.
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = http.get(format!("{base}/readyz")).send().await;
+            if ready.as_ref().is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not ready in 30 s: {ready:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let secrets = SecretBox::from_material(TEST_SECRET_KEY).unwrap();
+        let db = Db::connect(&test_db.url, Arc::new(secrets)).await.unwrap();
+        let (_, admin) = db
+            .create_admin(
+                &Actor::cli(),
+                &panelink::model::Email::parse("root@example.com").unwrap(),
+                "Full Administrator",
+            )
+            .await
+            .unwrap();
+        Live {
+            base,
+            addr,
+            db,
+            url: test_db.url.clone(),
+            http,
+            admin: admin.expose().to_owned(),
+            stop: Some(stop),
+            running: Some(running),
+            _data: data,
+            _db: test_db,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(BOUND, self.running.take().unwrap())
+            .await
+            .expect("the host stops")
+            .unwrap()
+            .unwrap();
+        self.db.close().await;
+    }
+
+    /// A call with a token; the status and the JSON answer (`Null` when not JSON).
+    async fn call(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A call as the Full Administrator that must succeed.
+    async fn ok(&self, method: &str, path: &str, body: Value) -> Value {
+        let (status, answer) = self.call(&self.admin, method, path, Some(body)).await;
+        assert!(status.is_success(), "{method} {path}: {status} {answer}");
+        answer
+    }
+
+    /// A role with these permissions and an admin holding it: (admin id, token).
+    async fn admin_with(&self, role: &str, permissions: &[&str]) -> (i64, String) {
+        self.ok(
+            "POST",
+            "/api/v1/roles",
+            json!({"name": role, "permissions": permissions}),
+        )
+        .await;
+        let email = format!("{}@example.com", role.to_lowercase().replace(' ', "-"));
+        let admin = self
+            .ok(
+                "POST",
+                "/api/v1/admins",
+                json!({"email": email, "role": role}),
+            )
+            .await;
+        (
+            admin["id"].as_i64().unwrap(),
+            admin["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
+    /// A SQL statement run behind the host's back.
+    async fn raw_sql(&self, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.url).await.unwrap();
+        sqlx::query(sql).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+}
+
+fn random_word(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        hex::encode(rand::random::<[u8; 6]>()).to_uppercase()
+    )
+}
+
+/// The `panelink_http_*` sample lines of a metrics text.
+fn request_series(metrics: &str) -> Vec<&str> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("panelink_http_"))
+        .collect()
+}
+
+async fn made_up_methods_and_paths_do_not_grow_metrics_or_logs(backend: Backend) {
+    let capture = LogCapture::default();
+    let _guard = capture.install();
+    let live = Live::start(backend, |_| {}).await;
+    // Every label a first round of ordinary requests makes.
+    let warm_up = async || {
+        live.metrics().await;
+        live.http
+            .get(format!("{}/healthz", live.base))
+            .send()
+            .await
+            .unwrap();
+        live.http
+            .get(format!("{}/no/such/{}", live.base, random_word("p")))
+            .send()
+            .await
+            .unwrap();
+        live.http
+            .request(
+                reqwest::Method::from_bytes(random_word("M").as_bytes()).unwrap(),
+                format!("{}/healthz", live.base),
+            )
+            .send()
+            .await
+            .unwrap();
+    };
+    warm_up().await;
+    warm_up().await;
+    let before = request_series(&live.metrics().await).len();
+
+    let mut words = Vec::new();
+    for _ in 0..50 {
+        let method = random_word("PROBE");
+        let path = random_word("/nothing-here/");
+        let answer = live
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}/healthz", live.base),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_client_error(), "{method}: {answer:?}");
+        let answer = live
+            .http
+            .get(format!("{}{path}", live.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404);
+        words.push(method);
+        words.push(path);
+    }
+    let metrics = live.metrics().await;
+    let after = request_series(&metrics);
+    assert_eq!(
+        after.len(),
+        before,
+        "made-up methods and paths added series:\n{}",
+        after.join("\n")
+    );
+    assert!(
+        metrics.contains("method=\"OTHER\",route=\"/healthz\""),
+        "{metrics}"
+    );
+    drop(_guard);
+    live.stop().await;
+    let logs = capture.text();
+    assert!(logs.contains("request"), "the capture saw request lines");
+    for word in &words {
+        assert!(!metrics.contains(word.as_str()), "{word} in\n{metrics}");
+        assert!(!logs.contains(word.as_str()), "{word} in the log");
+    }
+}
+
+/// A listener that answers every request with 401 and keeps each request's head.
+async fn recording_listener() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let kept = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                kept.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    (addr, heads)
+}
+
+async fn moving_a_server_needs_its_token_again(backend: Backend) {
+    const TOKEN: &str = "MOVINGSERVERTOKEN0123456789";
+    let live = Live::start(backend, |_| {}).await;
+    let (listener, heads) = recording_listener().await;
+    let created = live
+        .ok(
+            "POST",
+            "/api/v1/servers",
+            json!({"name": "cp", "module": "cpanel", "hostname": "127.0.0.1", "port": 9,
+                   "secure": false, "username": "root", "api_token": TOKEN}),
+        )
+        .await;
+    let id = created["id"].as_i64().unwrap();
+    let (_, servers_only) = live.admin_with("Server admins", &["manage_servers"]).await;
+    let path = format!("/api/v1/servers/{id}");
+    let check = format!("/api/v1/servers/{id}/check");
+
+    // Moving the server without its token is refused, field by field, and changes nothing.
+    for (field, body) in [
+        ("port", json!({"port": listener.port()})),
+        (
+            "hostname",
+            json!({"hostname": "localhost", "port": listener.port()}),
+        ),
+        ("secure", json!({"secure": true})),
+    ] {
+        let (status, answer) = live
+            .call(&servers_only, "PATCH", &path, Some(body.clone()))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}: {body} → {answer}"
+        );
+        assert_eq!(answer["error"]["code"], "validation_failed", "{answer}");
+        assert!(
+            answer["error"]["fields"]["api_token"].is_string(),
+            "{field}: {answer}"
+        );
+        let (status, _) = live.call(&servers_only, "POST", &check, None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (_, server) = live.call(&servers_only, "GET", &path, None).await;
+    assert_eq!(
+        (server["port"].clone(), server["secure"].clone()),
+        (json!(9), json!(false))
+    );
+    // A patch that does not move it needs no token; the same place given again is no move.
+    let (status, answer) = live
+        .call(
+            &servers_only,
+            "PATCH",
+            &path,
+            Some(json!({"name": "renamed", "hostname": "127.0.0.1", "port": 9, "secure": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        heads.lock().unwrap().is_empty(),
+        "the token went to a place no admin gave it for: {:?}",
+        heads.lock().unwrap()
+    );
+
+    // The row moved by SQL: the token cannot be opened for the new place, with a clear error.
+    live.raw_sql(&format!(
+        "UPDATE servers SET port = {} WHERE id = {id}",
+        listener.port()
+    ))
+    .await;
+    let (status, answer) = live.call(&servers_only, "POST", &check, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("API token") && message.contains("again"),
+        "{answer}"
+    );
+    assert!(!answer.to_string().contains(TOKEN));
+    assert!(
+        heads.lock().unwrap().is_empty(),
+        "a moved row's token was sent: {:?}",
+        heads.lock().unwrap()
+    );
+
+    // Moving it with the token again is allowed, and that token goes there.
+    let (status, answer) = live
+        .call(
+            &servers_only,
+            "PATCH",
+            &path,
+            Some(json!({"port": listener.port(), "api_token": "NEWPLACETOKEN"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _) = live.call(&servers_only, "POST", &check, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = heads.lock().unwrap().join("\n");
+    assert!(seen.contains("NEWPLACETOKEN"), "{seen}");
+    assert!(!seen.contains(TOKEN), "{seen}");
+    let doc = live
+        .http
+        .get(format!("{}/api/v1/openapi.json", live.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        doc.contains("requires `api_token`"),
+        "the OpenAPI document says so"
+    );
+    live.stop().await;
+}
+
+async fn legacy_server_tokens_are_sealed_for_their_place_once(backend: Backend) {
+    let (db, test_db) = crate::harness::database(backend).await;
+    let server = db
+        .create_server(
+            &Actor::cli(),
+            &panelink::storage::NewServer {
+                name: panelink::model::Name::parse("old").unwrap(),
+                module: panelink::model::ApplicationId::parse("cpanel").unwrap(),
+                hostname: panelink::model::Hostname::parse("panel.example.com").unwrap(),
+                port: panelink::model::Port::new(2087).unwrap(),
+                secure: true,
+                username: panelink::model::Username::parse("root").unwrap(),
+                api_token: panelink::adapter::Secret::new("IGNORED"),
+                enabled: true,
+            },
+            |_| None,
+        )
+        .await
+        .unwrap()
+        .0;
+    // As an earlier version stored it: sealed for the purpose alone.
+    let legacy = SecretBox::from_material(TEST_SECRET_KEY)
+        .unwrap()
+        .seal("server_api_token", "LEGACYTOKEN");
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(&test_db.url).await.unwrap();
+    let set_legacy = async || {
+        sqlx::query("UPDATE servers SET api_token_sealed = $1 WHERE id = $2")
+            .bind(&legacy)
+            .bind(server.id)
+            .execute(&raw)
+            .await
+            .unwrap();
+    };
+    set_legacy().await;
+    let refused = db.server_target(server.id).await.unwrap_err();
+    assert!(
+        matches!(refused, panelink::storage::Error::ServerToken { .. }),
+        "{refused}"
+    );
+    // Start-up (migrate) seals it for where the server is, once, in the audit log.
+    db.migrate().await.unwrap();
+    let target = db.server_target(server.id).await.unwrap();
+    assert_eq!(target.api_token.expose(), "LEGACYTOKEN");
+    let stored: String = sqlx::query_scalar("SELECT api_token_sealed FROM servers WHERE id = $1")
+        .bind(server.id)
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("d1:"), "{stored}");
+    let audit = db.audit_log(10).await.unwrap();
+    assert_eq!(audit[0].action, "server.token_bind");
+    assert!(!audit[0].detail.contains("LEGACYTOKEN"));
+    db.migrate().await.unwrap();
+    assert_eq!(db.audit_log(10).await.unwrap().len(), audit.len(), "once");
+    // Moved by SQL: the token does not open for the new place.
+    sqlx::query("UPDATE servers SET hostname = 'evil.example' WHERE id = $1")
+        .bind(server.id)
+        .execute(&raw)
+        .await
+        .unwrap();
+    let refused = db.server_target(server.id).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("https://evil.example:2087") && refused.contains("again"),
+        "{refused}"
+    );
+    assert!(!refused.contains("LEGACYTOKEN"));
+    raw.close().await;
+    db.close().await;
+}
+
+async fn admins_grant_only_what_they_hold(backend: Backend) {
+    let live = Live::start(backend, |_| {}).await;
+    let (manager_id, manager) = live.admin_with("Admin managers", &["manage_admins"]).await;
+    let (servers_id, _) = live.admin_with("Server admins", &["manage_servers"]).await;
+    let forbidden = async |method: &str, path: &str, body: Value| {
+        let (status, answer) = live.call(&manager, method, path, Some(body.clone())).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("forbidden")),
+            "{method} {path} {body}: {answer}"
+        );
+    };
+    // No admin with a role above one's own, no role with permissions one lacks.
+    forbidden(
+        "POST",
+        "/api/v1/admins",
+        json!({"email": "boss@example.com", "role": "Full Administrator"}),
+    )
+    .await;
+    forbidden(
+        "POST",
+        "/api/v1/roles",
+        json!({"name": "Bigger", "permissions": ["manage_admins", "manage_servers"]}),
+    )
+    .await;
+    forbidden(
+        "POST",
+        "/api/v1/admins",
+        json!({"email": "servers2@example.com", "role": "Server admins"}),
+    )
+    .await;
+    // Nor a move of oneself or of another admin into a bigger role, nor a token for someone
+    // who holds more.
+    forbidden(
+        "PATCH",
+        &format!("/api/v1/admins/{manager_id}"),
+        json!({"role": "Full Administrator"}),
+    )
+    .await;
+    forbidden(
+        "PATCH",
+        &format!("/api/v1/admins/{servers_id}"),
+        json!({"role": "Admin managers"}),
+    )
+    .await;
+    forbidden("POST", "/api/v1/admins/1/tokens", json!({})).await;
+    forbidden("PATCH", "/api/v1/admins/1", json!({"active": false})).await;
+    // What one holds can be granted.
+    let (status, answer) = live
+        .call(
+            &manager,
+            "POST",
+            "/api/v1/roles",
+            Some(json!({"name": "Junior managers", "permissions": ["manage_admins"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (status, answer) = live
+        .call(
+            &manager,
+            "POST",
+            "/api/v1/admins",
+            Some(json!({"email": "junior@example.com", "role": "Junior managers"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    // Nobody edits their own role, not even a Full Administrator.
+    let (status, answer) = live
+        .call(
+            &live.admin,
+            "PATCH",
+            "/api/v1/admins/1",
+            Some(json!({"role": "Admin managers"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    // The last Full Administrator stays.
+    for (method, body) in [("PATCH", Some(json!({"active": false}))), ("DELETE", None)] {
+        let (status, answer) = live
+            .call(&live.admin, method, "/api/v1/admins/1", body)
+            .await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("conflict")),
+            "{method}: {answer}"
+        );
+    }
+    // With a second one, the first may go; the second is then the last.
+    let second = live
+        .ok(
+            "POST",
+            "/api/v1/admins",
+            json!({"email": "second@example.com", "role": "Full Administrator"}),
+        )
+        .await;
+    let second_token = second["token"].as_str().unwrap().to_owned();
+    let (status, answer) = live
+        .call(
+            &second_token,
+            "PATCH",
+            "/api/v1/admins/1",
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["active"], false);
+    let (status, _) = live.call(&live.admin, "GET", "/api/v1/admins", None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a deactivated admin is out"
+    );
+    let second_id = second["id"].as_i64().unwrap();
+    let (status, answer) = live
+        .call(
+            &second_token,
+            "DELETE",
+            &format!("/api/v1/admins/{second_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (_, audit) = live.call(&second_token, "GET", "/api/v1/audit", None).await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"admin.deactivate"), "{actions:?}");
+    live.stop().await;
+}
+
+async fn admin_tokens_are_listed_rotated_revoked_and_expire(backend: Backend) {
+    let live = Live::start(backend, |l| l.admin_token_ttl = Some(3600)).await;
+    let (id, token) = live.admin_with("Server admins", &["manage_servers"]).await;
+    let tokens_path = format!("/api/v1/admins/{id}/tokens");
+    let (_, listed) = live.call(&live.admin, "GET", &tokens_path, None).await;
+    let first = &listed["tokens"][0];
+    assert_eq!(listed["tokens"].as_array().unwrap().len(), 1, "{listed}");
+    assert!(first["last_used_at"].is_null(), "{listed}");
+    assert!(first["expires_at"].is_string(), "{listed}");
+    let token_id = first["id"].as_i64().unwrap();
+    assert!(
+        !listed.to_string().contains(&token),
+        "no token is shown again"
+    );
+
+    let (status, _) = live.call(&token, "GET", "/api/v1/servers", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = live.call(&live.admin, "GET", &tokens_path, None).await;
+    assert!(listed["tokens"][0]["last_used_at"].is_string(), "{listed}");
+
+    // Rotation: a new token, the old one stops at once.
+    let (status, rotated) = live
+        .call(
+            &live.admin,
+            "POST",
+            &format!("{tokens_path}/{token_id}/rotate"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    let new_token = rotated["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        live.call(&token, "GET", "/api/v1/servers", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        live.call(&new_token, "GET", "/api/v1/servers", None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // Revocation.
+    let new_id = rotated["id"].as_i64().unwrap();
+    let (status, _) = live
+        .call(
+            &live.admin,
+            "DELETE",
+            &format!("{tokens_path}/{new_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        live.call(&new_token, "GET", "/api/v1/servers", None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    // A fresh one; deactivation shuts it out until reactivation.
+    let (status, issued) = live.call(&live.admin, "POST", &tokens_path, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let issued = issued["token"].as_str().unwrap().to_owned();
+    let admin_path = format!("/api/v1/admins/{id}");
+    live.ok("PATCH", &admin_path, json!({"active": false}))
+        .await;
+    assert_eq!(
+        live.call(&issued, "GET", "/api/v1/servers", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    live.ok("PATCH", &admin_path, json!({"active": true})).await;
+    assert_eq!(
+        live.call(&issued, "GET", "/api/v1/servers", None).await.0,
+        StatusCode::OK
+    );
+    let (_, audit) = live.call(&live.admin, "GET", "/api/v1/audit", None).await;
+    let audit_text = audit.to_string();
+    for action in [
+        "admin_token.rotate",
+        "admin_token.revoke",
+        "admin_token.create",
+        "admin.deactivate",
+        "admin.activate",
+    ] {
+        assert!(audit_text.contains(action), "{action} in {audit_text}");
+    }
+    for secret in [&token, &new_token, &issued] {
+        assert!(!audit_text.contains(secret.as_str()));
+    }
+    live.stop().await;
+
+    // Tokens expire admin_token_ttl after they are issued.
+    let live = Live::start(backend, |l| l.admin_token_ttl = Some(1)).await;
+    let (_, short_lived) = live.admin_with("Server admins", &["manage_servers"]).await;
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let (status, _) = live
+            .call(&short_lived, "GET", "/api/v1/servers", None)
+            .await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the token did not expire"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    live.stop().await;
+}
+
+/// Read until the server closes the connection; what it sent, or `None` when it stayed open
+/// past the bound.
+async fn until_closed(stream: &mut TcpStream) -> Option<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(BOUND, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    closed
+        .is_ok()
+        .then(|| String::from_utf8_lossy(&got).into_owned())
+}
+
+async fn slow_clients_are_cut_off(backend: Backend) {
+    let live = Live::start(backend, |l| {
+        l.http_header_timeout = Some(1);
+        l.http_body_timeout = Some(1);
+        l.http_idle_timeout = Some(1);
+    })
+    .await;
+    // Half a request header.
+    let mut half = TcpStream::connect(live.addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut half).await;
+    assert!(answer.is_some(), "half a header kept the connection open");
+    // Half a body.
+    let mut slow_body = TcpStream::connect(live.addr).await.unwrap();
+    slow_body
+        .write_all(
+            format!(
+                "POST /api/v1/roles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"name\":",
+                live.admin
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answer = until_closed(&mut slow_body)
+        .await
+        .expect("half a body kept the connection open");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // An idle keep-alive connection.
+    let mut idle = TcpStream::connect(live.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut idle)
+        .await
+        .expect("an idle connection stayed open");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Ordinary requests are unaffected (a new connection each).
+    let (status, _) = live.call(&live.admin, "GET", "/api/v1/roles", None).await;
+    assert_eq!(status, StatusCode::OK);
+    live.stop().await;
+}
+
+/// A connection that was served a `/healthz` and stays open; `None` when it was turned away.
+async fn served_connection(addr: SocketAddr) -> Option<TcpStream> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(BOUND, stream.read(&mut buf))
+        .await
+        .expect("an answer or a close")
+        .unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    if head.starts_with("HTTP/1.1 200") {
+        return Some(stream);
+    }
+    assert!(
+        n == 0 || head.starts_with("HTTP/1.1 503"),
+        "neither served nor turned away: {head}"
+    );
+    None
+}
+
+async fn connections_beyond_the_cap_are_turned_away(backend: Backend) {
+    let live = Live::start(backend, |l| l.http_max_connections = Some(2)).await;
+    // Two connections held open (a closed one frees its slot a moment after it closes).
+    let mut held = Vec::new();
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while held.len() < 2 {
+        match served_connection(live.addr).await {
+            Some(stream) => held.push(stream),
+            None => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no free slot for the first two connections"
+            ),
+        }
+    }
+    // A third is answered 503 and closed.
+    let mut third = TcpStream::connect(live.addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let answer = until_closed(&mut third)
+        .await
+        .expect("the third connection was neither served nor closed");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    // A slot frees up when a connection ends.
+    drop(held);
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let ok = live
+            .http
+            .get(format!("{}/healthz", live.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ok {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no slot freed up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    live.stop().await;
+}
+
+async fn sign_in_stays_in_the_client_area(backend: Backend) {
+    // A configured destination that is not a path (or a plugin's default) never leaves the
+    // client area, even when it got past the configuration's checks …
+    let live = Live::start_with(
+        backend,
+        |l| l.client_area_url = Some("http://client.example".into()),
+        |c| {
+            c.sso
+                .destinations
+                .insert("clientarea:invoices".into(), "@evil.example/".into());
+        },
+    )
+    .await;
+    let server = live
+        .ok(
+            "POST",
+            "/api/v1/servers",
+            json!({"name": "cp", "module": "cpanel", "hostname": "127.0.0.1", "port": 9,
+                   "secure": false, "username": "root", "api_token": "T"}),
+        )
+        .await;
+    let server_id = server["id"].as_i64().unwrap();
+    live.ok(
+        "PATCH",
+        "/api/v1/applications/cpanel",
+        json!({"enabled": true}),
+    )
+    .await;
+    let client = live
+        .ok(
+            "POST",
+            "/api/v1/clients",
+            json!({"name": "Acme", "email": "owner@acme.example"}),
+        )
+        .await;
+    let service = live
+        .ok(
+            "POST",
+            "/api/v1/services",
+            json!({"client_id": client["id"], "server_id": server_id, "username": "acme",
+                   "domain": "acme.example", "status": "active"}),
+        )
+        .await;
+    let service_id = service["id"].as_i64().unwrap();
+    let (subscriber_id, secret) = live.db.mint_sso_credential(service_id).await.unwrap();
+    live.db
+        .record_changes(
+            "cpanel",
+            server_id,
+            &[RecordChange::Link(RecordedLink {
+                service_id,
+                username: "acme".into(),
+                scope: "clientarea:invoices".into(),
+                label: "Invoices".into(),
+                position: 1,
+                credential_version: 1,
+            })],
+            None,
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+    let token = live
+        .http
+        .post(format!(
+            "{}/oauth/token?scope=clientarea%3Asso+clientarea%3Ainvoices&module=cpanel",
+            live.base
+        ))
+        .form(&[
+            ("subscriber_unique_id", subscriber_id.as_str()),
+            ("token", secret.expose()),
+            ("attempt", "1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    let token: Value = token.json().await.unwrap();
+    let redirect = live
+        .http
+        .get(token["redirect_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), StatusCode::FOUND);
+    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
+    let landed = reqwest::Url::parse(&location).unwrap();
+    assert_eq!(landed.host_str(), Some("client.example"), "{location}");
+    assert!(location.starts_with("http://client.example/"), "{location}");
+    live.stop().await;
+    // … which refuse it.
+    for bad in [
+        "@evil.example/",
+        "//evil.example/x",
+        "evil.example",
+        "/\\evil.example",
+    ] {
+        let refused = Config::resolve([Layer {
+            sso_destinations: Some([("clientarea:invoices".to_owned(), bad.to_owned())].into()),
+            ..Layer::default()
+        }]);
+        assert!(refused.is_err(), "{bad} was accepted");
+    }
+}
