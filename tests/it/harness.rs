@@ -383,6 +383,16 @@ impl SyncRequests for FakeEngine {
             });
         Box::pin(async move { Ok(detail) })
     }
+
+    fn syncing<'a>(&'a self, application: &'a str) -> BoxFuture<'a, Result<bool, SyncError>> {
+        let syncing = self
+            .syncs
+            .lock()
+            .unwrap()
+            .values()
+            .any(|s| s.application == application && s.state.is_pending());
+        Box::pin(async move { Ok(syncing) })
+    }
 }
 
 /// A sync engine stand-in that records the syncs each change would cause and reports none
@@ -426,6 +436,10 @@ impl SyncRequests for RecordingSyncRequests {
     fn get(&self, _id: i64) -> BoxFuture<'_, Result<Option<SyncDetail>, SyncError>> {
         Box::pin(async { Ok(None) })
     }
+
+    fn syncing<'a>(&'a self, _application: &'a str) -> BoxFuture<'a, Result<bool, SyncError>> {
+        Box::pin(async { Ok(false) })
+    }
 }
 
 /// A sync engine stand-in for hosts whose tests push the links themselves: changes stay in the
@@ -446,6 +460,10 @@ impl SyncRequests for NoSync {
 
     fn get(&self, _id: i64) -> BoxFuture<'_, Result<Option<SyncDetail>, SyncError>> {
         Box::pin(async { Ok(None) })
+    }
+
+    fn syncing<'a>(&'a self, _application: &'a str) -> BoxFuture<'a, Result<bool, SyncError>> {
+        Box::pin(async { Ok(false) })
     }
 }
 

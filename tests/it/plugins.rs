@@ -582,6 +582,12 @@ mod trust {
             ..Limits::default()
         };
         let app = TestApp::with_policy(backend, Engine::Fake, policy, limits).await;
+        // The token's first use is recorded (its last-used time); after that, reads write
+        // nothing for a minute.
+        assert_eq!(
+            app.call("GET", "/api/v1/plugins", None).await.status,
+            StatusCode::OK
+        );
         let before = app.snapshot().await;
         let stranger = PrivateKey::generate();
         let good = Specimen::default();

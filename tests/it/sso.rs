@@ -49,6 +49,7 @@ on_both!(
     portal_owner_settings_and_users,
     token_endpoint_rate_limits,
     a_link_signs_in_from_its_first_click,
+    the_token_endpoint_answers_oauth_errors_to_any_method,
 );
 
 /// Who puts the links on the panel.
@@ -1770,5 +1771,43 @@ async fn a_link_signs_in_from_its_first_click(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    world.stop().await;
+}
+
+/// The token endpoint speaks OAuth to whatever reaches it: a GET (or any method but POST) is a
+/// 405 with the OAuth error body and `Allow: POST`, not the admin API's error body.
+async fn the_token_endpoint_answers_oauth_errors_to_any_method(backend: Backend) {
+    let world = World::start(backend, Provisioning::Manual, |_| {}).await;
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let response = world
+            .http
+            .request(
+                method.clone(),
+                format!("{}/oauth/token?{QUERY_INVOICES}", world.base),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method}"
+        );
+        assert_eq!(
+            response
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok()),
+            Some("POST")
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{method}: {body}");
+        assert!(body["error_description"].is_string(), "{body}");
+        assert!(body.get("message").is_none(), "{body}");
+    }
     world.stop().await;
 }

@@ -374,6 +374,7 @@ on_both!(
     a_steadily_flaky_panel_converges,
     a_failed_server_is_retried_by_itself,
     the_log_has_every_level_the_plugins_lines_and_each_warning_once,
+    an_application_is_syncing_while_any_of_its_syncs_is_open,
 );
 
 async fn enable_gives_exactly_the_configured_links(backend: Backend) {
@@ -892,6 +893,13 @@ impl panelink::sync::SyncRequests for DiesBeforeScheduling {
     > {
         Box::pin(async { Ok(None) })
     }
+
+    fn syncing<'a>(
+        &'a self,
+        _application: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<bool, panelink::sync::SyncError>> {
+        Box::pin(async { Ok(false) })
+    }
 }
 
 async fn a_change_saved_before_a_crash_is_pushed_after_restart(backend: Backend) {
@@ -1099,5 +1107,53 @@ async fn the_log_has_every_level_the_plugins_lines_and_each_warning_once(backend
         .filter(|e| e.level == LogLevel::Warning && e.service_id == Some(service_id))
         .count();
     assert_eq!(warnings, 1, "{log:#?}");
+    fleet.stop().await;
+}
+
+async fn an_application_is_syncing_while_any_of_its_syncs_is_open(backend: Backend) {
+    use panelink::sync::SyncRequests;
+    let mut fleet = Fleet::new(backend, 1, 3, &[ServiceStatus::Active]).await;
+    fleet.sims[0].set_command_latency(Duration::from_millis(200));
+    fleet.start(config());
+    let enable = fleet.set_enabled(true).await;
+    // A later sync that finishes at once (it has no server) becomes the latest one.
+    let change = fleet
+        .db
+        .enqueue_change(
+            &Change::RepairRequested {
+                application: "cpanel".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let later = panelink::storage::NewSync {
+        request: panelink::sync_port::SyncRequest {
+            application: "cpanel".into(),
+            kind: SyncKind::Repair,
+            service_id: None,
+            servers: Some(Vec::new()),
+            requested_by: None,
+        },
+        servers: Vec::new(),
+        fresh_log: false,
+        opening: Vec::new(),
+        closing: Vec::new(),
+    };
+    let done = fleet
+        .db
+        .drain_change(change, &[later])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(done[0].finished_at.is_some());
+    let latest = fleet.db.latest_sync("cpanel").await.unwrap().unwrap();
+    assert_eq!(latest.id, done[0].id);
+    assert!(
+        fleet.engine().syncing("cpanel").await.unwrap(),
+        "the enable is still open"
+    );
+    fleet.finished(enable.id).await;
+    assert!(!fleet.engine().syncing("cpanel").await.unwrap());
     fleet.stop().await;
 }

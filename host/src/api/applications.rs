@@ -288,7 +288,7 @@ async fn app_view(state: &AppState, plugin: &Plugin) -> Result<AppView, ApiError
     let counts = state.db().server_counts(id).await?;
     let warnings = state.db().warning_count(id).await?;
     let sync = state.sync().latest(id).await?;
-    let status = if sync.as_ref().is_some_and(|s| s.state.is_pending()) {
+    let status = if state.sync().syncing(id).await? {
         "syncing"
     } else if row.enabled {
         "active"

@@ -33,7 +33,10 @@ pub const MAX_FORM_BYTES: usize = 16 * 1024;
 /// `/oauth/token` and `/oauth/sso`.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/oauth/token", post(token))
+        .route(
+            "/oauth/token",
+            post(token).fallback(token_method_not_allowed),
+        )
         .route("/oauth/sso", get(sso))
 }
 
@@ -90,6 +93,23 @@ fn token_error(e: &TokenError) -> Response {
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     }
+    response
+}
+
+/// Any other method on `/oauth/token`: the token endpoint always answers the OAuth error body
+/// (RFC 6749 §5.2), here with 405 and `Allow: POST`.
+async fn token_method_not_allowed() -> Response {
+    let mut response = (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(OAuthErrorBody {
+            error: "invalid_request",
+            error_description: "the token endpoint takes POST requests only",
+        }),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    no_store(headers);
+    headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
     response
 }
 

@@ -68,7 +68,7 @@ pub fn client(limits: &HttpLimits) -> reqwest::Client {
 pub type ServerKey = (&'static str, String, u16);
 
 /// What a call may reach: exactly one server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Grant {
     scheme: &'static str,
     host: String,
@@ -76,6 +76,18 @@ pub struct Grant {
     authorization: String,
     /// The server's share of [`HttpLimits::max_in_flight_per_server`].
     gate: Option<Arc<Semaphore>>,
+}
+
+impl std::fmt::Debug for Grant {
+    /// Never the `Authorization` value: it carries the server's API token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("scheme", &self.scheme)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("authorization", &"***")
+            .finish_non_exhaustive()
+    }
 }
 
 impl Grant {
@@ -520,6 +532,13 @@ mod tests {
             username: "root".into(),
             api_token: Secret::new("tok"),
         })
+    }
+
+    #[test]
+    fn a_grant_never_prints_its_token() {
+        let printed = format!("{:?}", grant());
+        assert!(!printed.contains("tok"), "{printed}");
+        assert!(printed.contains("panel.example"), "{printed}");
     }
 
     #[test]

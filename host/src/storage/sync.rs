@@ -284,7 +284,6 @@ impl Db {
     }
 
     /// Whether any sync of the application is queued or running.
-    #[cfg(any(test, feature = "test-support"))]
     pub async fn application_syncing(&self, application: &str) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM syncs WHERE application = $1 AND state IN ('queued', 'running')",

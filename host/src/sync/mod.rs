@@ -80,6 +80,10 @@ pub trait SyncRequests: Send + Sync + 'static {
 
     /// One sync with its per-server progress.
     fn get(&self, id: i64) -> BoxFuture<'_, Result<Option<SyncDetail>, SyncError>>;
+
+    /// Whether any sync of the application is queued or running (its badge shows `syncing`,
+    /// whichever sync is the latest).
+    fn syncing<'a>(&'a self, application: &'a str) -> BoxFuture<'a, Result<bool, SyncError>>;
 }
 
 /// Which syncs a change causes: the one place that decides it. A change on an application
@@ -1507,6 +1511,15 @@ impl SyncRequests for SyncEngine {
                 .sync_detail(id)
                 .await
                 .context(|| format!("reading sync {id}"))
+        })
+    }
+
+    fn syncing<'a>(&'a self, application: &'a str) -> BoxFuture<'a, Result<bool, SyncError>> {
+        Box::pin(async move {
+            self.db
+                .application_syncing(application)
+                .await
+                .context(|| format!("reading whether {application} is syncing"))
         })
     }
 }
