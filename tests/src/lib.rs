@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 pub mod bench_sso;
 pub mod bench_sync;
+pub mod example_panel;
 
 use panelink::runtime::{Plugin, Runtime, RuntimeConfig};
 

@@ -7,6 +7,9 @@
 //! - `ci`: lint, then test: what `.ci/run` runs.
 //! - `bench`: the benchmarks (release build).
 //! - `demo`: build everything, start simulated panel servers and `panelink serve` on SQLite.
+//! - `new-plugin NAME [--dir DIR]`: a new plugin crate from the vendor template.
+
+mod new_plugin;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +36,7 @@ fn main() -> Result<()> {
         }
         "bench" => bench(rest),
         "demo" => demo(rest),
+        "new-plugin" => new_plugin::run(&root(), rest).map(drop),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -42,7 +46,8 @@ fn main() -> Result<()> {
                  lint           cargo fmt --check and clippy -D warnings on both workspaces, cargo doc -D warnings\n  \
                  ci             lint, then test\n  \
                  bench          run the benchmarks (release)\n  \
-                 demo           run Panelink on SQLite against simulated panel servers"
+                 demo           run Panelink on SQLite against simulated panel servers\n  \
+                 new-plugin     NAME [--dir DIR]: a new plugin crate from the vendor template"
             );
             if task == "help" {
                 Ok(())
