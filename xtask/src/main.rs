@@ -196,8 +196,10 @@ fn host_triple() -> Result<String> {
 
 fn bench(extra: &[String]) -> Result<()> {
     build_plugins()?;
-    run(cargo()
-        .current_dir(root())
+    let write = extra.iter().any(|a| a == "--write");
+    let names: Vec<&String> = extra.iter().filter(|a| *a != "--write").collect();
+    let mut cmd = cargo();
+    cmd.current_dir(root())
         .args([
             "run",
             "--release",
@@ -207,7 +209,63 @@ fn bench(extra: &[String]) -> Result<()> {
             "bench",
             "--",
         ])
-        .args(extra))
+        .args(&names);
+    if !write {
+        return run(&mut cmd);
+    }
+    // Shown as it runs, and kept for docs/benchmarks.md.
+    eprintln!("$ {cmd:?}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    let mut output = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            output.push_str(&line);
+            output.push('\n');
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    let path = root().join("docs/benchmarks.md");
+    std::fs::write(&path, benchmarks_page(&names, &output)?)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// `docs/benchmarks.md`: the machine, the command to measure again, and the figures.
+fn benchmarks_page(names: &[&String], output: &str) -> Result<String> {
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let args: String = names.iter().map(|n| format!(" {n}")).collect();
+    Ok(format!(
+        "# Benchmarks\n\n\
+         Written by `cargo xtask bench --write{args}` on {date}: {cores} cores ({cpu}), release build.\n\
+         Measure again with the same command; `cargo xtask bench NAME` runs one benchmark without\n\
+         writing this page. What each benchmark does, and its targets, are in the module documentation\n\
+         of `tests/src/bin/bench.rs` and `tests/src/bench_*.rs`. Where panel simulators share the\n\
+         machine, the host's own CPU is reported apart from theirs.\n\n\
+         ```text\n{output}```\n"
+    ))
 }
 
 fn demo(extra: &[String]) -> Result<()> {
