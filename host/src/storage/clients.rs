@@ -479,10 +479,7 @@ impl Db {
             ),
         )
         .await?;
-        let queued = match change(&service) {
-            Some(change) => Some(super::sync::enqueue(&mut tx, &change, actor.admin_id).await?),
-            None => None,
-        };
+        let queued = super::sync::enqueue_some(&mut tx, change(&service), actor.admin_id).await?;
         tx.commit().await?;
         Ok((service, queued))
     }
@@ -629,10 +626,8 @@ impl Db {
             &changed.join(" "),
         )
         .await?;
-        let queued = match change(&old, &service) {
-            Some(change) => Some(super::sync::enqueue(&mut tx, &change, actor.admin_id).await?),
-            None => None,
-        };
+        let queued =
+            super::sync::enqueue_some(&mut tx, change(&old, &service), actor.admin_id).await?;
         tx.commit().await?;
         Ok((service, queued))
     }

@@ -189,10 +189,7 @@ impl Db {
             ),
         )
         .await?;
-        let queued = match change(&server) {
-            Some(change) => Some(super::sync::enqueue(&mut tx, &change, actor.admin_id).await?),
-            None => None,
-        };
+        let queued = super::sync::enqueue_some(&mut tx, change(&server), actor.admin_id).await?;
         tx.commit().await?;
         Ok((server, queued))
     }
@@ -334,10 +331,12 @@ impl Db {
             &changed.join(" "),
         )
         .await?;
-        let queued = match change(&old, &server, patch.api_token.is_some()) {
-            Some(change) => Some(super::sync::enqueue(&mut tx, &change, actor.admin_id).await?),
-            None => None,
-        };
+        let queued = super::sync::enqueue_some(
+            &mut tx,
+            change(&old, &server, patch.api_token.is_some()),
+            actor.admin_id,
+        )
+        .await?;
         tx.commit().await?;
         Ok((server, queued))
     }

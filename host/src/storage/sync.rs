@@ -937,6 +937,19 @@ pub struct NewSync {
     pub closing: Vec<NewLogEntry>,
 }
 
+/// Stores `change` in the outbox within the caller's transaction when there is one: the writes
+/// whose change depends on what they changed (a service or server update) call this.
+pub(crate) async fn enqueue_some(
+    conn: &mut AnyConnection,
+    change: Option<Change>,
+    requested_by: Option<i64>,
+) -> Result<Option<ChangeId>> {
+    match change {
+        Some(change) => Ok(Some(enqueue(conn, &change, requested_by).await?)),
+        None => Ok(None),
+    }
+}
+
 /// Put a change in the outbox, inside the caller's transaction (the write that causes it).
 pub(crate) async fn enqueue(
     conn: &mut AnyConnection,
