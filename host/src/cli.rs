@@ -293,14 +293,8 @@ async fn import(id: i64, apply: bool, config: &Config) -> anyhow::Result<()> {
     let catalog = cli_catalog(config).await?;
     let loaded = catalog.load_dir(&config.plugin_dir).await;
     catalog.adopt(&loaded).await?;
-    let report = crate::import::import(
-        catalog.db(),
-        catalog.plugins(),
-        &Actor::cli(),
-        id,
-        apply,
-    )
-    .await;
+    let report =
+        crate::import::import(catalog.db(), catalog.plugins(), &Actor::cli(), id, apply).await;
     catalog.db().close().await;
     let report = report?;
     println!(
@@ -310,7 +304,11 @@ async fn import(id: i64, apply: bool, config: &Config) -> anyhow::Result<()> {
     for a in &report.accounts {
         println!(
             "{:<24} {:<32} {:<9} {:<16} {:<7} {}",
-            if a.username.is_empty() { "-" } else { &a.username },
+            if a.username.is_empty() {
+                "-"
+            } else {
+                &a.username
+            },
             a.domain,
             if a.suspended { "yes" } else { "no" },
             a.owner.as_deref().unwrap_or("-"),

@@ -10,12 +10,12 @@
 //!   import is idempotent.
 //! - **Clients.** An account with an owner (a reseller, for panels that have them) becomes a
 //!   service of the owner's client: the client of the service whose user name is the owner on
-//!   this server when there is one, else one client per owner, created once per import and
-//!   named after the owner. Every other account gets a client of its own, named after its
-//!   domain (its user name when it has none). A new client's e-mail is the panel's contact
-//!   e-mail of the account (for an owner, the owner's own account's when listed); where the
-//!   panel has none, the account's domain mailbox `<user>@<domain>`, for the admin to correct.
-//!   New clients are active and allowed to sign in.
+//!   this server when there is one, else one client per owner, created once and named after
+//!   the owner (the owner's own account joins it too). Every other account gets a client of
+//!   its own, named after its domain. A new client's e-mail is the panel's contact e-mail of
+//!   the account (for an owner, of the owner's own account when listed); where the panel has
+//!   none, the domain mailbox `<user>@<domain>`, for the admin to correct. New clients are
+//!   active and allowed to sign in.
 //! - **Services** are created active, or suspended when the panel has the account suspended.
 //! - **Bad or partial data** (no user name, a user name or domain Panelink cannot take, a user
 //!   name listed twice) is that account's `error`; the others go ahead. A failure to write one
@@ -143,7 +143,9 @@ fn check<'a>(listed: &'a [PanelAccount], existing: &HashSet<&str>) -> Vec<Checke
             let outcome = if name.is_empty() {
                 Err("the panel listed this account without a user name".to_owned())
             } else if times.get(name).copied().unwrap_or(0) > 1 {
-                Err(format!("the panel listed the user name {name:?} more than once"))
+                Err(format!(
+                    "the panel listed the user name {name:?} more than once"
+                ))
             } else {
                 match (
                     Username::parse(name),
@@ -201,17 +203,19 @@ pub async fn import(
     let existing: HashSet<&str> = services.iter().map(|s| s.username.as_str()).collect();
     let checked = check(&listed, &existing);
 
-    // The clients of owners: the client of the owner's own service here, when there is one.
-    let mut owner_clients: HashMap<String, i64> = services
-        .iter()
-        .filter(|s| !s.username.is_empty())
-        .map(|s| (s.username.clone(), s.client_id))
-        .collect();
-    // An owner's contact e-mail and domain, from the owner's own listed account.
-    let own_account: HashMap<&str, &PanelAccount> = listed
-        .iter()
-        .map(|a| (a.username.trim(), a))
-        .collect();
+    let mut clients = Clients {
+        // An owner's client: the client of the owner's own service here, when there is one.
+        by_user: services
+            .iter()
+            .filter(|s| !s.username.is_empty())
+            .map(|s| (s.username.clone(), s.client_id))
+            .collect(),
+        listed: listed.iter().map(|a| (a.username.trim(), a)).collect(),
+        owners: listed
+            .iter()
+            .filter_map(|a| a.owner.as_deref().map(str::trim))
+            .collect(),
+    };
 
     let mut report = Report {
         server_id,
@@ -235,16 +239,7 @@ pub async fn import(
             Ok(valid) if valid.exists => entry.action = Action::Exists,
             Ok(_) if !apply => entry.action = Action::Create,
             Ok(valid) => {
-                let created = create(
-                    db,
-                    actor,
-                    server_id,
-                    account,
-                    &valid,
-                    &mut owner_clients,
-                    &own_account,
-                )
-                .await;
+                let created = create(db, actor, server_id, account, &valid, &mut clients).await;
                 match created {
                     Ok(service_id) => {
                         entry.action = Action::Create;
@@ -273,66 +268,60 @@ pub async fn import(
     Ok(report)
 }
 
-/// Create one account's service, and its client unless its owner has one; the service's id,
-/// or the reason for that account's error.
+/// What the accounts of one import share: the clients made so far (and those of existing
+/// services), and who owns whom.
+struct Clients<'a> {
+    /// Panel user → client: existing services' user names, then the clients created here.
+    by_user: HashMap<String, i64>,
+    /// Each listed account by user name (an owner's own details).
+    listed: HashMap<&'a str, &'a PanelAccount>,
+    /// The user names that own other listed accounts.
+    owners: HashSet<&'a str>,
+}
+
+/// Create one account's service, and its client unless its owner (or, for an owner, its own
+/// earlier imported account) has one; the service's id, or the reason for that account's error.
 async fn create(
     db: &Db,
     actor: &Actor,
     server_id: i64,
     account: &PanelAccount,
     valid: &Valid,
-    owner_clients: &mut HashMap<String, i64>,
-    own_account: &HashMap<&str, &PanelAccount>,
+    clients: &mut Clients<'_>,
 ) -> Result<i64, String> {
     let owner = account
         .owner
         .as_deref()
         .map(str::trim)
         .filter(|o| !o.is_empty());
-    let client_id = match owner.and_then(|o| owner_clients.get(o).copied()) {
+    // The panel user whose client this account belongs to.
+    let key = owner.unwrap_or(valid.username.as_str());
+    let client_id = match clients.by_user.get(key).copied() {
         Some(id) => id,
         None => {
-            let new = match owner {
-                // The owner's client: the owner's own account's details where listed.
-                Some(owner) => {
-                    let own = own_account.get(owner);
-                    let domain = own.map_or(valid.domain.as_str(), |a| a.domain.trim());
-                    NewClient {
-                        name: Name::parse(owner).map_err(|why| format!("client name: {why}"))?,
-                        email: client_email(
-                            own.and_then(|a| a.email.as_deref()),
-                            owner,
-                            domain,
-                        )
-                        .map_err(|why| format!("client e-mail: {why}"))?,
-                        status: ClientStatus::Active,
-                        allow_sso: true,
-                    }
-                }
-                None => NewClient {
-                    name: Name::parse(if valid.domain.as_str().is_empty() {
-                        valid.username.as_str()
-                    } else {
-                        valid.domain.as_str()
-                    })
-                    .map_err(|why| format!("client name: {why}"))?,
-                    email: client_email(
-                        account.email.as_deref(),
-                        valid.username.as_str(),
-                        valid.domain.as_str(),
-                    )
+            // The key's own listed account gives the client's details where it is listed.
+            let own = clients.listed.get(key).copied();
+            let domain = own
+                .map(|a| a.domain.trim())
+                .filter(|d| !d.is_empty())
+                .unwrap_or(valid.domain.as_str());
+            let name = if owner.is_some() || clients.owners.contains(key) {
+                key
+            } else {
+                domain
+            };
+            let new = NewClient {
+                name: Name::parse(name).map_err(|why| format!("client name: {why}"))?,
+                email: client_email(own.and_then(|a| a.email.as_deref()), key, domain)
                     .map_err(|why| format!("client e-mail: {why}"))?,
-                    status: ClientStatus::Active,
-                    allow_sso: true,
-                },
+                status: ClientStatus::Active,
+                allow_sso: true,
             };
             let client = db
                 .create_client(actor, &new)
                 .await
                 .map_err(|e| format!("creating the client failed: {e}"))?;
-            if let Some(owner) = owner {
-                owner_clients.insert(owner.to_owned(), client.id);
-            }
+            clients.by_user.insert(key.to_owned(), client.id);
             client.id
         }
     };
@@ -354,10 +343,6 @@ async fn create(
         )
         .await
         .map_err(|e| format!("creating the service failed: {e}"))?;
-    // A reseller's own account imported now: its resold accounts go to its client.
-    owner_clients
-        .entry(valid.username.as_str().to_owned())
-        .or_insert(client_id);
     Ok(service.id)
 }
 
