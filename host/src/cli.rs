@@ -540,14 +540,15 @@ async fn plugin(command: PluginCommand, config: &Config) -> anyhow::Result<()> {
             let versions = db.plugin_versions().await?;
             db.close().await;
             println!(
-                "{:<16} {:<12} {:<9} {:<16} {:<9} {:<24} DIGEST",
-                "NAME", "VERSION", "STATE", "SIGNED_BY", "SOURCE", "INSTALLED"
+                "{:<16} {:<12} {:<8} {:<9} {:<16} {:<9} {:<24} DIGEST",
+                "NAME", "VERSION", "CONTRACT", "STATE", "SIGNED_BY", "SOURCE", "INSTALLED"
             );
             for v in versions {
                 println!(
-                    "{:<16} {:<12} {:<9} {:<16} {:<9} {:<24} {}",
+                    "{:<16} {:<12} {:<8} {:<9} {:<16} {:<9} {:<24} {}",
                     v.name,
                     v.version,
+                    crate::catalog::contract_of_world(&v.world),
                     v.state().as_str(),
                     v.signed_by.as_deref().unwrap_or("-"),
                     match v.source {
