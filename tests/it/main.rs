@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod harden;
 mod harness;
+mod import;
 mod live;
 mod plugins;
 mod sandbox;
