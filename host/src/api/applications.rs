@@ -131,19 +131,33 @@ pub struct LinkView {
     pub enabled: bool,
     /// 1-based display position.
     pub order: u32,
+    /// 1-based position in the plugin's default order (what "reset to defaults" restores, with
+    /// the default label and the link shown).
+    pub default_order: u32,
 }
 
-impl From<EffectiveLink> for LinkView {
-    fn from(l: EffectiveLink) -> Self {
-        Self {
-            scope: l.scope,
-            group: l.group.as_str().to_owned(),
-            default_label: l.default_label,
-            display_name: l.display_name,
-            enabled: l.enabled,
-            order: l.order,
-        }
-    }
+/// The views of an application's effective links.
+fn link_views(plugin: &Plugin, links: Vec<EffectiveLink>) -> Vec<LinkView> {
+    links
+        .into_iter()
+        .map(|l| {
+            let default_order = plugin
+                .description
+                .links
+                .iter()
+                .position(|spec| spec.scope == l.scope)
+                .map_or(u32::MAX, |i| u32::try_from(i + 1).unwrap_or(u32::MAX));
+            LinkView {
+                scope: l.scope,
+                group: l.group.as_str().to_owned(),
+                default_label: l.default_label,
+                display_name: l.display_name,
+                enabled: l.enabled,
+                order: l.order,
+                default_order,
+            }
+        })
+        .collect()
 }
 
 /// The links.
@@ -392,7 +406,7 @@ pub async fn get_links(
     let plugin = active_plugin(&state, &id)?;
     let links = links_of(&state, &plugin).await?;
     Ok(Json(LinkList {
-        links: links.into_iter().map(Into::into).collect(),
+        links: link_views(&plugin, links),
     }))
 }
 
@@ -494,7 +508,7 @@ pub async fn put_links(
     Ok((
         StatusCode::ACCEPTED,
         Json(SavedLinks {
-            links: links.into_iter().map(Into::into).collect(),
+            links: link_views(&plugin, links),
             sync: sync.map(Into::into),
         }),
     ))
