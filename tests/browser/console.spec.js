@@ -118,11 +118,12 @@ test('View Log shows the last operation\'s entries with levels, filterable by le
   await expect(page.getByRole('heading', { level: 1, name: 'cPanel Application Links log' })).toBeVisible();
   const rows = page.locator('#log tbody tr');
   await expect(rows.first()).toBeVisible();
-  await expect(page.locator('#log .level-info').first()).toHaveText('info');
+  await expect(page.locator('#log .level-debug').first()).toHaveText('debug');
   await expect(page.locator('#log .level-warning').first()).toHaveText('warning');
+  await expect(page.locator('#log')).toContainText('You do not have a user named “bob”.');
   await expect(page.locator('#log tbody time').first()).toHaveAttribute('datetime', /^\d{4}-\d\d-\d\dT/);
   await page.getByLabel('Level').selectOption('warning');
-  await expect(page.locator('#log .level-info')).toHaveCount(0);
+  await expect(page.locator('#log .level-debug')).toHaveCount(0);
   const levels = await page.locator('#log tbody .level').allTextContents();
   expect(levels.length).toBeGreaterThan(0);
   expect(new Set(levels)).toEqual(new Set(['warning']));
@@ -180,21 +181,21 @@ test('a server\'s API token never appears in any page', async ({ page }) => {
 
   // Add a server (of the application that is off, so no sync runs), then edit it.
   const add = page.locator('#add-server');
-  await add.getByLabel('Name').fill('Console Added');
+  await add.getByLabel('Name', { exact: true }).fill('Console Added');
   await add.getByLabel('Module').fill('wpsquared');
   await add.getByLabel('Hostname').fill('127.0.0.1');
   await add.getByLabel('Port').fill('9');
   await add.getByLabel('Use TLS (https)').uncheck();
   await add.getByLabel('API username').fill('root');
-  await add.getByLabel('API token').fill(written);
+  await add.getByLabel('API token', { exact: true }).fill(written);
   await add.getByRole('button', { name: 'Add server' }).click();
   await expect(page.getByRole('status')).toContainText('Console Added added');
-  await expect(add.getByLabel('API token')).toHaveValue('');
+  await expect(add.getByLabel('API token', { exact: true })).toHaveValue('');
   await page.getByRole('button', { name: 'Edit Console Added' }).click();
   const edit = page.locator('#edit-server');
   await expect(edit.getByLabel('Hostname')).toHaveValue('127.0.0.1');
-  await expect(edit.getByLabel('API token')).toHaveValue('');
-  await edit.getByLabel('Name').fill('Console Edited');
+  await expect(edit.getByLabel('API token', { exact: true })).toHaveValue('');
+  await edit.getByLabel('Name', { exact: true }).fill('Console Edited');
   await edit.getByRole('button', { name: 'Save server' }).click();
   await expect(page.getByRole('status')).toContainText('Console Edited saved');
 

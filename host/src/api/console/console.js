@@ -455,11 +455,12 @@
           h('td', {}, when(e.at)),
           h('td', {}, h('span', { class: `level level-${e.level}` }, e.level)),
           h('td', {}, e.message),
-          h('td', {}, e.server_id ?? ''),
+          h('td', {}, e.server_id ? (serverNames?.[e.server_id] ?? `Server ${e.server_id}`) : ''),
           h('td', {}, e.service_id ?? '')))));
     }
     async function load() {
       const log = await api('GET', `/api/v1/applications/${encodeURIComponent(id)}/log`);
+      await serverName(0);
       entries = log.entries;
       render();
     }

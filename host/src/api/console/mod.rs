@@ -47,6 +47,19 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'u
      connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; \
      base-uri 'none'";
 
+/// A console page's answer: the frame's headers with the console's policy, and
+/// `Referrer-Policy: same-origin` instead of `no-referrer` (console URLs carry no secret, and
+/// under `no-referrer` browsers send `Origin: null` with the page's own form posts and script
+/// requests, which the same-origin check must be able to tell from another site's).
+fn respond(status: StatusCode, page: Markup) -> Response {
+    let mut response = page::respond_with_policy(status, page, POLICY);
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
 const SCRIPT: &str = include_str!("console.js");
 const STYLESHEET: &str = include_str!("console.css");
 
@@ -187,11 +200,7 @@ fn shell(
         div #status-message role="status" aria-live="polite" {}
         (body)
     };
-    page::respond_with_policy(
-        status,
-        CONSOLE.page_with_nav(title, head, nav, body),
-        POLICY,
-    )
+    respond(status, CONSOLE.page_with_nav(title, head, nav, body))
 }
 
 /// `GET /admin`: the first page the admin may use, or sign-in.
@@ -235,7 +244,7 @@ fn sign_in_form(state: &AppState, status: StatusCode, error: Option<&str>) -> Re
         }
     };
     let head = html! { link rel="stylesheet" href={ (base) "/admin/assets/console.css" }; };
-    page::respond_with_policy(status, CONSOLE.page("Sign in", head, body), POLICY)
+    respond(status, CONSOLE.page("Sign in", head, body))
 }
 
 /// `GET /admin/sign-in`.
