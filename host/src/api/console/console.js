@@ -318,8 +318,11 @@
           `Plugin ${app.plugin.name} ${app.plugin.version}; servers: ${app.servers.total}, supported ${app.servers.supported}, synced ${app.servers.synced}, failed ${app.servers.failed}.`));
       if (cards.size === 0) box.replaceChildren();
       box.removeAttribute('aria-busy');
-      box.append(c.section);
+      c.section.dataset.name = app.name;
       cards.set(app.id, c);
+      // In name order, whatever order their first answers came in.
+      const after = [...box.children].find((other) => other.dataset.name.localeCompare(app.name) > 0);
+      box.insertBefore(c.section, after ?? null);
       return c;
     }
     const refresh = liveApps(null, async (app, detail) => {

@@ -600,7 +600,7 @@ async fn servers(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let body = html! {
         div #console data-page="servers" data-can-import=(can_import) {
             section aria-labelledby="servers-heading" {
-                h2 #servers-heading { "Servers" }
+                h2 #servers-heading { "All servers" }
                 div #servers aria-busy="true" { p { "Loading…" } }
             }
             section #edit-server-section hidden aria-labelledby="edit-server-heading" {
