@@ -343,6 +343,20 @@ mod tests {
         assert_eq!(plain.portal_path(), "/portal");
         assert!(plain.clear_cookie().contains("Max-Age=0"));
 
+        // The console's cookie covers the console and the API below public_url's path.
+        let console = sso.console_cookie("abc", std::time::Duration::from_secs(60));
+        assert_eq!(
+            console,
+            "panelink_console=abc; Path=/panelink; Max-Age=60; HttpOnly; SameSite=Strict; Secure"
+        );
+        assert!(
+            plain
+                .console_cookie("abc", std::time::Duration::from_secs(60))
+                .starts_with("panelink_console=abc; Path=/; ")
+        );
+        assert!(plain.clear_console_cookie().contains("Max-Age=0"));
+        assert!(!plain.clear_console_cookie().contains("Secure"));
+
         assert!(
             sso.same_origin(None, None),
             "no Origin, no Referer: the CSRF token decides"

@@ -789,7 +789,7 @@ mod tests {
             pages * 4096
         }
         let config = SimConfig::new().sample_accounts(ACCOUNTS);
-        let shared = Shared::new(&config);
+        let shared = Shared::new(&config, reqwest::Client::new());
         let accounts: Vec<String> = config.accounts.keys().cloned().collect();
         let mut rng = rand::rng();
         let group_bodies: Vec<String> = accounts
@@ -849,7 +849,7 @@ mod tests {
         const COMMANDS: usize = 300;
         const ROUNDS: usize = 200;
         let config = SimConfig::new().sample_accounts(1000);
-        let shared = Shared::new(&config);
+        let shared = Shared::new(&config, reqwest::Client::new());
         let accounts: Vec<String> = config.accounts.keys().cloned().collect();
         let bodies: Vec<String> = accounts
             .chunks(20)

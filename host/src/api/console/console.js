@@ -136,7 +136,7 @@
       }
       if (el.dataset.type === 'bool') { body[el.name] = el.checked; continue; }
       const v = el.value.trim();
-      if (v === '') { if (el.required) body[el.name] = ''; continue; }
+      if (v === '') { if (el.required || 'sendEmpty' in el.dataset) body[el.name] = ''; continue; }
       body[el.name] = el.dataset.type === 'number' ? Number(v) : v;
     }
     return body;

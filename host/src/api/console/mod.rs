@@ -747,7 +747,9 @@ async fn services(State(state): State<AppState>, headers: HeaderMap) -> Response
                         html! { select #add-service-client name="client_id" data-type="number" aria-describedby="add-service-client-error" {} }, None))
                     (field("add-service-server", "server_id", "Server",
                         html! { select #add-service-server name="server_id" data-type="number" aria-describedby="add-service-server-error" {} }, None))
-                    (field("add-service-username", "username", "Account user name", text_input("add-service-username", "username", "text", false), None))
+                    (field("add-service-username", "username", "Account user name", html! { input #add-service-username name="username" type="text" data-send-empty
+                            aria-describedby="add-service-username-error add-service-username-help"; },
+                        Some("Empty when the billing system does not know it yet.")))
                     (field("add-service-domain", "domain", "Domain", text_input("add-service-domain", "domain", "text", true), None))
                     (field("add-service-status", "status", "Status", select("add-service-status", "status", &statuses, "active"), None))
                     div.actions { button type="submit" { "Add service" } }
