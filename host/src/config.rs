@@ -19,6 +19,8 @@
 //!   sync failed (default 600; 0 turns them off);
 //! - `sso_token_ttl`: lifetime of a single sign-on access token in seconds (default 60);
 //! - `portal_session_ttl`: lifetime of a client portal session in seconds (default 28800);
+//! - `console_session_ttl`: lifetime of an admin console session in seconds (default 28800; a
+//!   session never outlives the API token it was opened with);
 //! - `sso_rate_limit_per_address` / `sso_rate_limit_per_credential`: token requests a minute one
 //!   source address (default 6000) / one link credential (default 60) may make; 0 turns the
 //!   limit off;
@@ -148,6 +150,8 @@ pub struct Layer {
     pub sso_token_ttl: Option<u64>,
     /// `portal_session_ttl` (seconds).
     pub portal_session_ttl: Option<u64>,
+    /// `console_session_ttl` (seconds).
+    pub console_session_ttl: Option<u64>,
     /// `sso_rate_limit_per_address` (requests a minute, 0: off).
     pub sso_rate_limit_per_address: Option<u64>,
     /// `sso_rate_limit_per_credential` (requests a minute, 0: off).
@@ -242,6 +246,10 @@ impl Layer {
                 "PORTAL_SESSION_TTL" => {
                     layer.portal_session_ttl = Some(parse_env_number("portal_session_ttl", &value)?)
                 }
+                "CONSOLE_SESSION_TTL" => {
+                    layer.console_session_ttl =
+                        Some(parse_env_number("console_session_ttl", &value)?)
+                }
                 "SSO_RATE_LIMIT_PER_ADDRESS" => {
                     layer.sso_rate_limit_per_address =
                         Some(parse_env_number("sso_rate_limit_per_address", &value)?)
@@ -316,6 +324,7 @@ impl Layer {
                 .or(self.sync_failed_retry_interval),
             sso_token_ttl: over.sso_token_ttl.or(self.sso_token_ttl),
             portal_session_ttl: over.portal_session_ttl.or(self.portal_session_ttl),
+            console_session_ttl: over.console_session_ttl.or(self.console_session_ttl),
             sso_rate_limit_per_address: over
                 .sso_rate_limit_per_address
                 .or(self.sso_rate_limit_per_address),
@@ -412,6 +421,8 @@ pub struct SsoConfig {
     pub token_ttl: Duration,
     /// Lifetime of a portal session.
     pub session_ttl: Duration,
+    /// Lifetime of an admin console session (`console_session_ttl`).
+    pub console_session_ttl: Duration,
     /// Token requests a minute per source address; 0: no limit.
     pub rate_limit_per_address: u32,
     /// Token requests a minute per link credential; 0: no limit.
@@ -425,6 +436,7 @@ impl Default for SsoConfig {
         Self {
             token_ttl: Duration::from_secs(60),
             session_ttl: Duration::from_secs(8 * 3600),
+            console_session_ttl: Duration::from_secs(8 * 3600),
             rate_limit_per_address: 6000,
             rate_limit_per_credential: 60,
             destinations: BTreeMap::new(),
@@ -476,6 +488,11 @@ impl SsoConfig {
                 "portal_session_ttl",
                 layer.portal_session_ttl,
                 defaults.session_ttl,
+            )?,
+            console_session_ttl: seconds(
+                "console_session_ttl",
+                layer.console_session_ttl,
+                defaults.console_session_ttl,
             )?,
             rate_limit_per_address: per_minute(
                 "sso_rate_limit_per_address",

@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod console;
 mod crash;
 mod harden;
 mod harness;

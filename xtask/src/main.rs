@@ -2,11 +2,18 @@
 //!
 //! - `build-plugins`: build the plugin components (installing the wasm32-wasip2 target when
 //!   missing) and lay them out where the host and the tests look for them.
-//! - `test`: build the plugins, then run every test of both workspaces.
+//! - `test`: build the plugins, then run every test of both workspaces, then the browser tests.
 //! - `lint`: `cargo fmt --check` and clippy with `-D warnings` on both workspaces.
 //! - `ci`: lint, then test: what `.ci/run` runs.
 //! - `bench`: the benchmarks (release build).
 //! - `demo`: build everything, start simulated panel servers and `panelink serve` on SQLite.
+//! - `browser-test`: the admin console in headless Chromium (Playwright, `tests/browser/`)
+//!   against the demo's setup (the same program, started with `--ready-file`).
+//! - `screenshots`: the same setup; writes a PNG of each console page to `docs/screenshots/`.
+//!
+//! The demo and the browser tests run the dev-profile `demo` binary that `cargo test --workspace`
+//! builds anyway (it is a binary of the test crate), so after the test command they start at once
+//! instead of waiting for a release build.
 //! - `new-plugin NAME [--dir DIR]`: a new plugin crate from the vendor template.
 
 mod new_plugin;
@@ -36,6 +43,8 @@ fn main() -> Result<()> {
         }
         "bench" => bench(rest),
         "demo" => demo(rest),
+        "browser-test" => browser_test(rest),
+        "screenshots" => screenshots(),
         "new-plugin" => new_plugin::run(&root(), rest).map(drop),
         _ => {
             eprintln!(
@@ -47,6 +56,8 @@ fn main() -> Result<()> {
                  ci             lint, then test\n  \
                  bench          run the benchmarks (release)\n  \
                  demo           run Panelink on SQLite against simulated panel servers\n  \
+                 browser-test   the admin console's tests in headless Chromium (Playwright)\n  \
+                 screenshots    write a PNG of each admin console page to docs/screenshots\n  \
                  new-plugin     NAME [--dir DIR]: a new plugin crate from the vendor template"
             );
             if task == "help" {
@@ -139,7 +150,7 @@ fn test(extra: &[String]) -> Result<()> {
         .current_dir(&root)
         .args(["test", "--workspace"])
         .args(extra))?;
-    Ok(())
+    browser_test(&[])
 }
 
 fn lint() -> Result<()> {
@@ -269,17 +280,179 @@ fn benchmarks_page(names: &[&String], output: &str) -> Result<String> {
 }
 
 fn demo(extra: &[String]) -> Result<()> {
+    let demo = build_demo()?;
+    run(Command::new(demo).current_dir(root()).args(extra))
+}
+
+/// Build the plugins and the `demo` binary the way `cargo test --workspace` does (same profile,
+/// same features: after the test command this builds nothing), and return its path.
+fn build_demo() -> Result<PathBuf> {
     build_plugins()?;
+    let root = root();
     run(cargo()
-        .current_dir(root())
-        .args([
-            "run",
-            "--release",
-            "-p",
-            "panelink-tests",
-            "--bin",
-            "demo",
-            "--",
-        ])
-        .args(extra))
+        .current_dir(&root)
+        .args(["test", "--workspace", "--no-run"]))?;
+    let demo = target_dir(&root)
+        .join("debug")
+        .join(format!("demo{}", std::env::consts::EXE_SUFFIX));
+    if !demo.exists() {
+        bail!("{} was not built", demo.display());
+    }
+    Ok(demo)
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Debian's Chromium and the Playwright package of `tests/browser`, installed when missing.
+fn browser_tools() -> Result<PathBuf> {
+    if !Path::new(CHROMIUM).exists() {
+        let root_user = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if !root_user {
+            bail!(
+                "the browser tests need Debian's chromium: run `sudo apt-get install -y chromium`"
+            );
+        }
+        run(Command::new("apt-get").arg("update"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    let dir = root().join("tests/browser");
+    let installed = dir.join("node_modules/.package-lock.json");
+    let stale = match (
+        std::fs::metadata(&installed).and_then(|m| m.modified()),
+        std::fs::metadata(dir.join("package-lock.json")).and_then(|m| m.modified()),
+    ) {
+        (Ok(installed), Ok(lock)) => installed < lock,
+        _ => true,
+    };
+    if stale {
+        run(Command::new("npm")
+            .current_dir(&dir)
+            .args(["ci", "--no-audit", "--no-fund"])
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))?;
+    }
+    Ok(dir)
+}
+
+/// A running demo (see `tests/src/bin/demo.rs`), stopped when dropped.
+struct RunningDemo {
+    child: std::process::Child,
+    ready: PathBuf,
+    _dir: TempDir,
+}
+
+impl RunningDemo {
+    /// Start the demo on a free port with fresh data and `latency_ms` of panel latency, and wait
+    /// until it has written its ready file (everything seeded).
+    fn start(latency_ms: u64) -> Result<Self> {
+        let demo = build_demo()?;
+        let dir = TempDir::new("panelink-browser")?;
+        let ready = dir.path().join("ready.json");
+        let log = std::fs::File::create(dir.path().join("demo.log"))?;
+        eprintln!("demo log: {}", dir.path().join("demo.log").display());
+        let child = Command::new(demo)
+            .current_dir(root())
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--latency-ms",
+                &latency_ms.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting the demo")?;
+        let mut running = RunningDemo {
+            child,
+            ready,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while !running.ready.exists() {
+            if let Some(status) = running.child.try_wait()? {
+                bail!("the demo stopped before it was ready ({status}); see its log above");
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the demo was not ready within 300 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Ok(running)
+    }
+}
+
+impl Drop for RunningDemo {
+    fn drop(&mut self) {
+        // SIGTERM lets it shut down in order; it is killed if it has not within 10 s.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Result<Self> {
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Run one Playwright project of `tests/browser` against a fresh demo.
+fn playwright(project: &str, latency_ms: u64, extra: &[String]) -> Result<()> {
+    let dir = browser_tools()?;
+    let demo = RunningDemo::start(latency_ms)?;
+    run(Command::new("npx")
+        .current_dir(&dir)
+        .args(["playwright", "test", "--project", project])
+        .args(extra)
+        .env("PANELINK_DEMO", &demo.ready)
+        .env("PANELINK_CHROMIUM", CHROMIUM)
+        .env("PANELINK_SCREENSHOTS", root().join("docs/screenshots")))
+}
+
+fn browser_test(extra: &[String]) -> Result<()> {
+    // Each panel request takes 200 ms: a sync lasts long enough to be seen under way.
+    playwright("console", 200, extra)
+}
+
+fn screenshots() -> Result<()> {
+    playwright("screenshots", 0, &[])
 }

@@ -137,27 +137,41 @@ pub struct LinkView {
     /// The link's icon as the panel shows it, a `data:image/png;base64,…` URL; `null` when the
     /// plugin ships none.
     pub icon: Option<String>,
+    /// 1-based position in the plugin's default order (what "reset to defaults" restores, with
+    /// the default label and the link shown).
+    pub default_order: u32,
 }
 
-impl From<EffectiveLink> for LinkView {
-    fn from(l: EffectiveLink) -> Self {
-        use base64::Engine as _;
-        Self {
-            scope: l.scope,
-            group: l.group.as_str().to_owned(),
-            default_label: l.default_label,
-            display_name: l.display_name,
-            enabled: l.enabled,
-            order: l.order,
-            implements: l.implements,
-            icon: l.icon.map(|png| {
-                format!(
-                    "data:image/png;base64,{}",
-                    base64::engine::general_purpose::STANDARD.encode(png)
-                )
-            }),
-        }
-    }
+/// The views of an application's effective links.
+fn link_views(plugin: &Plugin, links: Vec<EffectiveLink>) -> Vec<LinkView> {
+    use base64::Engine as _;
+    links
+        .into_iter()
+        .map(|l| {
+            let default_order = plugin
+                .description
+                .links
+                .iter()
+                .position(|spec| spec.scope == l.scope)
+                .map_or(u32::MAX, |i| u32::try_from(i + 1).unwrap_or(u32::MAX));
+            LinkView {
+                scope: l.scope,
+                group: l.group.as_str().to_owned(),
+                default_label: l.default_label,
+                display_name: l.display_name,
+                enabled: l.enabled,
+                order: l.order,
+                implements: l.implements,
+                icon: l.icon.map(|png| {
+                    format!(
+                        "data:image/png;base64,{}",
+                        base64::engine::general_purpose::STANDARD.encode(png)
+                    )
+                }),
+                default_order,
+            }
+        })
+        .collect()
 }
 
 /// The links.
@@ -406,7 +420,7 @@ pub async fn get_links(
     let plugin = active_plugin(&state, &id)?;
     let links = links_of(&state, &plugin).await?;
     Ok(Json(LinkList {
-        links: links.into_iter().map(Into::into).collect(),
+        links: link_views(&plugin, links),
     }))
 }
 
@@ -508,7 +522,7 @@ pub async fn put_links(
     Ok((
         StatusCode::ACCEPTED,
         Json(SavedLinks {
-            links: links.into_iter().map(Into::into).collect(),
+            links: link_views(&plugin, links),
             sync: sync.map(Into::into),
         }),
     ))

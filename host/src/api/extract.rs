@@ -1,14 +1,15 @@
 //! Extractors whose rejections are the contract's error body: [`ApiJson`], [`ApiPath`],
-//! [`ApiQuery`], and [`Authorized`], which authenticates the bearer token and checks one
-//! permission before anything else of the request is looked at; and [`Source`], the connecting
-//! address, which never rejects.
+//! [`ApiQuery`], and [`Authorized`], which authenticates the bearer token (or the admin
+//! console's session cookie, see [`super::console::session`]) and checks one permission before
+//! anything else of the request is looked at; and [`Source`], the connecting address, which
+//! never rejects.
 
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, header};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -118,8 +119,9 @@ needs! {
     ManageAdmins => ManageAdmins,
 }
 
-/// The authenticated admin, holding permission `N`: 401 without a valid bearer token, 403 when
-/// the role lacks the permission.
+/// The authenticated admin, holding permission `N`: 401 without a valid bearer token or console
+/// session, 403 when the role lacks the permission (or a console request that changes something
+/// lacks its CSRF token or comes from another origin).
 #[derive(Debug)]
 pub struct Authorized<N: Need> {
     /// The admin the bearer token belongs to, with their role's permissions.
@@ -131,23 +133,30 @@ impl<N: Need> FromRequestParts<AppState> for Authorized<N> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then(|| token.trim())
-                    .filter(|t| !t.is_empty() && t.len() <= 256)
-            })
-            .ok_or_else(ApiError::unauthorized)?;
-        let principal = state
-            .db()
-            .authenticate(token)
-            .await?
-            .ok_or_else(ApiError::unauthorized)?;
+        let principal = match parts.headers.get(header::AUTHORIZATION) {
+            Some(value) => {
+                let token = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| {
+                        let (scheme, token) = v.split_once(' ')?;
+                        scheme
+                            .eq_ignore_ascii_case("bearer")
+                            .then(|| token.trim())
+                            .filter(|t| !t.is_empty() && t.len() <= 256)
+                    })
+                    .ok_or_else(ApiError::unauthorized)?;
+                state
+                    .db()
+                    .authenticate(token)
+                    .await?
+                    .ok_or_else(ApiError::unauthorized)?
+            }
+            // No bearer token: the admin console's session, if any.
+            None => super::console::session::api_principal(state, &parts.method, &parts.headers)
+                .await?
+                .ok_or_else(ApiError::unauthorized)?,
+        };
         if !principal.may(N::PERMISSION) {
             return Err(ApiError::forbidden(N::PERMISSION.as_str()));
         }
@@ -175,4 +184,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Source {
                 .map(|ConnectInfo(addr)| addr.ip()),
         ))
     }
+}
+
+/// A cookie's value from the `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// A header as sent. A value that is not text is passed as `""`: it was sent, so it still
+/// decides an origin check, and it names no origin.
+pub fn header_text(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+    headers.get(name).map(|v| v.to_str().unwrap_or(""))
 }

@@ -2,10 +2,10 @@
 //!
 //! [`app`] builds the whole router from an [`AppState`]: `/api/v1/*` (per `api.md`),
 //! `/healthz`, `/readyz`, `/metrics` and `/api/v1/openapi.json`, plus single sign-on
-//! ([`oauth`]: `/oauth/*`) and the client portal ([`portal`]: `/portal/*`), which are not part of
-//! the OpenAPI document. The admin API's routes and their OpenAPI description come from one
-//! place: every handler carries a `#[utoipa::path]` and is mounted with `utoipa_axum::routes!`,
-//! so the document ([`openapi`]) always names exactly the routes served.
+//! ([`oauth`]: `/oauth/*`), the client portal ([`portal`]: `/portal/*`) and the admin console
+//! ([`console`]: `/admin/*`, a client of this API), which are not part of the OpenAPI document.
+//! The admin API's routes and their OpenAPI description come from one place: every handler
+//! carries a `#[utoipa::path]` and is mounted with `utoipa_axum::routes!`, so the document ([`openapi`]) always names exactly the routes served.
 //! Each operation's required permission is its `security` requirement (`bearer: [<permission>]`),
 //! and the handler enforces the same one through its [`extract::Authorized`] argument, which runs
 //! before the body is read.
@@ -26,6 +26,7 @@ pub mod admins;
 pub mod applications;
 pub mod clients;
 mod conn;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -266,6 +267,7 @@ pub fn app(state: AppState) -> Router {
     router
         .merge(oauth::router())
         .merge(portal::router())
+        .merge(console::router())
         .fallback(ops::fallback)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits().max_body_bytes))

@@ -4,8 +4,9 @@
 //!
 //! Markup is written with maud's `html!`: templates are checked at compile time and every value
 //! spliced in is escaped (element text and attribute values alike); only the constants of this
-//! file go in unescaped. No script runs on any page (the Content-Security-Policy forbids it),
-//! forms post to this host only, and no page may be framed.
+//! file go in unescaped. No script runs on a page (the Content-Security-Policy forbids it) except
+//! the admin console's own script file ([`respond_with_policy`]), forms post to this host only,
+//! and no page may be framed.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +23,18 @@ impl Site {
     /// A whole page: `extra_head` goes into `<head>` (e.g. a CSRF meta tag), `body` below the
     /// `<h1>` of `title`.
     pub fn page(self, title: &str, extra_head: Markup, body: Markup) -> Markup {
+        self.page_with_nav(title, extra_head, html! {}, body)
+    }
+
+    /// [`Site::page`] with `nav` in the header, after the site's name (the admin console's
+    /// navigation and sign-out).
+    pub fn page_with_nav(
+        self,
+        title: &str,
+        extra_head: Markup,
+        nav: Markup,
+        body: Markup,
+    ) -> Markup {
         html! {
             // maud's DOCTYPE is upper case; pages have always started with this one.
             (PreEscaped("<!doctype html>\n"))
@@ -34,7 +47,7 @@ impl Site {
                     style { (PreEscaped(STYLE)) }
                 }
                 body {
-                    header { strong { (self.name) } }
+                    header { strong { (self.name) } (nav) }
                     main {
                         h1 { (title) }
                         (body)
@@ -72,9 +85,19 @@ td,th{border-bottom:1px solid #dde;padding:.4rem;text-align:left}\
 .refused{color:#8a1c1c}.ok{color:#1c6b2b}code{background:#eef;padding:0 .2rem}\
 form.inline{display:inline}";
 
+/// The Content-Security-Policy of pages without scripts.
+pub const NO_SCRIPT_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// An HTML response with the headers every page carries: not cached, not framed, no scripts, no
 /// referrer (a page's URL may hold a one-time token).
 pub fn respond(status: StatusCode, page: Markup) -> Response {
+    respond_with_policy(status, page, NO_SCRIPT_POLICY)
+}
+
+/// [`respond`] with another Content-Security-Policy (the admin console's allows this host's own
+/// script and style files and requests to this host, nothing else).
+pub fn respond_with_policy(status: StatusCode, page: Markup, policy: &'static str) -> Response {
     let mut response = (status, page.into_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -84,10 +107,7 @@ pub fn respond(status: StatusCode, page: Markup) -> Response {
     no_store(headers);
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
-             frame-ancestors 'none'; base-uri 'none'",
-        ),
+        HeaderValue::from_static(policy),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(

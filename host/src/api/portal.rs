@@ -24,7 +24,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use bytes::Bytes;
@@ -32,7 +32,7 @@ use maud::{Markup, html};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ErrorBody, ErrorDetail};
-use super::extract::{Source, parse_json};
+use super::extract::{Source, cookie, header_text, parse_json};
 use super::page::{self, Site, no_store};
 use super::{AppState, rfc3339};
 use crate::model::{ClientPermission, parse_set};
@@ -64,20 +64,7 @@ pub fn router() -> Router<AppState> {
 
 /// The session cookie's value, from the `Cookie` headers.
 fn session_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| v.trim())
-}
-
-/// A header as sent. A value that is not text is passed as `""`: it was sent, so it still
-/// decides the origin check, and it names no origin.
-fn header_text(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
-    headers.get(name).map(|v| v.to_str().unwrap_or(""))
+    cookie(headers, SESSION_COOKIE)
 }
 
 /// What a state-changing request presents: its cookie, `Origin` and `Referer`, and `csrf`.

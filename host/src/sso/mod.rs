@@ -49,6 +49,9 @@ pub use limit::RateLimiter;
 /// The name of the portal session cookie.
 pub const SESSION_COOKIE: &str = "panelink_session";
 
+/// The name of the admin console's session cookie.
+pub const CONSOLE_COOKIE: &str = "panelink_console";
+
 /// The scope every token request carries besides the link's own.
 pub const SSO_SCOPE: &str = "clientarea:sso";
 
@@ -67,6 +70,8 @@ pub struct Sso {
     origin: String,
     /// `public_url`'s path + `/portal`.
     portal_path: String,
+    /// `public_url`'s path, `/` when it has none: where the admin console and API live.
+    base_path: String,
     secure_cookie: bool,
     config: SsoConfig,
     per_address: RateLimiter<std::net::IpAddr>,
@@ -91,18 +96,22 @@ impl Sso {
             .as_ref()
             .map(|u| u.origin().ascii_serialization())
             .unwrap_or_else(|| public_url.clone());
-        let portal_path = format!(
-            "{}/portal",
-            parsed
-                .as_ref()
-                .map_or("", |u| u.path().trim_end_matches('/'))
-        );
+        let base = parsed
+            .as_ref()
+            .map_or("", |u| u.path().trim_end_matches('/'));
+        let portal_path = format!("{base}/portal");
+        let base_path = if base.is_empty() {
+            "/".to_owned()
+        } else {
+            base.to_owned()
+        };
         Self {
             secure_cookie: public_url.starts_with("https:"),
             client_area_url: client_area_url.trim_end_matches('/').to_owned(),
             public_url,
             origin,
             portal_path,
+            base_path,
             per_address: RateLimiter::new(config.rate_limit_per_address),
             per_credential: RateLimiter::new(config.rate_limit_per_credential),
             config,
@@ -197,11 +206,52 @@ impl Sso {
         )
     }
 
+    /// The `Set-Cookie` value of a new admin console session lasting `max_age`: scoped to the
+    /// host's base path (the console and the admin API), out of scripts' reach, never sent on a
+    /// request another site starts (`SameSite=Strict`), and `Secure` over HTTPS.
+    pub fn console_cookie(&self, token: &str, max_age: std::time::Duration) -> String {
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        format!(
+            "{CONSOLE_COOKIE}={token}; Path={}; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+            self.base_path,
+            max_age.as_secs()
+        )
+    }
+
+    /// The `Set-Cookie` value that removes the console session cookie.
+    pub fn clear_console_cookie(&self) -> String {
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        format!(
+            "{CONSOLE_COOKIE}=; Path={}; Max-Age=0; HttpOnly; SameSite=Strict{secure}",
+            self.base_path
+        )
+    }
+
+    /// The host's base path (`public_url`'s path, `/` when it has none).
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
+    /// Whether a state-changing request comes from our own pages: it carries the session's CSRF
+    /// token `expected` (compared in constant time) and passes [`Sso::same_origin`]. The portal
+    /// and the admin console both ask this.
+    pub(crate) fn from_our_pages(
+        &self,
+        expected: &str,
+        csrf: Option<&str>,
+        origin: Option<&str>,
+        referer: Option<&str>,
+    ) -> bool {
+        use subtle::ConstantTimeEq;
+        let csrf_ok = csrf.is_some_and(|p| bool::from(p.as_bytes().ct_eq(expected.as_bytes())));
+        csrf_ok && self.same_origin(origin, referer)
+    }
+
     /// Whether a state-changing request comes from our own pages, given its `Origin` and
     /// `Referer` headers (`None`: not sent): the `Origin`, or without one the `Referer`, must be
     /// this host's when present. Browsers send `Origin` on every cross-site POST and PATCH; the
     /// CSRF token is checked besides, so a request with neither header is left to it.
-    fn same_origin(&self, origin: Option<&str>, referer: Option<&str>) -> bool {
+    pub(crate) fn same_origin(&self, origin: Option<&str>, referer: Option<&str>) -> bool {
         if let Some(origin) = origin {
             return origin == self.origin;
         }
@@ -241,14 +291,14 @@ impl Sso {
 }
 
 /// A new random secret value (access token, session cookie): 32 bytes, base64url.
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
     B64URL.encode(raw)
 }
 
 /// Whether a presented token has the shape [`new_token`] gives (checked before any lookup).
-fn token_shaped(token: &str) -> bool {
+pub(crate) fn token_shaped(token: &str) -> bool {
     token.len() == 43
         && token
             .bytes()
@@ -257,7 +307,7 @@ fn token_shaped(token: &str) -> bool {
 
 /// The CSRF token of a session: derived from the session's cookie value, so it needs no storage
 /// and is as unguessable as the cookie, which a cross-site page cannot read.
-fn csrf_token(session_token: &str) -> String {
+pub(crate) fn csrf_token(session_token: &str) -> String {
     let digest = Sha256::new()
         .chain_update(b"panelink csrf v1\0")
         .chain_update(session_token.as_bytes())
@@ -292,6 +342,20 @@ mod tests {
         assert!(plain.session_cookie("abc").contains("Path=/portal;"));
         assert_eq!(plain.portal_path(), "/portal");
         assert!(plain.clear_cookie().contains("Max-Age=0"));
+
+        // The console's cookie covers the console and the API below public_url's path.
+        let console = sso.console_cookie("abc", std::time::Duration::from_secs(60));
+        assert_eq!(
+            console,
+            "panelink_console=abc; Path=/panelink; Max-Age=60; HttpOnly; SameSite=Strict; Secure"
+        );
+        assert!(
+            plain
+                .console_cookie("abc", std::time::Duration::from_secs(60))
+                .starts_with("panelink_console=abc; Path=/; ")
+        );
+        assert!(plain.clear_console_cookie().contains("Max-Age=0"));
+        assert!(!plain.clear_console_cookie().contains("Secure"));
 
         assert!(
             sso.same_origin(None, None),

@@ -16,8 +16,6 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use subtle::ConstantTimeEq;
-
 use super::{Sso, csrf_token, token_shaped};
 use crate::crypto::hash_token;
 use crate::model::{ClientPermission, ClientStatus};
@@ -81,10 +79,12 @@ pub async fn signed_in(db: &Db, session: Option<&str>) -> Result<Option<SignedIn
 /// Whether the request carries the session's CSRF token (compared in constant time) and comes
 /// from this host's pages.
 fn from_our_pages(sso: &Sso, signed: &SignedIn, presented: &Presented<'_>) -> bool {
-    let csrf_ok = presented
-        .csrf
-        .is_some_and(|p| bool::from(p.as_bytes().ct_eq(signed.csrf.as_bytes())));
-    csrf_ok && sso.same_origin(presented.origin, presented.referer)
+    sso.from_our_pages(
+        &signed.csrf,
+        presented.csrf,
+        presented.origin,
+        presented.referer,
+    )
 }
 
 /// Who may make a change: someone signed in, from our pages (see [`Presented`]), who owns the

@@ -13,6 +13,9 @@
 //! API tokens expire `admin_token_ttl` after they are issued ([`Db::with_admin_token_ttl`]);
 //! a deactivated admin's tokens do not authenticate. Each token's last use is kept, written at
 //! most once a minute ([`LAST_USED_PRECISION_MS`]), so that authentication stays a read.
+//!
+//! Admin console sessions (`console_sessions`, stored hashed) are opened with an API token and
+//! authenticate as that token ([`Db::console_principal`]): the same checks, and they end with it.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -681,18 +684,35 @@ impl Db {
     /// The admin holding this API token, if any: an unexpired token of an active admin. Notes
     /// the token's use (at most once a minute: see [`LAST_USED_PRECISION_MS`]).
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>> {
-        let hash = crypto::hash_token(token);
+        self.principal_by("t.token_hash = $1", &crypto::hash_token(token))
+            .await
+    }
+
+    /// The admin signed in to the console with this session, if any: a live session
+    /// ([`Db::open_console_session`]) whose API token still works (unexpired, not revoked or
+    /// rotated, its admin active). Notes the token's use like [`Db::authenticate`].
+    pub async fn console_principal(&self, session_hash: &str) -> Result<Option<Principal>> {
+        self.principal_by(
+            "t.id = (SELECT s.token_id FROM console_sessions s \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2)",
+            session_hash,
+        )
+        .await
+    }
+
+    /// The principal of the one API token `condition` selects (`$1`: `key`, `$2`: now).
+    async fn principal_by(&self, condition: &str, key: &str) -> Result<Option<Principal>> {
         let now = now_ms();
         // One round trip: the admin and the role's permissions, folded into one text column.
-        let row: Option<AnyRow> = sqlx::query(
+        let row: Option<AnyRow> = sqlx::query(&format!(
             "SELECT a.id, a.email, r.name AS role, t.id AS token_id, t.last_used_at, \
                     (SELECT STRING_AGG(permission, ',') FROM role_permissions p \
                      WHERE p.role_id = r.id) AS permissions \
              FROM api_tokens t JOIN admins a ON a.id = t.admin_id JOIN roles r ON r.id = a.role_id \
-             WHERE t.token_hash = $1 AND a.active = TRUE \
-               AND (t.expires_at IS NULL OR t.expires_at > $2)",
-        )
-        .bind(hash)
+             WHERE {condition} AND a.active = TRUE \
+               AND (t.expires_at IS NULL OR t.expires_at > $2)"
+        ))
+        .bind(key)
         .bind(now)
         .fetch_optional(self.pool())
         .await?;
@@ -712,6 +732,80 @@ impl Db {
             }
         }
         Ok(Some(principal))
+    }
+
+    /// Open a console session for the admin signed in with `principal`'s token: stored as the
+    /// hash of its cookie, lasting `ttl` but never beyond the token's own expiry, ended with the
+    /// token. Audited (`console.sign_in`). Expired sessions are deleted on the way. Returns when
+    /// the session ends (ms).
+    pub async fn open_console_session(
+        &self,
+        principal: &Principal,
+        session_hash: &str,
+        ttl: Duration,
+    ) -> Result<i64> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let token_expiry: Option<i64> =
+            sqlx::query_scalar("SELECT expires_at FROM api_tokens WHERE id = $1")
+                .bind(principal.token_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(Error::NotFound("token"))?;
+        let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let expires_at = token_expiry.map_or(until, |at| at.min(until));
+        sqlx::query(
+            "INSERT INTO console_sessions (token_hash, admin_id, token_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(session_hash)
+        .bind(principal.admin_id)
+        .bind(principal.token_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            &principal.actor(),
+            "console.sign_in",
+            &format!("admin:{}", principal.admin_id),
+            &format!("token={}", principal.token_id),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(expires_at)
+    }
+
+    /// End a console session (signing out); audited (`console.sign_out`). Ending one that is
+    /// gone already changes nothing.
+    pub async fn end_console_session(
+        &self,
+        principal: &Principal,
+        session_hash: &str,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let ended = sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")
+            .bind(session_hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if ended > 0 {
+            audit(
+                &mut tx,
+                &principal.actor(),
+                "console.sign_out",
+                &format!("admin:{}", principal.admin_id),
+                &format!("token={}", principal.token_id),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn note_token_use(&self, token_id: i64, now: i64) -> Result<()> {

@@ -9,7 +9,10 @@
 //! (anything else is 404, methods other than GET/POST 405); check `Authorization: whm
 //! <user>:<token>` (else HTTP 403); collect parameters (query string, then an
 //! `application/x-www-form-urlencoded` body); check `api.version`; run the function
-//! ([`crate::whm`]). Closing a connection without an answer is done by returning an error from the
+//! ([`crate::whm`]). One more route stands for the customer's side of cPanel: `GET /sim/click?user=U&app=A`
+//! clicks `U`'s link `A` as cPanel does ([`crate::click`]) and answers 303 to where the click
+//! leads (404 with cPanel's message when there is no such link), so a browser can follow a link
+//! into the client area. Closing a connection without an answer is done by returning an error from the
 //! service future, which makes hyper drop the connection.
 
 use std::collections::BTreeMap;
@@ -63,16 +66,47 @@ pub(crate) struct Shared {
     behaviour: Mutex<Behaviour>,
     pub(crate) metrics: Metrics,
     shutdown: watch::Sender<bool>,
+    client: reqwest::Client,
+    click_max_wait: Mutex<Duration>,
 }
 
 impl Shared {
-    fn new(config: &SimConfig) -> Self {
+    fn new(config: &SimConfig, client: reqwest::Client) -> Self {
         Shared {
             state: Mutex::new(ServerState::new(config)),
             behaviour: Mutex::new(Behaviour::new(config)),
             metrics: Metrics::default(),
             shutdown: watch::Sender::new(false),
+            client,
+            click_max_wait: Mutex::new(config.click_max_wait),
         }
+    }
+
+    /// Clicks `user`'s link `app` the way cPanel does (see [`crate::click`]).
+    async fn click(self: &Arc<Self>, user: &str, app: &str) -> Result<ClickOutcome, ClickError> {
+        let link = self
+            .lock_state()
+            .integrations
+            .get(user)
+            .and_then(|i| i.links.get(app).cloned())
+            .ok_or_else(|| ClickError::NoSuchLink {
+                user: user.to_owned(),
+                app: app.to_owned(),
+            })?;
+        let max_wait = *self
+            .click_max_wait
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let shared = Arc::clone(self);
+        let current_token = move || {
+            shared
+                .lock_state()
+                .integrations
+                .get(user)
+                .and_then(|i| i.links.get(app))
+                .and_then(|l| l.token().map(str::to_owned))
+        };
+        click::click(&self.client, user, &link, max_wait, current_token).await
     }
 
     pub(crate) fn lock_state(&self) -> MutexGuard<'_, ServerState> {
@@ -115,15 +149,13 @@ impl PanelSim {
             .timeout(config.click_timeout)
             .build()
             .map_err(io::Error::other)?;
-        let shared = Arc::new(Shared::new(&config));
+        let shared = Arc::new(Shared::new(&config, client));
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         tracing::debug!(%addr, "panel-sim listening");
         Ok(SimHandle {
             shared,
             addr,
             task: Mutex::new(Some(task)),
-            client,
-            click_max_wait: Mutex::new(config.click_max_wait),
         })
     }
 }
@@ -203,6 +235,9 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, CloseConnection> {
     let _in_flight = shared.metrics.request_started();
 
+    if request.uri().path() == "/sim/click" {
+        return Ok(customer_click(&shared, request.uri().query()).await);
+    }
     let (latency, fault, hang_for) = {
         let mut behaviour = shared.lock_behaviour();
         if behaviour.down {
@@ -309,6 +344,29 @@ async fn handle(
     ))
 }
 
+/// `GET /sim/click?user=U&app=A`: the customer clicks a link in their panel; the browser is sent
+/// where the click leads.
+async fn customer_click(shared: &Arc<Shared>, query: Option<&str>) -> Response<Full<Bytes>> {
+    let mut params = Params::new();
+    if let Some(query) = query {
+        params.extend_from_form(query.as_bytes());
+    }
+    let user = params.get("user").unwrap_or_default().to_owned();
+    let app = params.get("app").unwrap_or_default().to_owned();
+    match shared.click(&user, &app).await {
+        Ok(outcome) => {
+            let mut response = respond(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "");
+            if let Ok(location) = outcome.redirect_url.parse() {
+                response
+                    .headers_mut()
+                    .insert(http::header::LOCATION, location);
+            }
+            response
+        }
+        Err(e) => respond_text(StatusCode::NOT_FOUND, &format!("{e}\n")),
+    }
+}
+
 /// Collects a request's parameters (query string, then the form body when there is one), checks
 /// `api.version` and runs the function: the JSON text answered with HTTP 200.
 async fn answer(
@@ -382,8 +440,6 @@ pub struct SimHandle {
     shared: Arc<Shared>,
     addr: SocketAddr,
     task: Mutex<Option<JoinHandle<()>>>,
-    client: reqwest::Client,
-    click_max_wait: Mutex<Duration>,
 }
 
 impl Drop for SimHandle {
@@ -634,6 +690,7 @@ impl SimHandle {
     /// Changes the longest wait between click attempts.
     pub fn set_click_max_wait(&self, wait: Duration) {
         *self
+            .shared
             .click_max_wait
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = wait;
@@ -643,24 +700,16 @@ impl SimHandle {
 
     /// Clicks `user`'s link `app` the way cPanel does (see [`crate::click`]).
     pub async fn click(&self, user: &str, app: &str) -> Result<ClickOutcome, ClickError> {
-        let link = self.link(user, app).ok_or_else(|| ClickError::NoSuchLink {
-            user: user.to_owned(),
-            app: app.to_owned(),
-        })?;
-        let max_wait = *self
-            .click_max_wait
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let shared = Arc::clone(&self.shared);
-        let current_token = move || {
-            shared
-                .lock_state()
-                .integrations
-                .get(user)
-                .and_then(|i| i.links.get(app))
-                .and_then(|l| l.token().map(str::to_owned))
-        };
-        click::click(&self.client, user, &link, max_wait, current_token).await
+        self.shared.click(user, app).await
+    }
+
+    /// The URL a browser opens to click `user`'s link `app` as the customer (`/sim/click`).
+    pub fn click_url(&self, user: &str, app: &str) -> String {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("user", user)
+            .append_pair("app", app)
+            .finish();
+        format!("{}/sim/click?{query}", self.base_url())
     }
 
     // ---- lifecycle --------------------------------------------------------------------------
@@ -748,7 +797,7 @@ mod tests {
             pages * 4096
         }
         let config = SimConfig::new().sample_accounts(ACCOUNTS);
-        let shared = Shared::new(&config);
+        let shared = Shared::new(&config, reqwest::Client::new());
         let accounts: Vec<String> = config.accounts.keys().cloned().collect();
         let mut rng = rand::rng();
         let group_bodies: Vec<String> = accounts
@@ -808,7 +857,7 @@ mod tests {
         const COMMANDS: usize = 300;
         const ROUNDS: usize = 200;
         let config = SimConfig::new().sample_accounts(1000);
-        let shared = Shared::new(&config);
+        let shared = Shared::new(&config, reqwest::Client::new());
         let accounts: Vec<String> = config.accounts.keys().cloned().collect();
         let bodies: Vec<String> = accounts
             .chunks(20)

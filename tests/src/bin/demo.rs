@@ -4,8 +4,14 @@
 //! accounts, starts `panelink serve` in-process (data in a fresh temporary directory unless
 //! `--data-dir` is given), creates an admin, then adds the servers, clients and services through
 //! the real admin API — including a service whose account the panel does not know and one with no
-//! user name, so the application log has warnings to show once links are enabled. Prints the URL
-//! and the admin token, then runs until Ctrl-C.
+//! user name, so the application log has warnings to show once links are enabled. Prints the admin
+//! console's URL, the admin token to paste into it, and the URL that clicks a link as a customer
+//! would (panel-sim's click, ending in the client portal), then runs until Ctrl-C.
+//!
+//! The browser tests and the screenshots (`cargo xtask browser-test`, `cargo xtask screenshots`)
+//! run this same program with `--ready-file`: once everything is seeded it writes the URLs, the
+//! admin token and the simulated servers (with their WHM credentials, which the tests use to read
+//! the panels' state) there as JSON.
 
 /// The same allocator as the `panelink` binary.
 #[global_allocator]
@@ -36,7 +42,18 @@ struct Args {
     /// Accounts per simulated server.
     #[arg(long, default_value_t = 4)]
     accounts: usize,
+    /// Latency every simulated panel adds to each request, in milliseconds (the browser tests
+    /// watch a sync under way).
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Once seeded, write the URLs, the admin token and the simulated servers here as JSON.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
 }
+
+/// The link the printed customer click follows: View Invoice History (`clientarea:invoices`),
+/// as the plugins name it on the panel.
+const CLICK_APP: &str = "PANELINK_clientarea_invoices";
 
 struct Sim {
     name: &'static str,
@@ -44,16 +61,20 @@ struct Sim {
     handle: SimHandle,
 }
 
-async fn start_sims(accounts: usize) -> Result<Vec<Sim>> {
+async fn start_sims(accounts: usize, latency: Duration) -> Result<Vec<Sim>> {
     let mut sims = Vec::new();
     for (name, module, prefix, profile) in [
         ("cPanel One", "cpanel", "alpha", Profile::Standard),
         ("cPanel Two", "cpanel", "bravo", Profile::Standard),
         ("WP Squared One", "wpsquared", "wp", Profile::Wp2),
     ] {
-        let config = SimConfig::new().profile(profile).accounts(
-            (1..=accounts).map(|i| (format!("{prefix}{i}"), format!("{prefix}{i}.example.test"))),
-        );
+        let config = SimConfig::new()
+            .profile(profile)
+            .request_latency(latency)
+            .accounts(
+                (1..=accounts)
+                    .map(|i| (format!("{prefix}{i}"), format!("{prefix}{i}.example.test"))),
+            );
         let handle = PanelSim::start(config)
             .await
             .with_context(|| format!("starting the {name} simulator"))?;
@@ -117,7 +138,8 @@ async fn wait_ready(base: &str) -> Result<()> {
     }
 }
 
-async fn seed(api: &Api, sims: &[Sim]) -> Result<()> {
+/// Adds the servers, clients and services; returns the servers' ids.
+async fn seed(api: &Api, sims: &[Sim]) -> Result<Vec<i64>> {
     let mut server_ids = Vec::new();
     for sim in sims {
         let server = api
@@ -206,6 +228,45 @@ async fn seed(api: &Api, sims: &[Sim]) -> Result<()> {
         services += 1;
     }
     println!("  {} clients, {services} services", client_ids.len());
+    Ok(server_ids)
+}
+
+/// What `--ready-file` holds: everything a browser test needs to drive the console and read the
+/// panels. Written whole, then renamed into place, so a reader never sees half of it.
+fn write_ready_file(
+    path: &std::path::Path,
+    base: &str,
+    email: &Email,
+    token: &str,
+    sims: &[Sim],
+    server_ids: &[i64],
+) -> Result<()> {
+    let servers: Vec<Value> = sims
+        .iter()
+        .zip(server_ids)
+        .map(|(sim, id)| {
+            json!({
+                "id": id,
+                "name": sim.name,
+                "module": sim.module,
+                "url": sim.handle.base_url(),
+                "api_user": sim.handle.api_user(),
+                "api_token": sim.handle.api_token(),
+                "accounts": sim.handle.accounts().keys().collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let ready = json!({
+        "url": base,
+        "console": format!("{base}/admin"),
+        "admin_email": email.as_str(),
+        "token": token,
+        "servers": servers,
+        "click_app": CLICK_APP,
+    });
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, serde_json::to_vec_pretty(&ready)?)?;
+    std::fs::rename(&partial, path)?;
     Ok(())
 }
 
@@ -237,10 +298,12 @@ async fn main() -> Result<()> {
         bail!("the plugins are not built: run `cargo xtask build-plugins` (or `cargo xtask demo`)");
     }
 
-    let sims = start_sims(args.accounts).await?;
+    let sims = start_sims(args.accounts, Duration::from_millis(args.latency_ms)).await?;
     let options = Options {
         runtime: RuntimeConfig {
-            cache_dir: Some(data_dir.join("wasm-cache")),
+            // Kept between runs (keyed by the components' bytes and the engine's settings), so
+            // only the first demo compiles the plugins.
+            cache_dir: Some(panelink_tests::plugin_dir().with_file_name("wasm-cache")),
             ..RuntimeConfig::default()
         },
         ..Options::default()
@@ -266,24 +329,41 @@ async fn main() -> Result<()> {
         token: token.expose().to_owned(),
         http: reqwest::Client::new(),
     };
-    if let Err(e) = seed(&api, &sims).await {
-        eprintln!("seeding failed: {e:#}");
-    }
+    let server_ids = match seed(&api, &sims).await {
+        Ok(ids) => ids,
+        Err(e) if args.ready_file.is_some() => return Err(e.context("seeding failed")),
+        Err(e) => {
+            eprintln!("seeding failed: {e:#}");
+            Vec::new()
+        }
+    };
+    let click = sims[0].handle.click_url("alpha1", CLICK_APP);
 
     println!(
         "\nPanelink is running.\n\
-         \n  Admin API:     {base}/api/v1\
-         \n  OpenAPI:       {base}/api/v1/openapi.json\
-         \n  Data:          {}\
-         \n  Admin:         {email}\
+         \n  Admin console: {base}/admin\
          \n  Admin token:   {}\
-         \n\nTry:\
-         \n  curl -H 'Authorization: Bearer {1}' {base}/api/v1/applications\
-         \n  curl -X PATCH -H 'Authorization: Bearer {1}' -d '{{\"enabled\": true}}' {base}/api/v1/applications/cpanel\
+         \n                 (paste it into \"Admin token\" and press \"Sign in\")\
+         \n  Admin:         {email}\
+         \n  Data:          {}\
+         \n\nIn the console, switch \"cPanel Application Links\" on and watch the badge go from\
+         \nSYNCING to ACTIVE; Configure renames, reorders and hides links; View Log shows the sync.\
+         \n\nThen click a link as a customer would: open\
+         \n  {click}\
+         \nin a browser. The simulated cPanel server clicks alpha1's \"View Invoice History\" link the\
+         \nway cPanel does (it posts the link's credential to {base}/oauth/token) and sends your\
+         \nbrowser to the one-time URL it gets back: you land signed in, in the client portal.\
+         \n\nThe same as API calls:\
+         \n  curl -H 'Authorization: Bearer {0}' {base}/api/v1/applications\
+         \n  curl -X PATCH -H 'Authorization: Bearer {0}' -d '{{\"enabled\": true}}' {base}/api/v1/applications/cpanel\
+         \n  OpenAPI: {base}/api/v1/openapi.json\
          \n\nCtrl-C stops everything.",
-        data_dir.display(),
         token.expose(),
+        data_dir.display(),
     );
+    if let Some(path) = &args.ready_file {
+        write_ready_file(path, &base, &email, token.expose(), &sims, &server_ids)?;
+    }
     running.await??;
     for sim in sims {
         sim.handle.shutdown().await;
