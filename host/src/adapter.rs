@@ -1,7 +1,9 @@
 //! The plugin contract as plain host types.
 //!
-//! These mirror `wit/adapter.wit` without naming wasmtime: storage, sync and the API use them,
-//! and only `runtime::bindings` converts between them and the generated bindings.
+//! These follow the newest contract (`wit/0.2/adapter.wit`) without naming wasmtime: storage,
+//! sync and the API use them, and only the runtime's per-version adapter layers
+//! (`runtime::bindings::v0_1`, `runtime::bindings::v0_2`) convert between them and the generated
+//! bindings of each contract version.
 
 use std::fmt;
 
@@ -36,10 +38,40 @@ pub struct LinkSpec {
     pub group: LinkGroup,
     /// Label shown until an admin renames the link.
     pub default_label: String,
-    /// The panel's `implements` value (empty when none).
-    pub implements: String,
+    /// A panel-specific feature name (cPanel's `implements`), when the panel has one.
+    pub implements: Option<String>,
     /// Default destination path in the client area (`{service_id}` is filled in).
     pub destination: String,
+    /// The link's icon, a PNG image (checked at load), when the plugin ships one.
+    pub icon: Option<Vec<u8>>,
+}
+
+/// How a panel signs a customer in when a link is clicked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignInStyle {
+    /// The panel posts the link's credential to the host's token endpoint (cPanel).
+    TokenExchange,
+    /// The link is a fixed URL per account holding an opaque handle (Plesk's custom buttons).
+    StaticLink,
+}
+
+impl SignInStyle {
+    /// The style's name as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignInStyle::TokenExchange => "token-exchange",
+            SignInStyle::StaticLink => "static-link",
+        }
+    }
+}
+
+/// A plugin's own limits per call and per panel request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most accounts per `provision`/`deprovision` call.
+    pub accounts_per_call: u32,
+    /// Most panel operations the plugin puts in one HTTP request.
+    pub operations_per_request: u32,
 }
 
 /// An HTTP method a plugin may use.
@@ -116,6 +148,10 @@ pub struct Description {
     pub links: Vec<LinkSpec>,
     /// Every request the plugin may send to its panel (checked at load, enforced per request).
     pub allowed_requests: Vec<AllowedRequest>,
+    /// How its panel signs customers in.
+    pub sign_in: SignInStyle,
+    /// Its limits, which sync batches are sized by.
+    pub limits: Limits,
 }
 
 /// A secret that never prints itself.
@@ -176,8 +212,6 @@ pub struct Settings {
     pub group_id: String,
     /// Group label, e.g. `Billing & Support`.
     pub group_label: String,
-    /// Most panel calls per HTTP request.
-    pub max_commands_per_request: u32,
 }
 
 impl Default for Settings {
@@ -186,33 +220,55 @@ impl Default for Settings {
             app_prefix: "PANELINK".into(),
             group_id: "panelink".into(),
             group_label: "Billing & Support".into(),
-            max_commands_per_request: 300,
         }
     }
 }
 
-/// The per-service credential a link carries.
+/// What an account's links carry to sign the customer in.
 #[derive(Debug, Clone)]
-pub struct Credential {
-    /// `subscriber_unique_id`.
-    pub subscriber_id: String,
-    /// `token`.
-    pub secret: Secret,
+pub enum Credential {
+    /// `token-exchange`: the per-service credential the panel posts to the token endpoint.
+    Token {
+        /// `subscriber_unique_id`.
+        subscriber_id: String,
+        /// `token`.
+        secret: Secret,
+    },
+    /// `static-link`: the per-service handle in the link's URL (a bearer value).
+    LinkHandle(Secret),
 }
 
-/// One link to create or replace.
+/// A link as every account of one provisioning call gets it (sent once per call).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkPush {
+pub struct LinkTemplate {
     /// Scope.
     pub scope: String,
     /// Label.
     pub label: String,
     /// 1-based display position.
     pub order: u32,
-    /// The token endpoint the panel posts to.
+    /// The token endpoint the panel posts to (empty for static links).
     pub token_url: String,
-    /// The fallback URL.
+    /// The link's URL, with the placeholders [`SERVICE_ID_PLACEHOLDER`] and
+    /// [`HANDLE_PLACEHOLDER`].
     pub url: String,
+}
+
+/// Replaced in a template's `url` by the account's service id.
+pub const SERVICE_ID_PLACEHOLDER: &str = "{service-id}";
+/// Replaced in a static-link template's `url` by the account's link handle.
+pub const HANDLE_PLACEHOLDER: &str = "{handle}";
+
+impl LinkTemplate {
+    /// The template's `url` for one account: every placeholder replaced by the account's value
+    /// (what a plugin does; the 0.1 adapter layer does it for 0.1 plugins).
+    pub fn url_for(&self, service_id: &str, handle: Option<&str>) -> String {
+        let url = self.url.replace(SERVICE_ID_PLACEHOLDER, service_id);
+        match handle {
+            Some(h) => url.replace(HANDLE_PLACEHOLDER, h),
+            None => url,
+        }
+    }
 }
 
 /// The work for one account.
@@ -222,14 +278,31 @@ pub struct AccountWork {
     pub username: String,
     /// Main domain, for messages.
     pub domain: String,
-    /// The credential the links carry.
+    /// The service's id (replaces `{service-id}` in the templates' URLs).
+    pub service_id: String,
+    /// What the links carry.
     pub credential: Credential,
     /// Create or replace the group first.
     pub ensure_group: bool,
-    /// Links to create or replace.
-    pub links: Vec<LinkPush>,
+    /// Scopes of the call's templates to create or replace, in order.
+    pub links: Vec<String>,
     /// Scopes to remove.
     pub remove: Vec<String>,
+}
+
+/// A hosting account a panel lists (for import).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanelAccount {
+    /// User name on the panel (may be empty when the panel's entry lacked one).
+    pub username: String,
+    /// Main domain (may be empty).
+    pub domain: String,
+    /// Suspended on the panel.
+    pub suspended: bool,
+    /// Contact e-mail, when the panel has a usable one.
+    pub email: Option<String>,
+    /// The owning panel user (a reseller), when the panel has one.
+    pub owner: Option<String>,
 }
 
 /// One panel operation on an account.

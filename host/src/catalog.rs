@@ -85,6 +85,11 @@ pub fn world(description: &Description) -> String {
     format!("panelink:adapter/adapter@{}", description.contract_version)
 }
 
+/// The contract version of a world named by [`world`], e.g. `0.2.0`.
+pub fn contract_of_world(world: &str) -> &str {
+    world.rsplit_once('@').map_or(world, |(_, v)| v)
+}
+
 /// What the operator decided about third-party plugins (`trusted_keys`,
 /// `plugin_fault_threshold`, `plugin_auto_rollback`; see [`crate::config`]).
 #[derive(Debug, Clone)]
@@ -119,9 +124,10 @@ impl Policy {
 }
 
 /// Check a self-description beyond what the runtime checks at load: the contract version is
-/// compatible (same major, the host's minor at least the plugin's), every link has a non-empty
-/// scope of its own and a default label, and the version can name a version (1–64 characters,
-/// no whitespace, control characters or `/`). The message says what is wrong.
+/// one this host runs (same major and minor as one of [`runtime::SUPPORTED_CONTRACTS`]), every
+/// link has a non-empty scope of its own and a default label, and the version can name a
+/// version (1–64 characters, no whitespace, control characters or `/`). The message says what
+/// is wrong.
 pub fn check_description(d: &Description) -> Result<(), String> {
     let numbers = |v: &str| -> Option<(u64, u64)> {
         let mut parts = v.split('.');
@@ -129,18 +135,16 @@ pub fn check_description(d: &Description) -> Result<(), String> {
         let minor = parts.next()?.parse().ok()?;
         Some((major, minor))
     };
-    let host = numbers(runtime::CONTRACT_VERSION).expect("the host's contract version parses");
-    match numbers(&d.contract_version) {
-        Some((major, minor)) if major == host.0 && minor <= host.1 => {}
-        _ => {
-            return Err(format!(
-                "the plugin targets contract version {:?}, which this host (contract {}) does \
-                 not implement: the major versions must match and the plugin's minor version \
-                 may not be newer than the host's",
-                d.contract_version,
-                runtime::CONTRACT_VERSION
-            ));
-        }
+    let supported = runtime::SUPPORTED_CONTRACTS
+        .iter()
+        .any(|v| numbers(v).is_some() && numbers(v) == numbers(&d.contract_version));
+    if !supported {
+        return Err(format!(
+            "the plugin targets contract version {:?}, which this host does not run (it runs \
+             contracts {})",
+            d.contract_version,
+            runtime::SUPPORTED_CONTRACTS.join(", ")
+        ));
     }
     let version_ok = !d.version.is_empty()
         && d.version.chars().count() <= 64
@@ -1074,8 +1078,9 @@ mod tests {
             scope: scope.into(),
             group: LinkGroup::Account,
             default_label: label.into(),
-            implements: String::new(),
+            implements: None,
             destination: "/x".into(),
+            icon: None,
         };
         Description {
             id: "acme".into(),
@@ -1085,6 +1090,11 @@ mod tests {
             contract_version: runtime::CONTRACT_VERSION.into(),
             links: vec![link("a:b", "A"), link("c:d", "C")],
             allowed_requests: Vec::new(),
+            sign_in: crate::adapter::SignInStyle::TokenExchange,
+            limits: crate::adapter::Limits {
+                accounts_per_call: 1,
+                operations_per_request: 1,
+            },
         }
     }
 
@@ -1109,9 +1119,10 @@ mod tests {
         refused(&|d| d.contract_version = "zero".into(), "contract");
         refused(&|d| d.version = "1.0\n".into(), "version");
         refused(&|d| d.version = "a/b".into(), "version");
-        // An older minor of the same major is compatible.
+        refused(&|d| d.contract_version = "0.0.9".into(), "contract");
+        // Every supported contract is accepted.
         let mut d = description();
-        d.contract_version = "0.0.9".into();
+        d.contract_version = "0.1.0".into();
         assert_eq!(check_description(&d), Ok(()));
     }
 

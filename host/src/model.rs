@@ -423,8 +423,10 @@ pub struct EffectiveLink {
     pub enabled: bool,
     /// 1-based display position.
     pub order: u32,
-    /// The panel's `implements` value.
-    pub implements: String,
+    /// The panel-specific feature name (cPanel's `implements`), when the panel has one.
+    pub implements: Option<String>,
+    /// The plugin's PNG icon, when it ships one.
+    pub icon: Option<Vec<u8>>,
     /// Destination path in the client area.
     pub destination: String,
 }
@@ -447,6 +449,7 @@ pub fn effective_links(spec: &[LinkSpec], saved: &[LinkSetting]) -> Vec<Effectiv
             enabled,
             order: u32::try_from(out.len() + 1).unwrap_or(u32::MAX),
             implements: spec.implements.clone(),
+            icon: spec.icon.clone(),
             destination: spec.destination.clone(),
         });
     };
@@ -582,8 +585,9 @@ mod tests {
             scope: scope.into(),
             group: LinkGroup::Support,
             default_label: format!("label {scope}"),
-            implements: String::new(),
+            implements: None,
             destination: "/".into(),
+            icon: None,
         }
     }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use panel_sim::{FaultKind, PanelSim, Profile, SimConfig, SimHandle};
 use panelink::adapter::{
-    AccountWork, Credential, Description, LinkPush, Operation, Secret, ServerTarget, Settings,
+    AccountWork, Credential, Description, LinkTemplate, Operation, Secret, ServerTarget, Settings,
 };
 use panelink::runtime::{Error, Runtime};
 use panelink_tests::{load, runtime_config};
@@ -29,12 +29,13 @@ fn app_name(scope: &str) -> String {
     format!("PANELINK_{}", scope.replace(':', "_"))
 }
 
-fn pushes(desc: &Description, skip: &[&str]) -> Vec<LinkPush> {
+/// The call's link templates: every link but `skip`, custom labels, the host's URLs.
+fn pushes(desc: &Description, skip: &[&str]) -> Vec<LinkTemplate> {
     desc.links
         .iter()
         .filter(|l| !skip.contains(&l.scope.as_str()))
         .enumerate()
-        .map(|(i, l)| LinkPush {
+        .map(|(i, l)| LinkTemplate {
             scope: l.scope.clone(),
             label: format!("{} (custom)", l.default_label),
             order: i as u32 + 1,
@@ -45,22 +46,24 @@ fn pushes(desc: &Description, skip: &[&str]) -> Vec<LinkPush> {
             ),
             url: format!(
                 "{PUBLIC_URL}/portal{}",
-                l.destination.replace("{service_id}", "7")
+                l.destination.replace("{service_id}", "{service-id}")
             ),
         })
         .collect()
 }
 
-fn work(user: &str, links: Vec<LinkPush>, remove: Vec<String>) -> AccountWork {
+/// An account of service 7 getting `links` (by scope) and losing `remove`.
+fn work(user: &str, links: Vec<LinkTemplate>, remove: Vec<String>) -> AccountWork {
     AccountWork {
         username: user.into(),
         domain: format!("{user}.example"),
-        credential: Credential {
+        service_id: "7".into(),
+        credential: Credential::Token {
             subscriber_id: format!("sub-{user}"),
             secret: Secret::new(format!("secret-{user}")),
         },
         ensure_group: true,
-        links,
+        links: links.into_iter().map(|l| l.scope).collect(),
         remove,
     }
 }
@@ -85,7 +88,15 @@ async fn both_plugins_describe_the_fourteen_links() {
         assert_eq!(groups.iter().filter(|g| **g == "support").count(), 6);
         assert_eq!(groups.iter().filter(|g| **g == "account").count(), 5);
         assert_eq!(d.links[0].scope, "clientarea:upgrade");
-        assert_eq!(d.links[0].implements, "upgrade");
+        assert_eq!(d.links[0].implements.as_deref(), Some("upgrade"));
+        assert_eq!(d.links[1].implements, None);
+        assert!(d.links.iter().all(|l| l.icon.is_some()));
+        assert_eq!(
+            d.sign_in,
+            panelink::adapter::SignInStyle::TokenExchange,
+            "{id}"
+        );
+        assert_eq!(plugin.contract(), "0.2.0");
         assert_eq!(d.links[13].scope, "clientarea:invoices");
         assert_eq!(d.links[13].default_label, "View Invoice History");
         assert!(plugin.digest.starts_with("sha256:"));
@@ -103,12 +114,9 @@ async fn provisioning_gives_every_account_exactly_the_group_and_links() {
         .iter()
         .map(|u| work(u, links.clone(), vec![]))
         .collect();
-    let settings = Settings {
-        max_commands_per_request: 50,
-        ..Settings::default()
-    };
+    let settings = Settings::default();
     let out = plugin
-        .provision(&target(&sim), &settings, batch.clone())
+        .provision(&target(&sim), &settings, links.clone(), batch.clone())
         .await
         .expect("provision");
     assert_eq!(out.value.len(), 25);
@@ -118,9 +126,13 @@ async fn provisioning_gives_every_account_exactly_the_group_and_links() {
         assert_eq!(outcome.results.len(), 15);
         assert_eq!(outcome.results[0].op, Operation::EnsureGroup);
     }
-    // 25 accounts × (1 group + 14 links): at most 50 commands per request, and an account's 15
-    // commands stay in one request, so 3 accounts a request.
-    assert_eq!(sim.calls("batch"), 25_u64.div_ceil(50 / 15));
+    // 25 accounts × (1 group + 14 links): at most 300 commands per request (the plugin's
+    // limit), and an account's 15 commands stay in one request, so 20 accounts a request.
+    assert_eq!(
+        plugin.description.limits.operations_per_request, 300,
+        "the plugin's own limit"
+    );
+    assert_eq!(sim.calls("batch"), 25_u64.div_ceil(300 / 15));
     assert_eq!(sim.calls("create_integration_link"), 25 * 14);
 
     for user in &users {
@@ -139,11 +151,10 @@ async fn provisioning_gives_every_account_exactly_the_group_and_links() {
         );
         for (push, spec) in links.iter().zip(&plugin.description.links) {
             let link = &panel_links[&app_name(&push.scope)];
-            let implements = if spec.implements.is_empty() {
-                app_name(&push.scope)
-            } else {
-                spec.implements.clone()
-            };
+            let implements = spec
+                .implements
+                .clone()
+                .unwrap_or_else(|| app_name(&push.scope));
             assert_eq!(link.get("label"), Some(push.label.as_str()));
             assert_eq!(link.get("order"), Some(push.order.to_string().as_str()));
             assert_eq!(link.get("group_id"), Some("panelink"));
@@ -157,7 +168,16 @@ async fn provisioning_gives_every_account_exactly_the_group_and_links() {
                 link.get("autologin_token_url"),
                 Some(push.token_url.as_str())
             );
-            assert_eq!(link.get("url"), Some(push.url.as_str()));
+            assert_eq!(link.get("url"), Some(push.url_for("7", None).as_str()));
+            use base64::Engine as _;
+            assert_eq!(
+                link.get("base64_png_image"),
+                Some(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(spec.icon.as_deref().expect("icon"))
+                        .as_str()
+                )
+            );
         }
     }
     // No secret of the account and no API token in what the plugin logged.
@@ -178,7 +198,7 @@ async fn disabled_links_are_removed_and_deprovision_clears_everything() {
     let all = pushes(&plugin.description, &[]);
     let batch: Vec<_> = users.iter().map(|u| work(u, all.clone(), vec![])).collect();
     plugin
-        .provision(&t, &s, batch.clone())
+        .provision(&t, &s, all.clone(), batch.clone())
         .await
         .expect("provision");
 
@@ -197,7 +217,7 @@ async fn disabled_links_are_removed_and_deprovision_clears_everything() {
         .collect();
     sim.reset_counters();
     let out = plugin
-        .provision(&t, &s, batch.clone())
+        .provision(&t, &s, all.clone(), batch.clone())
         .await
         .expect("disable");
     assert!(out.value.iter().all(|o| o.errors().count() == 0));
@@ -243,7 +263,7 @@ async fn unknown_and_empty_accounts_fail_alone_with_the_panels_words() {
     batch.push(nameless);
 
     let out = plugin
-        .provision(&target(&sim), &Settings::default(), batch.clone())
+        .provision(&target(&sim), &Settings::default(), links, batch.clone())
         .await
         .expect("provision")
         .value;
@@ -362,6 +382,7 @@ async fn requests_to_one_server_take_turns_when_limited() {
                     .provision(
                         &target(sim),
                         &Settings::default(),
+                        links.clone(),
                         [work(&user, links, vec![])],
                     )
                     .await
@@ -382,9 +403,10 @@ async fn requests_to_one_server_take_turns_when_limited() {
     }
 }
 
-/// Both plugins declare exactly the WHM functions they call: the four direct calls and `batch`
+/// Both plugins declare exactly the WHM functions they call: the five direct calls and `batch`
 /// with the four integration commands, all POSTed; a full round (check, provision with removals,
-/// list, deprovision) through the gate calls every one of them and nothing else.
+/// list links, list accounts, deprovision) through the gate calls every one of them and nothing
+/// else.
 #[tokio::test]
 async fn the_plugins_declare_exactly_the_whm_functions_they_call() {
     use panelink::adapter::{HttpMethod, Tunnel};
@@ -394,6 +416,7 @@ async fn the_plugins_declare_exactly_the_whm_functions_they_call() {
         "version",
         "get_current_profile",
         "list_integration_links",
+        "listaccts",
     ];
     let batched = [
         "create_integration_group",
@@ -443,8 +466,12 @@ async fn the_plugins_declare_exactly_the_whm_functions_they_call() {
             links[..keep].to_vec(),
             vec![links[keep].scope.clone()],
         ));
-        plugin.provision(&t, &s, batch).await.expect("provision");
+        plugin
+            .provision(&t, &s, links.clone(), batch)
+            .await
+            .expect("provision");
         plugin.list_links(&t, &s, &users[0]).await.expect("list");
+        plugin.list_accounts(&t).await.expect("list accounts");
         plugin
             .deprovision(&t, &s, &users)
             .await

@@ -34,7 +34,8 @@ fn work(username: &str) -> Vec<AccountWork> {
     vec![AccountWork {
         username: username.into(),
         domain: format!("{username}.example"),
-        credential: Credential {
+        service_id: "1".into(),
+        credential: Credential::Token {
             subscriber_id: "1".into(),
             secret: Secret::new("s"),
         },
@@ -47,7 +48,7 @@ fn work(username: &str) -> Vec<AccountWork> {
 async fn provision_as(rt: &Runtime, username: &str) -> Result<(), Error> {
     let plugin = load(rt, "misbehave").await;
     plugin
-        .provision(&target(), &Settings::default(), work(username))
+        .provision(&target(), &Settings::default(), vec![], work(username))
         .await
         .map(|_| ())
 }
@@ -171,10 +172,13 @@ async fn send_as(
     let plugin = load(rt, "misbehave").await;
     let mut work = work("send");
     work[0].domain = path_and_query.into();
-    work[0].credential.subscriber_id = body.into();
+    work[0].credential = Credential::Token {
+        subscriber_id: body.into(),
+        secret: Secret::new("s"),
+    };
     bounded(
         path_and_query,
-        plugin.provision(&sim_target(sim), &Settings::default(), work),
+        plugin.provision(&sim_target(sim), &Settings::default(), vec![], work),
     )
     .await
     .map(|_| ())
@@ -320,7 +324,12 @@ async fn the_wall_clock_deadline_counts_waiting_on_the_panel() {
     let plugin = load(&rt, "misbehave").await;
     let err = bounded(
         "sleep-host",
-        plugin.provision(&sim_target(&sim), &Settings::default(), work("sleep-host")),
+        plugin.provision(
+            &sim_target(&sim),
+            &Settings::default(),
+            vec![],
+            work("sleep-host"),
+        ),
     )
     .await
     .unwrap_err();

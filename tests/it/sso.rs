@@ -22,7 +22,7 @@ use axum::http::Request;
 use http_body_util::BodyExt;
 use panel_sim::{ClickOutcome, PanelSim, RedirectSource, SimConfig, SimHandle};
 use panelink::adapter::{
-    AccountWork, Credential, LinkPush, LinkSpec, Secret, ServerTarget, Settings,
+    AccountWork, Credential, LinkSpec, LinkTemplate, Secret, ServerTarget, Settings,
 };
 use panelink::api::{self, AppState, Limits};
 use panelink::catalog::Catalog;
@@ -323,10 +323,10 @@ impl World {
         let links = cpanel_links(skip);
         let (_, plugins) = shipped_plugins();
         let plugin = plugins.iter().find(|p| p.id() == "cpanel").unwrap();
-        let pushes: Vec<LinkPush> = links
+        let pushes: Vec<LinkTemplate> = links
             .iter()
             .enumerate()
-            .map(|(i, l)| LinkPush {
+            .map(|(i, l)| LinkTemplate {
                 scope: l.scope.clone(),
                 label: l.default_label.clone(),
                 order: u32::try_from(i + 1).unwrap(),
@@ -338,8 +338,7 @@ impl World {
                 url: format!(
                     "{}/portal{}",
                     self.base,
-                    l.destination
-                        .replace("{service_id}", &service_id.to_string())
+                    l.destination.replace("{service_id}", "{service-id}")
                 ),
             })
             .collect();
@@ -353,16 +352,17 @@ impl World {
         let work = AccountWork {
             username: user.into(),
             domain: format!("{user}.example"),
-            credential: Credential {
+            service_id: service_id.to_string(),
+            credential: Credential::Token {
                 subscriber_id: subscriber_id.clone(),
                 secret: secret.clone(),
             },
             ensure_group: true,
-            links: pushes.clone(),
+            links: pushes.iter().map(|p| p.scope.clone()).collect(),
             remove: vec![],
         };
         let out = plugin
-            .provision(&target, &Settings::default(), [work])
+            .provision(&target, &Settings::default(), pushes.clone(), [work])
             .await
             .unwrap();
         assert_eq!(out.value[0].errors().count(), 0, "{:?}", out.value);

@@ -180,7 +180,6 @@ pub async fn run() -> anyhow::Result<()> {
 
     let config = SyncConfig {
         workers: servers.max(1),
-        max_commands_per_request: 300,
         // Two batches under way per server, one request in flight (the runtime's per-server
         // gate, set above): the limit below counts the requests one after another.
         per_server_concurrency: 2,
@@ -188,7 +187,14 @@ pub async fn run() -> anyhow::Result<()> {
         ..SyncConfig::default()
     };
     // Whole accounts per request: 300 commands hold 20 accounts of 15 commands.
-    let commands_per_request = (config.max_commands_per_request as usize / 15) * 15;
+    let commands_per_request = (plugins
+        .get("cpanel")
+        .expect("cpanel")
+        .description
+        .limits
+        .operations_per_request as usize
+        / 15)
+        * 15;
     let events = Events::new();
     let engine = Arc::new(SyncEngine::new(
         db.clone(),
@@ -344,9 +350,11 @@ pub async fn run() -> anyhow::Result<()> {
         for chunk in usernames.chunks(20) {
             plugin.deprovision(&target, &settings, chunk).await?;
         }
-        let work = sequential_work(&plugin.description, &usernames);
+        let (templates, work) = sequential_work(&plugin.description, &usernames);
         for chunk in work.chunks(20) {
-            plugin.provision(&target, &settings, chunk.to_vec()).await?;
+            plugin
+                .provision(&target, &settings, templates.clone(), chunk.to_vec())
+                .await?;
         }
     }
     let seq_wall = t2.elapsed();
@@ -366,30 +374,36 @@ pub async fn run() -> anyhow::Result<()> {
 fn sequential_work(
     description: &panelink::adapter::Description,
     usernames: &[String],
-) -> Vec<panelink::adapter::AccountWork> {
-    usernames
+) -> (
+    Vec<panelink::adapter::LinkTemplate>,
+    Vec<panelink::adapter::AccountWork>,
+) {
+    let templates = description
+        .links
+        .iter()
+        .zip(1..)
+        .map(|(l, order)| panelink::adapter::LinkTemplate {
+            scope: l.scope.clone(),
+            label: l.default_label.clone(),
+            order,
+            token_url: "https://billing.example/oauth/token".into(),
+            url: "https://billing.example/portal".into(),
+        })
+        .collect();
+    let work = usernames
         .iter()
         .map(|u| panelink::adapter::AccountWork {
             username: u.clone(),
             domain: String::new(),
-            credential: panelink::adapter::Credential {
+            service_id: String::new(),
+            credential: panelink::adapter::Credential::Token {
                 subscriber_id: format!("sub-{u}"),
                 secret: Secret::new("0123456789abcdef"),
             },
             ensure_group: true,
-            links: description
-                .links
-                .iter()
-                .zip(1..)
-                .map(|(l, order)| panelink::adapter::LinkPush {
-                    scope: l.scope.clone(),
-                    label: l.default_label.clone(),
-                    order,
-                    token_url: "https://billing.example/oauth/token".into(),
-                    url: "https://billing.example/portal".into(),
-                })
-                .collect(),
+            links: description.links.iter().map(|l| l.scope.clone()).collect(),
             remove: Vec::new(),
         })
-        .collect()
+        .collect();
+    (templates, work)
 }

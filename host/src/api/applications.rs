@@ -131,10 +131,17 @@ pub struct LinkView {
     pub enabled: bool,
     /// 1-based display position.
     pub order: u32,
+    /// The panel-specific feature name the plugin gives the link (cPanel's `implements`);
+    /// `null` when it gives none.
+    pub implements: Option<String>,
+    /// The link's icon as the panel shows it, a `data:image/png;base64,…` URL; `null` when the
+    /// plugin ships none.
+    pub icon: Option<String>,
 }
 
 impl From<EffectiveLink> for LinkView {
     fn from(l: EffectiveLink) -> Self {
+        use base64::Engine as _;
         Self {
             scope: l.scope,
             group: l.group.as_str().to_owned(),
@@ -142,6 +149,13 @@ impl From<EffectiveLink> for LinkView {
             display_name: l.display_name,
             enabled: l.enabled,
             order: l.order,
+            implements: l.implements,
+            icon: l.icon.map(|png| {
+                format!(
+                    "data:image/png;base64,{}",
+                    base64::engine::general_purpose::STANDARD.encode(png)
+                )
+            }),
         }
     }
 }

@@ -30,6 +30,9 @@ pub struct PluginView {
     pub digest: String,
     /// The contract world it targets.
     pub world: String,
+    /// The contract version it implements, e.g. `0.2.0` (this host runs 0.1.0 and 0.2.0).
+    #[schema(example = "0.2.0")]
+    pub contract: String,
     /// Whether it is the active version.
     pub active: bool,
     /// `staged` (installed, never activated), `active`, `previous` (active before: a rollback
@@ -54,6 +57,21 @@ pub struct PluginView {
     /// The requests the plugin declares it sends to its panel; the host refuses any other.
     /// `null` when this host has not loaded the version (an inactive upload of an earlier run).
     pub allowed_requests: Option<Vec<AllowedRequestView>>,
+    /// How its panel signs customers in: `token-exchange` or `static-link`. `null` when this
+    /// host has not loaded the version.
+    pub sign_in: Option<String>,
+    /// Its limits, which sync batches are sized by. `null` when this host has not loaded the
+    /// version.
+    pub limits: Option<LimitsView>,
+}
+
+/// A plugin's own limits.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LimitsView {
+    /// Most accounts per provisioning call.
+    pub accounts_per_call: u32,
+    /// Most panel operations per request to the panel.
+    pub operations_per_request: u32,
 }
 
 /// One kind of request a plugin may send to its panel.
@@ -92,16 +110,15 @@ impl From<&AllowedRequest> for AllowedRequestView {
 
 /// A version's view, with its declared requests when this host has it compiled.
 fn view(state: &AppState, version: PluginVersion) -> PluginView {
-    let allowed_requests = state.catalog().compiled(&version.digest).map(|plugin| {
-        plugin
-            .description
-            .allowed_requests
-            .iter()
-            .map(Into::into)
-            .collect()
-    });
+    let compiled = state.catalog().compiled(&version.digest);
+    let d = compiled.as_ref().map(|plugin| &plugin.description);
     PluginView {
-        allowed_requests,
+        allowed_requests: d.map(|d| d.allowed_requests.iter().map(Into::into).collect()),
+        sign_in: d.map(|d| d.sign_in.as_str().to_owned()),
+        limits: d.map(|d| LimitsView {
+            accounts_per_call: d.limits.accounts_per_call,
+            operations_per_request: d.limits.operations_per_request,
+        }),
         ..version.into()
     }
 }
@@ -114,6 +131,7 @@ impl From<PluginVersion> for PluginView {
             application: v.application,
             version: v.version,
             digest: v.digest,
+            contract: crate::catalog::contract_of_world(&v.world).to_owned(),
             world: v.world,
             active: v.active,
             signed_by: v.signed_by,
@@ -128,6 +146,8 @@ impl From<PluginVersion> for PluginView {
             failed_at: v.failed_at.map(rfc3339),
             last_error: v.last_error,
             allowed_requests: None,
+            sign_in: None,
+            limits: None,
         }
     }
 }

@@ -21,19 +21,27 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::adapter::{
-    AccountOutcome, AccountWork, Description, ListedLink, PluginError, PluginLog, ServerTarget,
-    Settings, Support,
+    AccountOutcome, AccountWork, Description, LinkTemplate, ListedLink, PanelAccount, PluginError,
+    PluginLog, ServerTarget, Settings, Support,
 };
-use bindings::{Adapter, AdapterPre};
+use bindings::{Instance, Pre, ProvisionInput};
 pub use http::HttpLimits;
 
-/// The contract version this host implements (`wit/adapter.wit`).
-pub const CONTRACT_VERSION: &str = "0.2.0";
+/// The newest contract version this host implements (`wit/0.2/adapter.wit`).
+pub const CONTRACT_VERSION: &str = bindings::v0_2::VERSION;
+
+/// Every contract version this host runs plugins of, newest first (`wit/<major.minor>/`).
+pub const SUPPORTED_CONTRACTS: [&str; 2] = bindings::SUPPORTED;
+
+/// The requests a contract 0.1.0 plugin is granted (it declares none).
+pub fn contract_0_1_grants() -> Vec<crate::adapter::AllowedRequest> {
+    bindings::v0_1::granted_requests()
+}
 
 /// How instance memory is allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,7 +330,7 @@ impl Runtime {
         };
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        Adapter::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+        bindings::add_to_linker(&mut linker)?;
 
         // The epoch ticker: one thread that lives as long as the engine does.
         let weak = engine.weak();
@@ -387,14 +395,11 @@ impl Runtime {
         };
         let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
             Error::Invalid(format!(
-                "the component does not fit the panelink:adapter@{CONTRACT_VERSION} contract: {e}"
+                "the component does not fit a panelink:adapter contract this host runs ({}): {e}",
+                SUPPORTED_CONTRACTS.join(", ")
             ))
         })?;
-        let pre = AdapterPre::new(instance_pre).map_err(|e| {
-            Error::Invalid(format!(
-                "the component does not export the panelink:adapter@{CONTRACT_VERSION} plugin interface: {e}"
-            ))
-        })?;
+        let pre = Pre::new(instance_pre).map_err(Error::Invalid)?;
         let mut plugin = Plugin {
             description: Description {
                 id: "(loading)".into(),
@@ -404,6 +409,8 @@ impl Runtime {
                 contract_version: String::new(),
                 links: Vec::new(),
                 allowed_requests: Vec::new(),
+                sign_in: crate::adapter::SignInStyle::TokenExchange,
+                limits: bindings::v0_1::LIMITS,
             },
             digest,
             size: bytes.len(),
@@ -415,19 +422,15 @@ impl Runtime {
         let config = &self.inner.config;
         let deadline = config.describe_deadline.min(config.wall_deadline);
         let description: Description = plugin
-            .call(None, deadline, |adapter, store| {
-                Box::pin(async move {
-                    Ok(adapter
-                        .panelink_adapter_plugin()
-                        .call_describe(store)
-                        .await?
-                        .into())
-                })
+            .call(None, deadline, |instance, store| {
+                Box::pin(async move { instance.describe(store).await })
             })
             .await
             .map_err(|e| Error::Invalid(format!("self-description failed: {e}")))?
             .value;
-        plugin.policy = Arc::new(validate_description(&description).map_err(Error::Invalid)?);
+        plugin.policy = Arc::new(
+            validate_description(&description, plugin.pre.version()).map_err(Error::Invalid)?,
+        );
         plugin.description = description;
         Ok(Arc::new(plugin))
     }
@@ -465,8 +468,12 @@ impl Runtime {
     }
 }
 
-/// Check a self-description; the compiled request policy when it is sound.
-fn validate_description(d: &Description) -> Result<http::Policy, String> {
+/// Largest icon a link may carry, in bytes.
+pub const MAX_ICON_BYTES: usize = 64 * 1024;
+
+/// Check a self-description of a component bound to contract `bound`; the compiled request
+/// policy when it is sound.
+fn validate_description(d: &Description, bound: &str) -> Result<http::Policy, String> {
     let id_ok = !d.id.is_empty()
         && d.id.len() <= 64
         && d.id
@@ -488,11 +495,15 @@ fn validate_description(d: &Description) -> Result<http::Policy, String> {
             parts.next().map(str::to_owned),
         )
     };
-    if major_minor(&d.contract_version) != major_minor(CONTRACT_VERSION) {
+    if major_minor(&d.contract_version) != major_minor(bound) {
         return Err(format!(
-            "the plugin was built for contract {} but this host implements {CONTRACT_VERSION}",
+            "the plugin says it was built for contract {} but implements contract {bound}",
             d.contract_version
         ));
+    }
+    if d.limits.accounts_per_call == 0 || d.limits.operations_per_request == 0 {
+        return Err("the plugin's limits must be at least 1 account per call and 1 operation                     per request"
+            .into());
     }
     if d.links.is_empty() {
         return Err("the plugin supports no links".into());
@@ -501,6 +512,15 @@ fn validate_description(d: &Description) -> Result<http::Policy, String> {
     for link in &d.links {
         if link.scope.is_empty() || !seen.insert(link.scope.as_str()) {
             return Err(format!("link scope {:?} is empty or repeated", link.scope));
+        }
+        if let Some(icon) = &link.icon {
+            const PNG: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+            if icon.len() > MAX_ICON_BYTES || !icon.starts_with(&PNG) {
+                return Err(format!(
+                    "the icon of link {:?} must be a PNG image of at most {MAX_ICON_BYTES} bytes",
+                    link.scope
+                ));
+            }
         }
     }
     http::Policy::new(&d.allowed_requests)
@@ -522,7 +542,8 @@ pub struct Plugin {
     pub digest: String,
     /// The component's size in bytes.
     pub size: usize,
-    pre: AdapterPre<CallState>,
+    /// Bound to the contract version the component implements.
+    pre: Pre,
     /// The requests the description declares, compiled: what the HTTP gate lets through.
     policy: Arc<http::Policy>,
     runtime: Runtime,
@@ -552,6 +573,11 @@ impl Plugin {
         &self.description.version
     }
 
+    /// The contract version the component implements (one of [`SUPPORTED_CONTRACTS`]).
+    pub fn contract(&self) -> &'static str {
+        self.pre.version()
+    }
+
     /// Report the end of every later call to `observer`; `false` if one was set already.
     pub fn observe(&self, observer: Arc<dyn CallObserver>) -> bool {
         self.observer.set(observer).is_ok()
@@ -559,37 +585,30 @@ impl Plugin {
 
     /// Ask a server whether it supports links for this application.
     pub async fn check_server(&self, target: &ServerTarget) -> Result<Output<Support>, Error> {
-        let server = bindings::server(target);
-        self.call_plugin(Some(target), move |adapter, store| {
-            Box::pin(async move {
-                Ok(adapter
-                    .panelink_adapter_plugin()
-                    .call_check_server(store, &server)
-                    .await?
-                    .map(Into::into))
-            })
+        let server = target.clone();
+        self.call_plugin(Some(target), move |instance, store| {
+            Box::pin(async move { instance.check_server(store, &server).await })
         })
         .await
     }
 
-    /// Provision a batch of accounts on one server.
+    /// Provision a batch of accounts on one server: `templates` once, each account naming the
+    /// ones it gets.
     pub async fn provision(
         &self,
         target: &ServerTarget,
         settings: &Settings,
+        templates: Vec<LinkTemplate>,
         accounts: impl IntoIterator<Item = AccountWork>,
     ) -> Result<Output<Vec<AccountOutcome>>, Error> {
-        let server = bindings::server(target);
-        let settings = bindings::settings(settings);
-        let accounts: Vec<_> = accounts.into_iter().map(bindings::account_work).collect();
-        self.call_plugin(Some(target), move |adapter, store| {
-            Box::pin(async move {
-                Ok(adapter
-                    .panelink_adapter_plugin()
-                    .call_provision(store, &server, &settings, &accounts)
-                    .await?
-                    .map(|v| v.into_iter().map(Into::into).collect()))
-            })
+        let input = ProvisionInput {
+            server: target.clone(),
+            settings: settings.clone(),
+            templates,
+            accounts: accounts.into_iter().collect(),
+        };
+        self.call_plugin(Some(target), move |instance, store| {
+            Box::pin(async move { instance.provision(store, input).await })
         })
         .await
     }
@@ -601,16 +620,12 @@ impl Plugin {
         settings: &Settings,
         usernames: &[String],
     ) -> Result<Output<Vec<AccountOutcome>>, Error> {
-        let server = bindings::server(target);
-        let settings = bindings::settings(settings);
-        let usernames = usernames.to_vec();
-        self.call_plugin(Some(target), move |adapter, store| {
+        let (server, settings, usernames) = (target.clone(), settings.clone(), usernames.to_vec());
+        self.call_plugin(Some(target), move |instance, store| {
             Box::pin(async move {
-                Ok(adapter
-                    .panelink_adapter_plugin()
-                    .call_deprovision(store, &server, &settings, &usernames)
-                    .await?
-                    .map(|v| v.into_iter().map(Into::into).collect()))
+                instance
+                    .deprovision(store, &server, &settings, &usernames)
+                    .await
             })
         })
         .await
@@ -623,17 +638,25 @@ impl Plugin {
         settings: &Settings,
         username: &str,
     ) -> Result<Output<Vec<ListedLink>>, Error> {
-        let server = bindings::server(target);
-        let settings = bindings::settings(settings);
-        let username = username.to_owned();
-        self.call_plugin(Some(target), move |adapter, store| {
+        let (server, settings, username) = (target.clone(), settings.clone(), username.to_owned());
+        self.call_plugin(Some(target), move |instance, store| {
             Box::pin(async move {
-                Ok(adapter
-                    .panelink_adapter_plugin()
-                    .call_list_links(store, &server, &settings, &username)
-                    .await?
-                    .map(|v| v.into_iter().map(Into::into).collect()))
+                instance
+                    .list_links(store, &server, &settings, &username)
+                    .await
             })
+        })
+        .await
+    }
+
+    /// The hosting accounts on a server (`unsupported` for contract 0.1.0 plugins).
+    pub async fn list_accounts(
+        &self,
+        target: &ServerTarget,
+    ) -> Result<Output<Vec<PanelAccount>>, Error> {
+        let server = target.clone();
+        self.call_plugin(Some(target), move |instance, store| {
+            Box::pin(async move { instance.list_accounts(store, &server).await })
         })
         .await
     }
@@ -647,9 +670,9 @@ impl Plugin {
     where
         T: Send + 'static,
         F: for<'a> FnOnce(
-                &'a Adapter,
+                &'a Instance,
                 &'a mut Store<CallState>,
-            ) -> GuestFuture<'a, Result<T, bindings::types::PluginError>>
+            ) -> GuestFuture<'a, Result<T, PluginError>>
             + Send,
     {
         let out = self
@@ -663,7 +686,7 @@ impl Plugin {
             Err(e) => Err(Error::Plugin {
                 plugin: self.id().to_owned(),
                 version: self.version().to_owned(),
-                error: e.into(),
+                error: e,
             }),
         }
     }
@@ -677,7 +700,7 @@ impl Plugin {
     ) -> Result<Output<T>, Error>
     where
         T: Send + 'static,
-        F: for<'a> FnOnce(&'a Adapter, &'a mut Store<CallState>) -> GuestFuture<'a, T> + Send,
+        F: for<'a> FnOnce(&'a Instance, &'a mut Store<CallState>) -> GuestFuture<'a, T> + Send,
     {
         let rt = &self.runtime.inner;
         let tick_ms = rt.config.epoch_tick.as_millis().max(1);
@@ -726,8 +749,8 @@ impl Plugin {
         // waits (a panel request, a WASI poll) or runs (it yields every epoch tick); the store
         // is dropped with it and never runs again.
         let result = tokio::time::timeout(wall_deadline, async {
-            let adapter = self.pre.instantiate_async(&mut store).await?;
-            f(&adapter, &mut store).await
+            let instance = self.pre.instantiate(&mut store).await?;
+            f(&instance, &mut store).await
         })
         .await;
         let mut state = store.into_data();
@@ -985,10 +1008,21 @@ mod tests {
     use crate::adapter::{AllowedRequest, HttpMethod, LinkGroup, LinkSpec, Tunnel};
 
     #[test]
-    fn the_contract_version_is_the_wit_package_version() {
-        let wit = include_str!("../../../wit/adapter.wit");
-        let package = format!("package panelink:adapter@{CONTRACT_VERSION};");
-        assert!(wit.lines().any(|l| l.trim() == package), "{package}");
+    fn the_contract_versions_are_the_wit_package_versions() {
+        for (wit, version) in [
+            (
+                include_str!("../../../wit/0.2/adapter.wit"),
+                CONTRACT_VERSION,
+            ),
+            (
+                include_str!("../../../wit/0.1/adapter.wit"),
+                bindings::v0_1::VERSION,
+            ),
+        ] {
+            let package = format!("package panelink:adapter@{version};");
+            assert!(wit.lines().any(|l| l.trim() == package), "{package}");
+        }
+        assert_eq!(SUPPORTED_CONTRACTS[0], CONTRACT_VERSION);
     }
 
     fn description() -> Description {
@@ -1002,28 +1036,45 @@ mod tests {
                 scope: "clientarea:invoices".into(),
                 group: LinkGroup::Account,
                 default_label: "Invoices".into(),
-                implements: String::new(),
+                implements: None,
                 destination: "/invoices".into(),
+                icon: None,
             }],
             allowed_requests: vec![AllowedRequest {
                 method: HttpMethod::Post,
                 path: "/json-api/batch".into(),
                 calls: Some(Tunnel::WhmBatch(vec!["create_integration_link".into()])),
             }],
+            sign_in: crate::adapter::SignInStyle::TokenExchange,
+            limits: bindings::v0_1::LIMITS,
         }
     }
 
     #[test]
     fn a_malformed_declaration_is_a_load_error() {
-        assert!(validate_description(&description()).is_ok());
+        let v = CONTRACT_VERSION;
+        assert!(validate_description(&description(), v).is_ok());
         let mut d = description();
         d.allowed_requests[0].path = "/json-api/*".into();
-        assert!(validate_description(&d).unwrap_err().contains("path"));
+        assert!(validate_description(&d, v).unwrap_err().contains("path"));
         let mut d = description();
         d.allowed_requests[0].calls = Some(Tunnel::WhmBatch(vec!["batch".into()]));
-        assert!(validate_description(&d).is_err());
+        assert!(validate_description(&d, v).is_err());
         let mut d = description();
         d.contract_version = "0.1.0".into();
-        assert!(validate_description(&d).unwrap_err().contains("contract"));
+        assert!(
+            validate_description(&d, v)
+                .unwrap_err()
+                .contains("contract")
+        );
+        assert!(validate_description(&d, bindings::v0_1::VERSION).is_ok());
+        let mut d = description();
+        d.limits.operations_per_request = 0;
+        assert!(validate_description(&d, v).unwrap_err().contains("limits"));
+        let mut d = description();
+        d.links[0].icon = Some(b"GIF89a".to_vec());
+        assert!(validate_description(&d, v).unwrap_err().contains("PNG"));
+        d.links[0].icon = Some(b"\x89PNG\r\n\x1a\n rest".to_vec());
+        assert!(validate_description(&d, v).is_ok());
     }
 }

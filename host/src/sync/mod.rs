@@ -36,7 +36,7 @@ use crate::storage::{self, Db, NewLogEntry, NewSync, Server, Service, ServiceFil
 use crate::sync_port::{
     Change, ChangeId, Event, Events, SyncDetail, SyncKind, SyncRequest, SyncSummary, Unit,
 };
-pub use plan::{AccountPlan, Desired, DesiredLink, plan_server};
+pub use plan::{AccountPlan, Desired, DesiredLink, LinkContext, plan_server};
 
 /// Why the sync engine could not take or answer a request.
 #[derive(Debug, thiserror::Error)]
@@ -248,11 +248,11 @@ pub struct SyncConfig {
     /// ([`crate::runtime::HttpLimits::max_in_flight_per_server`], off by default): with 2 here
     /// and 1 there, the host prepares and records one batch while the panel answers the other.
     pub per_server_concurrency: usize,
-    /// Most accounts per plugin call. A call also carries at most `max_commands_per_request`
-    /// panel operations, so a small change packs many accounts into one request.
+    /// Most accounts per plugin call, on this host's side; the plugin's own
+    /// `limits.accounts-per-call` caps it further. A call also carries at most the plugin's
+    /// `limits.operations-per-request` panel operations (one request's worth), so a small
+    /// change packs many accounts into one request.
     pub batch_accounts: usize,
-    /// Panel calls per HTTP request (a WHM `batch`).
-    pub max_commands_per_request: u32,
     /// How long a server's lease lasts without renewal.
     pub lease: Duration,
     /// How often idle workers look for work other hosts queued.
@@ -301,7 +301,6 @@ impl Default for SyncConfig {
             workers: 16,
             per_server_concurrency: 2,
             batch_accounts: 300,
-            max_commands_per_request: 300,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(2),
             retry_base: Duration::from_secs(1),
@@ -329,7 +328,6 @@ impl SyncConfig {
             app_prefix: self.app_prefix.clone(),
             group_id: self.group_id.clone(),
             group_label: self.group_label.clone(),
-            max_commands_per_request: self.max_commands_per_request,
         }
     }
 }
@@ -1052,9 +1050,12 @@ impl SyncEngine {
             &accounts,
             &groups,
             &recorded,
-            &self.config.public_url,
-            &self.config.client_area_url,
-            app,
+            &plan::LinkContext {
+                public_url: &self.config.public_url,
+                client_area_url: &self.config.client_area_url,
+                application: app,
+                sign_in: plugin.description.sign_in,
+            },
         );
         self.db
             .start_unit(
@@ -1072,10 +1073,14 @@ impl SyncEngine {
         let (removals, pushes): (Vec<_>, Vec<_>) = plans.into_iter().partition(|p| p.deprovision);
         for phase in [removals, pushes] {
             let removal_cost = plugin.description.links.len() + 1;
+            // Batches sized by the plugin's own limits (and this host's cap on accounts).
+            let limits = plugin.description.limits;
             let batches = pack(
                 phase,
-                self.config.batch_accounts,
-                self.config.max_commands_per_request as usize,
+                self.config
+                    .batch_accounts
+                    .min(limits.accounts_per_call as usize),
+                limits.operations_per_request as usize,
                 |p| {
                     if p.deprovision {
                         removal_cost
@@ -1201,9 +1206,14 @@ impl SyncEngine {
             self.retrying(|| plugin.deprovision(target, settings, &usernames))
                 .await
         } else {
+            // The server's link templates once per call; each account carries its own values.
+            let templates = batch
+                .first()
+                .map(|p| p.templates().to_vec())
+                .unwrap_or_default();
             self.retrying(|| {
                 let work: Vec<_> = batch.iter().map(AccountPlan::work).collect();
-                plugin.provision(target, settings, work)
+                plugin.provision(target, settings, templates.clone(), work)
             })
             .await
         }

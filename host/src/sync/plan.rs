@@ -4,7 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::adapter::{AccountOutcome, AccountWork, Credential, LinkPush, Operation};
+use crate::adapter::{
+    AccountOutcome, AccountWork, Credential, HANDLE_PLACEHOLDER, LinkTemplate, Operation,
+    SERVICE_ID_PLACEHOLDER, Secret, SignInStyle,
+};
 use crate::sync_port::{RecordChange, RecordedGroup, RecordedLink, StoredCredential};
 
 /// One link an account should have.
@@ -31,18 +34,17 @@ pub struct Desired {
     pub credential: StoredCredential,
 }
 
-/// A link as every account of one plan gets it, built once per plan and shared by the accounts'
-/// plans: only the fallback URL (which names the service) and the credential differ per account.
-#[derive(Debug)]
-struct LinkTemplate {
-    scope: String,
-    label: String,
-    order: u32,
-    token_url: String,
-    /// The client area's base URL, without a trailing slash.
-    url_base: String,
-    /// The destination path template (`{service_id}` is filled in per account).
-    destination: String,
+/// Where a plan's links lead: the same for every account of a server.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkContext<'a> {
+    /// Base URL panels and browsers reach this host at.
+    pub public_url: &'a str,
+    /// Where SSO lands customers.
+    pub client_area_url: &'a str,
+    /// The application (its plugin's id).
+    pub application: &'a str,
+    /// How the plugin's panel signs customers in.
+    pub sign_in: SignInStyle,
 }
 
 /// The operations one account needs.
@@ -58,7 +60,8 @@ pub struct AccountPlan {
     pub deprovision: bool,
     credential: Option<(Credential, i64)>,
     ensure_group: bool,
-    /// The plan's links, shared by every account of the server.
+    /// The plan's links as the plugin gets them once per call, shared by every account of the
+    /// server: only the service id and the credential differ per account.
     templates: Arc<[LinkTemplate]>,
     /// Which of `templates` this account needs pushed.
     links: Vec<u16>,
@@ -82,13 +85,51 @@ pub fn token_url(public_url: &str, application: &str, scope: &str) -> String {
     )
 }
 
-/// The client-area URL of a destination path for a service.
-pub fn destination_url(client_area_url: &str, destination: &str, service_id: i64) -> String {
+/// The client-area URL of a destination path for a service (what a template's URL becomes
+/// for that service).
+#[cfg(test)]
+fn destination_url(client_area_url: &str, destination: &str, service_id: i64) -> String {
     format!(
         "{}{}",
         client_area_url.trim_end_matches('/'),
         crate::model::fill_destination(destination, service_id)
     )
+}
+
+/// The client-area URL of a destination path for every service at once: the contract's
+/// `{service-id}` placeholder where the path has `{service_id}` (the plugin fills it in).
+/// [`LinkTemplate::url_for`] of this is the destination's URL for that service.
+pub fn destination_url_template(client_area_url: &str, destination: &str) -> String {
+    let path = if crate::model::is_destination_path(destination) {
+        destination.replace("{service_id}", SERVICE_ID_PLACEHOLDER)
+    } else {
+        "/".to_owned()
+    };
+    format!("{}{path}", client_area_url.trim_end_matches('/'))
+}
+
+/// `<public_url>/sso/link/{handle}?scope=<scope>`: a static link's URL, with the contract's
+/// `{handle}` placeholder that the plugin fills in with the account's link handle.
+pub fn static_link_template(public_url: &str, scope: &str) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "{}/sso/link/{HANDLE_PLACEHOLDER}?scope={}",
+        public_url.trim_end_matches('/'),
+        enc(scope)
+    )
+}
+
+/// The opaque link handle of a service's credential (`static-link` panels): the credential's
+/// public id and a one-way digest of its secret, so the handle changes whenever the credential
+/// rotates and never reveals the secret. URL-safe as it is.
+pub fn link_handle(subscriber_id: &str, secret: &Secret) -> Secret {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    digest.update(b"panelink link handle\0");
+    digest.update(secret.expose().as_bytes());
+    let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.finalize()[..18]);
+    Secret::new(format!("{subscriber_id}.{tag}"))
 }
 
 /// Plan a server: `accounts` should have `links` (every account the same links; none means
@@ -99,9 +140,7 @@ pub fn plan_server(
     accounts: &[Desired],
     groups: &[RecordedGroup],
     recorded_links: &[RecordedLink],
-    public_url: &str,
-    client_area_url: &str,
-    application: &str,
+    cx: &LinkContext<'_>,
 ) -> Vec<AccountPlan> {
     // What the record holds, per (service, user).
     let mut recorded: BTreeMap<(i64, &str), Recorded<'_>> = BTreeMap::new();
@@ -122,13 +161,21 @@ pub fn plan_server(
     // Everything about a link that is the same for every account, built once.
     let templates: Arc<[LinkTemplate]> = links
         .iter()
-        .map(|l| LinkTemplate {
-            scope: l.scope.clone(),
-            label: l.label.clone(),
-            order: l.order,
-            token_url: token_url(public_url, application, &l.scope),
-            url_base: client_area_url.trim_end_matches('/').to_owned(),
-            destination: l.destination.clone(),
+        .map(|l| match cx.sign_in {
+            SignInStyle::TokenExchange => LinkTemplate {
+                scope: l.scope.clone(),
+                label: l.label.clone(),
+                order: l.order,
+                token_url: token_url(cx.public_url, cx.application, &l.scope),
+                url: destination_url_template(cx.client_area_url, &l.destination),
+            },
+            SignInStyle::StaticLink => LinkTemplate {
+                scope: l.scope.clone(),
+                label: l.label.clone(),
+                order: l.order,
+                token_url: String::new(),
+                url: static_link_template(cx.public_url, &l.scope),
+            },
         })
         .collect();
     let shown: BTreeSet<&str> = links.iter().map(|l| l.scope.as_str()).collect();
@@ -165,9 +212,15 @@ pub fn plan_server(
             domain: d.domain.clone(),
             deprovision: false,
             credential: Some((
-                Credential {
-                    subscriber_id: d.credential.subscriber_id.clone(),
-                    secret: d.credential.secret.clone(),
+                match cx.sign_in {
+                    SignInStyle::TokenExchange => Credential::Token {
+                        subscriber_id: d.credential.subscriber_id.clone(),
+                        secret: d.credential.secret.clone(),
+                    },
+                    SignInStyle::StaticLink => Credential::LinkHandle(link_handle(
+                        &d.credential.subscriber_id,
+                        &d.credential.secret,
+                    )),
                 },
                 d.credential.version,
             )),
@@ -207,31 +260,30 @@ impl AccountPlan {
         self.links.iter().map(|&i| &self.templates[usize::from(i)])
     }
 
-    /// The plugin's work item for this plan (not for deprovision plans).
+    /// The link templates of this plan's server, sent once per call (every plan of a server
+    /// shares them).
+    pub fn templates(&self) -> &Arc<[LinkTemplate]> {
+        &self.templates
+    }
+
+    /// The plugin's work item for this plan (not for deprovision plans): its own values and
+    /// the scopes of the templates it gets.
     pub fn work(&self) -> AccountWork {
         let credential = self
             .credential
             .as_ref()
             .map(|(c, _)| c.clone())
-            .unwrap_or_else(|| Credential {
+            .unwrap_or_else(|| Credential::Token {
                 subscriber_id: String::new(),
-                secret: crate::adapter::Secret::new(String::new()),
+                secret: Secret::new(String::new()),
             });
         AccountWork {
             username: self.username.clone(),
             domain: self.domain.clone(),
+            service_id: self.service_id.to_string(),
             credential,
             ensure_group: self.ensure_group,
-            links: self
-                .pushed()
-                .map(|l| LinkPush {
-                    scope: l.scope.clone(),
-                    label: l.label.clone(),
-                    order: l.order,
-                    token_url: l.token_url.clone(),
-                    url: destination_url(&l.url_base, &l.destination, self.service_id),
-                })
-                .collect(),
+            links: self.pushed().map(|l| l.scope.clone()).collect(),
             remove: self.remove.clone(),
         }
     }
@@ -360,9 +412,12 @@ mod tests {
             &accounts,
             g,
             l,
-            "https://h",
-            "https://h/portal",
-            "cpanel",
+            &LinkContext {
+                public_url: "https://h",
+                client_area_url: "https://h/portal",
+                application: "cpanel",
+                sign_in: SignInStyle::TokenExchange,
+            },
         )
     }
 
@@ -469,5 +524,61 @@ mod tests {
             destination_url("https://b.example/portal", "/a?id={service_id}", 7),
             "https://b.example/portal/a?id=7"
         );
+    }
+
+    #[test]
+    fn templates_give_each_account_its_own_url() {
+        for destination in [
+            "/a?id={service_id}&again={service_id}",
+            "/plain",
+            "https://x/",
+        ] {
+            let t = LinkTemplate {
+                scope: "s".into(),
+                label: "S".into(),
+                order: 1,
+                token_url: String::new(),
+                url: destination_url_template("https://b.example/portal/", destination),
+            };
+            assert_eq!(
+                t.url_for("7", None),
+                destination_url("https://b.example/portal", destination, 7)
+            );
+        }
+        let t = LinkTemplate {
+            scope: "clientarea:invoices".into(),
+            label: "I".into(),
+            order: 1,
+            token_url: String::new(),
+            url: static_link_template("https://b.example/", "clientarea:invoices"),
+        };
+        let handle = link_handle("sub-1", &Secret::new("x"));
+        assert_eq!(
+            t.url_for("7", Some(handle.expose())),
+            format!(
+                "https://b.example/sso/link/{}?scope=clientarea%3Ainvoices",
+                handle.expose()
+            )
+        );
+        assert!(handle.expose().starts_with("sub-1."));
+        assert!(!handle.expose().contains('x'));
+        assert_ne!(handle, link_handle("sub-1", &Secret::new("y")));
+    }
+
+    #[test]
+    fn accounts_name_their_templates_and_carry_their_own_values() {
+        let p = plan(
+            &[(
+                desired("bob", 1),
+                vec![link("a", "A", 1), link("b", "B", 2)],
+            )],
+            &[group("bob")],
+            &[rec("bob", "a", "A", 1)],
+        );
+        let work = p[0].work();
+        assert_eq!(work.links, vec!["b".to_owned()]);
+        assert_eq!(work.service_id, "1");
+        assert_eq!(p[0].templates().len(), 2);
+        assert!(matches!(work.credential, Credential::Token { .. }));
     }
 }

@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use panelink_whm::bindings::exports::panelink::adapter::plugin::{Guest, Support};
 use panelink_whm::bindings::panelink::adapter::types::{
-    AccountOutcome, AccountWork, AllowedRequest, Description, LinkGroup, LinkSpec, ListedLink,
-    Method, Operation, OperationResult, PluginError, Server, Settings, Tunnel,
+    AccountOutcome, AccountWork, AllowedRequest, Credential, Description, Limits, LinkGroup,
+    LinkSpec, LinkTemplate, ListedLink, Method, Operation, OperationResult, PanelAccount,
+    PluginError, Server, Settings, SignInStyle, Tunnel,
 };
 use panelink_whm::bindings::panelink::adapter::{http, log};
 
@@ -114,8 +115,9 @@ impl Guest for Misbehave {
                 scope: "clientarea:invoices".to_owned(),
                 group: LinkGroup::Account,
                 default_label: "View Invoice History".to_owned(),
-                implements: String::new(),
+                implements: None,
                 destination: "/clientarea.php?action=invoices".to_owned(),
+                icon: None,
             }],
             allowed_requests: vec![
                 AllowedRequest {
@@ -132,6 +134,11 @@ impl Guest for Misbehave {
                     ])),
                 },
             ],
+            sign_in: SignInStyle::TokenExchange,
+            limits: Limits {
+                accounts_per_call: 300,
+                operations_per_request: 300,
+            },
         }
     }
 
@@ -148,6 +155,7 @@ impl Guest for Misbehave {
     fn provision(
         server: Server,
         _settings: Settings,
+        _templates: Vec<LinkTemplate>,
         accounts: Vec<AccountWork>,
     ) -> Result<Vec<AccountOutcome>, PluginError> {
         let behaviour = accounts
@@ -173,7 +181,11 @@ impl Guest for Misbehave {
             }
             "send" => {
                 let account = accounts.first().map_or_else(Default::default, |a| {
-                    (a.domain.clone(), a.credential.subscriber_id.clone())
+                    let id = match &a.credential {
+                        Credential::Token(t) => t.subscriber_id.clone(),
+                        Credential::LinkHandle(h) => h.clone(),
+                    };
+                    (a.domain.clone(), id)
                 });
                 let (path_and_query, body): (String, String) = account;
                 let attempt = post(&server, &path_and_query, &body);
@@ -219,6 +231,10 @@ impl Guest for Misbehave {
         _settings: Settings,
         _username: String,
     ) -> Result<Vec<ListedLink>, PluginError> {
+        Ok(Vec::new())
+    }
+
+    fn list_accounts(_server: Server) -> Result<Vec<PanelAccount>, PluginError> {
         Ok(Vec::new())
     }
 }

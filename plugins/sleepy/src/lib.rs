@@ -11,7 +11,8 @@ mod component {
 
     use panelink_whm::bindings::exports::panelink::adapter::plugin::{Guest, Support};
     use panelink_whm::bindings::panelink::adapter::types::{
-        AccountOutcome, AccountWork, Description, ListedLink, PluginError, Server, Settings,
+        AccountOutcome, AccountWork, Description, LinkTemplate, ListedLink, PanelAccount,
+        PluginError, Server, Settings,
     };
 
     struct Sleepy;
@@ -36,6 +37,7 @@ mod component {
         fn provision(
             _server: Server,
             _settings: Settings,
+            _templates: Vec<LinkTemplate>,
             _accounts: Vec<AccountWork>,
         ) -> Result<Vec<AccountOutcome>, PluginError> {
             refused()
@@ -54,6 +56,10 @@ mod component {
             _settings: Settings,
             _username: String,
         ) -> Result<Vec<ListedLink>, PluginError> {
+            refused()
+        }
+
+        fn list_accounts(_server: Server) -> Result<Vec<PanelAccount>, PluginError> {
             refused()
         }
     }

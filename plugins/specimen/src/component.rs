@@ -4,8 +4,8 @@ use std::hint::black_box;
 
 use panelink_whm::bindings::exports::panelink::adapter::plugin::{Guest, Support};
 use panelink_whm::bindings::panelink::adapter::types::{
-    AccountOutcome, AccountWork, Description, LinkGroup, LinkSpec, ListedLink, PluginError, Server,
-    Settings,
+    AccountOutcome, AccountWork, Description, Limits, LinkGroup, LinkSpec, LinkTemplate,
+    ListedLink, PanelAccount, PluginError, Server, Settings, SignInStyle,
 };
 
 struct Specimen;
@@ -40,8 +40,9 @@ fn link(spec: &str) -> LinkSpec {
         scope,
         group,
         default_label: next(),
-        implements: String::new(),
+        implements: None,
         destination: next(),
+        icon: None,
     }
 }
 
@@ -74,6 +75,11 @@ impl Guest for Specimen {
                 .collect(),
             // It sends nothing to a panel.
             allowed_requests: Vec::new(),
+            sign_in: SignInStyle::TokenExchange,
+            limits: Limits {
+                accounts_per_call: 300,
+                operations_per_request: 300,
+            },
         }
     }
 
@@ -96,6 +102,7 @@ impl Guest for Specimen {
     fn provision(
         _server: Server,
         _settings: Settings,
+        _templates: Vec<LinkTemplate>,
         accounts: Vec<AccountWork>,
     ) -> Result<Vec<AccountOutcome>, PluginError> {
         behave("provision");
@@ -127,6 +134,10 @@ impl Guest for Specimen {
         _settings: Settings,
         _username: String,
     ) -> Result<Vec<ListedLink>, PluginError> {
+        Ok(Vec::new())
+    }
+
+    fn list_accounts(_server: Server) -> Result<Vec<PanelAccount>, PluginError> {
         Ok(Vec::new())
     }
 }

@@ -6,11 +6,12 @@ use crate::encode::FormBody;
 use crate::model::{AllowedRequest, Method, PluginError, Server, Tunnel};
 
 /// The WHM API 1 functions the plugins call one request each (`POST /json-api/<function>`).
-pub const DIRECT_FUNCTIONS: [&str; 4] = [
+pub const DIRECT_FUNCTIONS: [&str; 5] = [
     "applist",
     "version",
     "get_current_profile",
     "list_integration_links",
+    "listaccts",
 ];
 
 /// The functions the plugins send as commands of a `batch` request.

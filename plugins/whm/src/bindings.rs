@@ -10,7 +10,7 @@
 
 wit_bindgen::generate!({
     world: "adapter",
-    path: "../../wit",
+    path: "../../wit/0.2",
     pub_export_macro: true,
     export_macro_name: "export_adapter",
     default_bindings_module: "panelink_whm::bindings",

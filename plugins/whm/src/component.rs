@@ -63,12 +63,23 @@ fn server(s: types::Server) -> model::Server {
     }
 }
 
+/// The call's settings, with the plugin's own cap on commands per `batch`.
 fn settings(s: types::Settings) -> model::Settings {
     model::Settings {
         app_prefix: s.app_prefix,
         group_id: s.group_id,
         group_label: s.group_label,
-        max_commands_per_request: s.max_commands_per_request,
+        max_commands_per_request: crate::LIMITS.operations_per_request,
+    }
+}
+
+fn template(t: types::LinkTemplate) -> model::LinkTemplate {
+    model::LinkTemplate {
+        scope: t.scope,
+        label: t.label,
+        order: t.order,
+        token_url: t.token_url,
+        url: t.url,
     }
 }
 
@@ -76,22 +87,16 @@ fn account(a: types::AccountWork) -> model::AccountWork {
     model::AccountWork {
         username: a.username,
         domain: a.domain,
-        credential: model::Credential {
-            subscriber_id: a.credential.subscriber_id,
-            secret: a.credential.secret,
+        service_id: a.service_id,
+        credential: match a.credential {
+            types::Credential::Token(t) => model::Credential::Token {
+                subscriber_id: t.subscriber_id,
+                secret: t.secret,
+            },
+            types::Credential::LinkHandle(h) => model::Credential::LinkHandle(h),
         },
         ensure_group: a.ensure_group,
-        links: a
-            .links
-            .into_iter()
-            .map(|l| model::LinkPush {
-                scope: l.scope,
-                label: l.label,
-                order: l.order,
-                token_url: l.token_url,
-                url: l.url,
-            })
-            .collect(),
+        links: a.links,
         remove: a.remove,
     }
 }
@@ -150,6 +155,7 @@ impl<A: Application> exports::Guest for WhmPlugin<A> {
                     default_label: l.default_label,
                     implements: l.implements,
                     destination: l.destination,
+                    icon: l.icon,
                 })
                 .collect(),
             allowed_requests: d
@@ -167,6 +173,14 @@ impl<A: Application> exports::Guest for WhmPlugin<A> {
                     }),
                 })
                 .collect(),
+            sign_in: match d.sign_in {
+                model::SignInStyle::TokenExchange => types::SignInStyle::TokenExchange,
+                model::SignInStyle::StaticLink => types::SignInStyle::StaticLink,
+            },
+            limits: types::Limits {
+                accounts_per_call: d.limits.accounts_per_call,
+                operations_per_request: d.limits.operations_per_request,
+            },
         }
     }
 
@@ -182,10 +196,12 @@ impl<A: Application> exports::Guest for WhmPlugin<A> {
     fn provision(
         s: types::Server,
         set: types::Settings,
+        templates: Vec<types::LinkTemplate>,
         accounts: Vec<types::AccountWork>,
     ) -> Result<Vec<types::AccountOutcome>, types::PluginError> {
+        let templates: Vec<model::LinkTemplate> = templates.into_iter().map(template).collect();
         let accounts: Vec<model::AccountWork> = accounts.into_iter().map(account).collect();
-        plugin::provision(&mut Host, &server(s), &settings(set), &accounts)
+        plugin::provision(&mut Host, &server(s), &settings(set), &templates, &accounts)
             .map(|o| o.into_iter().map(outcome).collect())
             .map_err(error)
     }
@@ -211,6 +227,23 @@ impl<A: Application> exports::Guest for WhmPlugin<A> {
                     .map(|l| types::ListedLink {
                         app: l.app,
                         scope: l.scope,
+                    })
+                    .collect()
+            })
+            .map_err(error)
+    }
+
+    fn list_accounts(s: types::Server) -> Result<Vec<types::PanelAccount>, types::PluginError> {
+        plugin::list_accounts(&mut Host, &server(s))
+            .map(|accounts| {
+                accounts
+                    .into_iter()
+                    .map(|a| types::PanelAccount {
+                        username: a.username,
+                        domain: a.domain,
+                        suspended: a.suspended,
+                        email: a.email,
+                        owner: a.owner,
                     })
                     .collect()
             })

@@ -6,7 +6,8 @@
 //! [`Flavor`].
 //!
 //! For benchmarks, [`build_provision_batches`] is the pure function the plugins use to turn
-//! accounts into WHM `batch` request bodies; [`sample_accounts`] makes deterministic input.
+//! a call's link templates and accounts into WHM `batch` request bodies; [`sample_call`] makes
+//! deterministic input.
 
 // Lets the generated bindings name this crate by its own name, as the plugins do.
 #[cfg(target_arch = "wasm32")]
@@ -38,15 +39,39 @@ pub use flavor::{CONTRACT_VERSION, Flavor, ProfileRule};
 pub use model::*;
 pub use plan::{Batch, Slot, build_deprovision_batches, build_provision_batches};
 
-/// `n` deterministic accounts, each with the group and all 14 links (as the host pushes on
-/// activation): benchmark and test input for [`build_provision_batches`].
+/// The plugins' own limits (`limits`): 300 accounts per call, 300 WHM commands per `batch`
+/// request (WHM answers a 300-command batch well within the host's request timeout).
+pub const LIMITS: Limits = Limits {
+    accounts_per_call: 300,
+    operations_per_request: 300,
+};
+
+/// A call with the 14 links' templates and `n` deterministic accounts, each getting the group
+/// and every link (as the host pushes on activation): benchmark and test input for
+/// [`build_provision_batches`].
 #[must_use]
-pub fn sample_accounts(n: usize) -> Vec<AccountWork> {
-    (0..n)
+pub fn sample_call(n: usize) -> (Vec<LinkTemplate>, Vec<AccountWork>) {
+    let templates = links::LINKS
+        .iter()
+        .zip(1..)
+        .map(|(l, order)| LinkTemplate {
+            scope: l.scope.to_owned(),
+            label: l.default_label.to_owned(),
+            order,
+            token_url: "https://billing.example/applinks/token".to_owned(),
+            url: format!(
+                "https://billing.example{}",
+                l.destination
+                    .replace("{service_id}", SERVICE_ID_PLACEHOLDER)
+            ),
+        })
+        .collect();
+    let accounts = (0..n)
         .map(|i| AccountWork {
             username: format!("user{i:05}"),
             domain: format!("site{i:05}.example"),
-            credential: Credential {
+            service_id: i.to_string(),
+            credential: Credential::Token {
                 subscriber_id: format!("svc-{i}"),
                 secret: format!(
                     "{i:016x}{:016x}",
@@ -54,23 +79,11 @@ pub fn sample_accounts(n: usize) -> Vec<AccountWork> {
                 ),
             },
             ensure_group: true,
-            links: links::LINKS
-                .iter()
-                .zip(1..)
-                .map(|(l, order)| LinkPush {
-                    scope: l.scope.to_owned(),
-                    label: l.default_label.to_owned(),
-                    order,
-                    token_url: "https://billing.example/applinks/token".to_owned(),
-                    url: format!(
-                        "https://billing.example{}",
-                        l.destination.replace("{service_id}", &i.to_string())
-                    ),
-                })
-                .collect(),
+            links: links::LINKS.iter().map(|l| l.scope.to_owned()).collect(),
             remove: Vec::new(),
         })
-        .collect()
+        .collect();
+    (templates, accounts)
 }
 
 /// Exports a WHM-based plugin component with the given [`Flavor`] (an expression).

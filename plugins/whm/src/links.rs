@@ -15,6 +15,9 @@ pub struct Link {
     pub implements: &'static str,
     /// The default destination path in the client area; `{service_id}` is filled in by the host.
     pub destination: &'static str,
+    /// The icon, a 48×48 PNG (`icons/`, drawn by `icons/generate.py`), sent as cPanel's
+    /// `base64_png_image`.
+    pub icon: &'static [u8],
 }
 
 const fn link(
@@ -23,6 +26,7 @@ const fn link(
     scope: &'static str,
     implements: &'static str,
     destination: &'static str,
+    icon: &'static [u8],
 ) -> Link {
     Link {
         scope,
@@ -30,7 +34,14 @@ const fn link(
         default_label,
         implements,
         destination,
+        icon,
     }
+}
+
+macro_rules! icon {
+    ($name:literal) => {
+        include_bytes!(concat!("../icons/", $name, ".png"))
+    };
 }
 
 /// The links, in default display order (panel-protocol.md, "The links").
@@ -38,20 +49,20 @@ const fn link(
 pub const LINKS: [Link; 14] = {
     use LinkGroup::{Account, Ordering, Support};
     [
-        link(Ordering, "Upgrade/Downgrade", "clientarea:upgrade", "upgrade", "/upgrade.php?type=package&id={service_id}"),
-        link(Ordering, "Register New Domain", "clientarea:shopping_cart_domain_register", "", "/cart.php?a=add&domain=register"),
-        link(Ordering, "Transfer a Domain", "clientarea:shopping_cart_domain_transfer", "", "/cart.php?a=add&domain=transfer"),
-        link(Support, "Open Ticket", "clientarea:submit_ticket", "", "/submitticket.php"),
-        link(Support, "View Ticket History", "clientarea:tickets", "support", "/supporttickets.php"),
-        link(Support, "News & Announcements", "clientarea:announcements", "", "/index.php?rp=/announcements"),
-        link(Support, "Download Resources", "clientarea:downloads", "", "/index.php?rp=/download"),
-        link(Support, "Search our Knowledgebase", "clientarea:knowledgebase", "", "/knowledgebase.php"),
-        link(Support, "Check Network Status", "clientarea:network_status", "", "/serverstatus.php"),
-        link(Account, "Manage Profile", "clientarea:profile", "", "/clientarea.php?action=details"),
-        link(Account, "View Billing Information", "clientarea:product_details", "billing", "/clientarea.php?action=productdetails&id={service_id}"),
-        link(Account, "Manage Billing Information", "clientarea:billing_info", "", "/clientarea.php?action=creditcard"),
-        link(Account, "View Email History", "clientarea:emails", "", "/clientarea.php?action=emails"),
-        link(Account, "View Invoice History", "clientarea:invoices", "", "/clientarea.php?action=invoices"),
+        link(Ordering, "Upgrade/Downgrade", "clientarea:upgrade", "upgrade", "/upgrade.php?type=package&id={service_id}", icon!("upgrade")),
+        link(Ordering, "Register New Domain", "clientarea:shopping_cart_domain_register", "", "/cart.php?a=add&domain=register", icon!("domain_register")),
+        link(Ordering, "Transfer a Domain", "clientarea:shopping_cart_domain_transfer", "", "/cart.php?a=add&domain=transfer", icon!("domain_transfer")),
+        link(Support, "Open Ticket", "clientarea:submit_ticket", "", "/submitticket.php", icon!("submit_ticket")),
+        link(Support, "View Ticket History", "clientarea:tickets", "support", "/supporttickets.php", icon!("tickets")),
+        link(Support, "News & Announcements", "clientarea:announcements", "", "/index.php?rp=/announcements", icon!("announcements")),
+        link(Support, "Download Resources", "clientarea:downloads", "", "/index.php?rp=/download", icon!("downloads")),
+        link(Support, "Search our Knowledgebase", "clientarea:knowledgebase", "", "/knowledgebase.php", icon!("knowledgebase")),
+        link(Support, "Check Network Status", "clientarea:network_status", "", "/serverstatus.php", icon!("network_status")),
+        link(Account, "Manage Profile", "clientarea:profile", "", "/clientarea.php?action=details", icon!("profile")),
+        link(Account, "View Billing Information", "clientarea:product_details", "billing", "/clientarea.php?action=productdetails&id={service_id}", icon!("product_details")),
+        link(Account, "Manage Billing Information", "clientarea:billing_info", "", "/clientarea.php?action=creditcard", icon!("billing_info")),
+        link(Account, "View Email History", "clientarea:emails", "", "/clientarea.php?action=emails", icon!("emails")),
+        link(Account, "View Invoice History", "clientarea:invoices", "", "/clientarea.php?action=invoices", icon!("invoices")),
     ]
 };
 
@@ -70,8 +81,11 @@ pub fn link_specs() -> Vec<LinkSpec> {
             scope: l.scope.to_owned(),
             group: l.group,
             default_label: l.default_label.to_owned(),
-            implements: l.implements.to_owned(),
+            implements: Some(l.implements)
+                .filter(|i| !i.is_empty())
+                .map(str::to_owned),
             destination: l.destination.to_owned(),
+            icon: Some(l.icon.to_vec()),
         })
         .collect()
 }
@@ -182,8 +196,12 @@ mod tests {
             assert_eq!(spec.scope, l.scope);
             assert_eq!(spec.group, l.group);
             assert_eq!(spec.default_label, l.default_label);
-            assert_eq!(spec.implements, l.implements);
+            assert_eq!(spec.implements.as_deref().unwrap_or(""), l.implements);
             assert_eq!(spec.destination, l.destination);
+            let icon = spec.icon.as_deref().unwrap();
+            assert!(icon.starts_with(b"\x89PNG\r\n\x1a\n") && icon.len() < 1024);
+            // 48×48 (IHDR's width and height).
+            assert_eq!(&icon[16..24], &[0, 0, 0, 48, 0, 0, 0, 48]);
         }
     }
 

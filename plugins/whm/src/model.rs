@@ -23,10 +23,30 @@ pub struct LinkSpec {
     pub group: LinkGroup,
     /// The label shown when the admin has not renamed the link.
     pub default_label: String,
-    /// The panel's `implements` value (empty when it has none).
-    pub implements: String,
+    /// cPanel's `implements` value, when the link has one of its own.
+    pub implements: Option<String>,
     /// The default destination path; `{service_id}` is filled in by the host.
     pub destination: String,
+    /// The link's icon (PNG bytes).
+    pub icon: Option<Vec<u8>>,
+}
+
+/// How the panel signs a customer in (`sign-in-style`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInStyle {
+    /// The panel posts the credential to the token URL (cPanel).
+    TokenExchange,
+    /// A fixed URL per account.
+    StaticLink,
+}
+
+/// The plugin's own limits (`limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most accounts per call.
+    pub accounts_per_call: u32,
+    /// Most panel operations (WHM commands) per request (a `batch`).
+    pub operations_per_request: u32,
 }
 
 /// An HTTP method (`method`).
@@ -75,6 +95,10 @@ pub struct Description {
     pub links: Vec<LinkSpec>,
     /// Every request the plugin may send; the host refuses any other.
     pub allowed_requests: Vec<AllowedRequest>,
+    /// How the panel signs customers in.
+    pub sign_in: SignInStyle,
+    /// The plugin's limits.
+    pub limits: Limits,
 }
 
 /// The server being worked on (`server`); no credentials.
@@ -99,31 +123,42 @@ pub struct Settings {
     pub group_id: String,
     /// The label of the integration group.
     pub group_label: String,
-    /// The most WHM calls one HTTP request (a `batch`) may carry.
+    /// The most WHM calls one HTTP request (a `batch`) may carry. Not from the host: the
+    /// plugin's own `limits.operations-per-request` ([`crate::LIMITS`]), filled in by the
+    /// component glue; tests and benchmarks choose their own.
     pub max_commands_per_request: u32,
 }
 
-/// The credential a link carries (`credential`).
+/// What an account's links carry (`credential`).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credential {
-    /// `subscriber_unique_id`.
-    pub subscriber_id: String,
-    /// `token`: secret, never logged.
-    pub secret: String,
+pub enum Credential {
+    /// `token-exchange`: what the panel posts to the token URL.
+    Token {
+        /// `subscriber_unique_id`.
+        subscriber_id: String,
+        /// `token`: secret, never logged.
+        secret: String,
+    },
+    /// `static-link`: a link handle (not usable on WHM, which exchanges tokens).
+    LinkHandle(String),
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential")
-            .field("subscriber_id", &self.subscriber_id)
-            .field("secret", &"<redacted>")
-            .finish()
+        match self {
+            Self::Token { subscriber_id, .. } => f
+                .debug_struct("Token")
+                .field("subscriber_id", subscriber_id)
+                .field("secret", &"<redacted>")
+                .finish(),
+            Self::LinkHandle(_) => f.write_str("LinkHandle(<redacted>)"),
+        }
     }
 }
 
-/// One link to create or replace (`link-push`).
+/// A link as every account of one call gets it (`link-template`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkPush {
+pub struct LinkTemplate {
     /// One of the plugin's scopes.
     pub scope: String,
     /// The label to show.
@@ -132,8 +167,26 @@ pub struct LinkPush {
     pub order: u32,
     /// `autologin_token_url`.
     pub token_url: String,
-    /// The fallback `url`.
+    /// The fallback `url`, with `{service-id}` to fill in per account.
     pub url: String,
+}
+
+/// Replaced in a template's `url` by the account's service id.
+pub const SERVICE_ID_PLACEHOLDER: &str = "{service-id}";
+
+/// One hosting account on the server (`panel-account`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanelAccount {
+    /// WHM's `user`.
+    pub username: String,
+    /// WHM's `domain`.
+    pub domain: String,
+    /// WHM's `suspended`.
+    pub suspended: bool,
+    /// WHM's `email`, when it is an address.
+    pub email: Option<String>,
+    /// WHM's `owner`, when it is a reseller (not `root`, not the account itself).
+    pub owner: Option<String>,
 }
 
 /// The work for one account (`account-work`).
@@ -143,12 +196,14 @@ pub struct AccountWork {
     pub username: String,
     /// The account's main domain, for messages.
     pub domain: String,
+    /// The billing service's id (fills `{service-id}` in the templates' URLs).
+    pub service_id: String,
     /// The credential the links carry.
     pub credential: Credential,
     /// Create or replace the integration group before the links.
     pub ensure_group: bool,
-    /// Links to create or replace, in order.
-    pub links: Vec<LinkPush>,
+    /// Scopes of the call's templates to create or replace, in order.
+    pub links: Vec<String>,
     /// Scopes whose links are to be removed.
     pub remove: Vec<String>,
 }

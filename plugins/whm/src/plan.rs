@@ -1,13 +1,12 @@
 //! Turning accounts into WHM commands, packing them into `batch` requests, and mapping the
 //! per-command answers back to accounts.
 
-use std::fmt::Write as _;
-
 use crate::api::CommandAnswer;
 use crate::encode::FormBody;
-use crate::links::{self, LINKS};
+use crate::links::{self, LINKS, Link};
 use crate::model::{
-    AccountOutcome, AccountWork, Operation, OperationResult, PluginError, Settings,
+    AccountOutcome, AccountWork, Credential, LinkTemplate, Operation, OperationResult, PluginError,
+    SERVICE_ID_PLACEHOLDER, Settings,
 };
 
 /// The text of an operation whose answer is missing from a `batch` response.
@@ -122,26 +121,103 @@ pub fn empty_username_message(domain: &str) -> String {
 /// The message for an empty user name in `deprovision` (no domain is known there).
 pub const EMPTY_USERNAME: &str = "username cannot be empty.";
 
-/// Builds the WHM `batch` requests that provision `accounts`: per account, in order,
-/// `create_integration_group` (when `ensure_group`), one `create_integration_link` per link,
-/// then one `remove_integration_link` per removal. Accounts without a user name get no commands.
+/// The message for an account whose credential is a link handle: WHM links exchange tokens.
+pub const NOT_A_TOKEN: &str =
+    "cPanel links sign in by token exchange; the account carries a link handle instead of a token";
+
+/// The message for an account naming a scope the call sent no template for.
+#[must_use]
+pub fn no_template_message(domain: &str, scope: &str) -> String {
+    format!("{domain}: no link template for “{scope}” in this call")
+}
+
+/// What is the same for every account of a call about one template: the link, its app name,
+/// order and icon, and its URL split around `{service-id}`.
+#[derive(Debug)]
+struct Resolved<'a> {
+    template: &'a LinkTemplate,
+    link: &'static Link,
+    app: String,
+    order: String,
+    icon: String,
+    url_parts: Vec<&'a str>,
+}
+
+/// Resolves the call's templates once.
+///
+/// # Errors
+/// `invalid-input` when a template's scope is not a link scope of this plugin.
+fn resolve<'a>(
+    settings: &Settings,
+    templates: &'a [LinkTemplate],
+) -> Result<Vec<Resolved<'a>>, PluginError> {
+    use base64::Engine as _;
+    templates
+        .iter()
+        .map(|t| {
+            let Some(link) = links::find(&t.scope) else {
+                return Err(PluginError::InvalidInput(format!(
+                    "“{}” is not a link scope of this plugin",
+                    t.scope
+                )));
+            };
+            Ok(Resolved {
+                template: t,
+                link,
+                app: links::app_name(&settings.app_prefix, link.scope),
+                order: t.order.to_string(),
+                icon: base64::engine::general_purpose::STANDARD.encode(link.icon),
+                url_parts: t.url.split(SERVICE_ID_PLACEHOLDER).collect(),
+            })
+        })
+        .collect()
+}
+
+/// The resolved template of a scope.
+fn template_of<'r, 'a>(resolved: &'r [Resolved<'a>], scope: &str) -> Option<&'r Resolved<'a>> {
+    resolved.iter().find(|r| r.template.scope == scope)
+}
+
+/// The token credential of an account, `None` for a link handle.
+fn token_of(account: &AccountWork) -> Option<(&str, &str)> {
+    match &account.credential {
+        Credential::Token {
+            subscriber_id,
+            secret,
+        } => Some((subscriber_id, secret)),
+        Credential::LinkHandle(_) => None,
+    }
+}
+
+/// Builds the WHM `batch` requests that provision `accounts` from the call's `templates`: per
+/// account, in order, `create_integration_group` (when `ensure_group`), one
+/// `create_integration_link` per link it names (the template's label, order, token URL and
+/// icon, its URL with the account's service id), then one `remove_integration_link` per
+/// removal. Accounts without a user name or a token get no commands, nor do links naming a
+/// scope without a template ([`initial_provision_outcomes`] reports them).
 ///
 /// This is the function the plugins use; it is pure, so it also serves native benchmarks.
 ///
 /// # Errors
-/// `invalid-input` when `max_commands_per_request` is 0 or a link's scope is not one of ours.
+/// `invalid-input` when `max_commands_per_request` is 0 or a template's scope is not one of
+/// ours.
 pub fn build_provision_batches(
     settings: &Settings,
+    templates: &[LinkTemplate],
     accounts: &[AccountWork],
 ) -> Result<Vec<Batch>, PluginError> {
     let mut packer = Packer::new(settings.max_commands_per_request)?;
+    let resolved = resolve(settings, templates)?;
     let prefix = settings.app_prefix.as_str();
     let mut app = String::new();
-    let mut order = String::new();
+    let mut url = String::new();
     for (index, account) in accounts.iter().enumerate() {
         if username_missing(&account.username) {
             continue;
         }
+        let Some((subscriber_id, secret)) = token_of(account) else {
+            continue;
+        };
         let user = account.username.as_str();
         packer.begin_account(
             usize::from(account.ensure_group) + account.links.len() + account.remove.len(),
@@ -159,33 +235,33 @@ pub fn build_provision_batches(
                 ],
             );
         }
-        for push in &account.links {
-            let Some(link) = links::find(&push.scope) else {
-                return Err(PluginError::InvalidInput(format!(
-                    "{}: “{}” is not a link scope of this plugin",
-                    account.domain, push.scope
-                )));
+        for scope in &account.links {
+            let Some(r) = template_of(&resolved, scope) else {
+                continue;
             };
-            app.clear();
-            links::push_app_name(&mut app, prefix, link.scope);
-            order.clear();
-            // Writing into a String cannot fail.
-            let _ = write!(order, "{}", push.order);
+            url.clear();
+            for (i, part) in r.url_parts.iter().enumerate() {
+                if i > 0 {
+                    url.push_str(&account.service_id);
+                }
+                url.push_str(part);
+            }
             packer.push(
                 index,
-                Operation::UpsertLink(push.scope.clone()),
+                Operation::UpsertLink(scope.clone()),
                 "create_integration_link",
                 &[
                     ("user", user),
-                    ("app", &app),
-                    ("label", &push.label),
-                    ("implements", links::implements_for(link, &app)),
-                    ("subscriber_unique_id", &account.credential.subscriber_id),
-                    ("token", &account.credential.secret),
-                    ("autologin_token_url", &push.token_url),
-                    ("url", &push.url),
+                    ("app", &r.app),
+                    ("label", &r.template.label),
+                    ("implements", links::implements_for(r.link, &r.app)),
+                    ("subscriber_unique_id", subscriber_id),
+                    ("token", secret),
+                    ("autologin_token_url", &r.template.token_url),
+                    ("url", &url),
+                    ("base64_png_image", &r.icon),
                     ("group_id", &settings.group_id),
-                    ("order", &order),
+                    ("order", &r.order),
                 ],
             );
         }
@@ -240,21 +316,42 @@ pub fn build_deprovision_batches(
 }
 
 /// The outcomes before any panel call: one per account, empty, except the one-result error of
-/// an account without a user name (reported as its group operation).
+/// an account without a user name or without a token (reported as its group operation), and
+/// an error for each link an account names that the call has no template for.
 #[must_use]
-pub fn initial_provision_outcomes(accounts: &[AccountWork]) -> Vec<AccountOutcome> {
+pub fn initial_provision_outcomes(
+    templates: &[LinkTemplate],
+    accounts: &[AccountWork],
+) -> Vec<AccountOutcome> {
     accounts
         .iter()
-        .map(|a| AccountOutcome {
-            username: a.username.clone(),
-            results: if username_missing(&a.username) {
-                vec![OperationResult {
-                    op: Operation::EnsureGroup,
-                    error: Some(empty_username_message(&a.domain)),
-                }]
+        .map(|a| {
+            let whole = if username_missing(&a.username) {
+                Some(empty_username_message(&a.domain))
+            } else if token_of(a).is_none() {
+                Some(NOT_A_TOKEN.to_owned())
             } else {
-                Vec::new()
-            },
+                None
+            };
+            let results = match whole {
+                Some(message) => vec![OperationResult {
+                    op: Operation::EnsureGroup,
+                    error: Some(message),
+                }],
+                None => a
+                    .links
+                    .iter()
+                    .filter(|scope| !templates.iter().any(|t| &t.scope == *scope))
+                    .map(|scope| OperationResult {
+                        op: Operation::UpsertLink(scope.clone()),
+                        error: Some(no_template_message(&a.domain, scope)),
+                    })
+                    .collect(),
+            };
+            AccountOutcome {
+                username: a.username.clone(),
+                results,
+            }
         })
         .collect()
 }
@@ -298,7 +395,7 @@ pub fn apply_results(outcomes: &mut [AccountOutcome], slots: &[Slot], results: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Credential, LinkPush};
+    use crate::model::Credential;
     use serde_json::json;
 
     fn settings(cap: u32) -> Settings {
@@ -310,27 +407,36 @@ mod tests {
         }
     }
 
+    /// The call's templates: all 14 links, default labels, in order.
+    fn templates() -> Vec<LinkTemplate> {
+        LINKS
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LinkTemplate {
+                scope: l.scope.into(),
+                label: l.default_label.into(),
+                order: u32::try_from(i + 1).unwrap(),
+                token_url: "https://billing.example/applinks/token?x=1&y=2".into(),
+                url: format!(
+                    "https://billing.example{}",
+                    l.destination
+                        .replace("{service_id}", SERVICE_ID_PLACEHOLDER)
+                ),
+            })
+            .collect()
+    }
+
     fn account(user: &str, links: usize, remove: &[&str]) -> AccountWork {
         AccountWork {
             username: user.into(),
             domain: format!("{user}.example"),
-            credential: Credential {
+            service_id: "7".into(),
+            credential: Credential::Token {
                 subscriber_id: format!("sub-{user}"),
                 secret: "s3cr&t=+".into(),
             },
             ensure_group: true,
-            links: LINKS
-                .iter()
-                .take(links)
-                .enumerate()
-                .map(|(i, l)| LinkPush {
-                    scope: l.scope.into(),
-                    label: l.default_label.into(),
-                    order: u32::try_from(i + 1).unwrap(),
-                    token_url: "https://billing.example/applinks/token?x=1&y=2".into(),
-                    url: format!("https://billing.example{}", l.destination),
-                })
-                .collect(),
+            links: LINKS.iter().take(links).map(|l| l.scope.into()).collect(),
             remove: remove.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
@@ -368,7 +474,7 @@ mod tests {
     #[test]
     fn provision_commands_decode_back() {
         let accounts = [account("bob", 2, &["clientarea:invoices"])];
-        let batches = build_provision_batches(&settings(100), &accounts).unwrap();
+        let batches = build_provision_batches(&settings(100), &templates(), &accounts).unwrap();
         assert_eq!(batches.len(), 1);
         let commands = decode(&batches[0].body);
         let functions: Vec<&str> = commands.iter().map(|(f, _)| f.as_str()).collect();
@@ -405,8 +511,15 @@ mod tests {
         );
         assert_eq!(
             param(upgrade, "url"),
-            "https://billing.example/upgrade.php?type=package&id={service_id}"
+            "https://billing.example/upgrade.php?type=package&id=7"
         );
+        {
+            use base64::Engine as _;
+            let icon = base64::engine::general_purpose::STANDARD
+                .decode(param(upgrade, "base64_png_image"))
+                .unwrap();
+            assert_eq!(icon, LINKS[0].icon);
+        }
         assert_eq!(param(upgrade, "group_id"), "panelink");
         assert_eq!(param(upgrade, "order"), "1");
         let register = &commands[2].1;
@@ -441,13 +554,13 @@ mod tests {
         let mut quiet = account("ann", 1, &[]);
         quiet.ensure_group = false;
         let accounts = [account("", 14, &[]), account("  ", 1, &[]), quiet];
-        let batches = build_provision_batches(&settings(100), &accounts).unwrap();
+        let batches = build_provision_batches(&settings(100), &templates(), &accounts).unwrap();
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].slots.len(), 1);
         assert_eq!(batches[0].slots[0].account, 2);
         assert_eq!(decode(&batches[0].body)[0].0, "create_integration_link");
 
-        let outcomes = initial_provision_outcomes(&accounts);
+        let outcomes = initial_provision_outcomes(&templates(), &accounts);
         assert_eq!(
             outcomes[0].results[0].error.as_deref(),
             Some(".example: username cannot be empty.")
@@ -455,22 +568,44 @@ mod tests {
         assert_eq!(outcomes[1].results.len(), 1);
         assert!(outcomes[2].results.is_empty());
         assert!(
-            build_provision_batches(&settings(100), &accounts[..2])
+            build_provision_batches(&settings(100), &templates(), &accounts[..2])
                 .unwrap()
                 .is_empty()
         );
     }
 
     #[test]
+    fn missing_templates_and_link_handles_are_the_accounts_errors() {
+        let mut missing = account("bob", 2, &[]);
+        missing.links[1] = "clientarea:nope".into();
+        let mut handle = account("ann", 1, &[]);
+        handle.credential = Credential::LinkHandle("h".into());
+        let accounts = [missing, handle];
+        let batches = build_provision_batches(&settings(100), &templates(), &accounts).unwrap();
+        // bob: group and the one link with a template; ann: nothing.
+        assert_eq!(batches[0].slots.len(), 2);
+        assert!(batches[0].slots.iter().all(|s| s.account == 0));
+        let outcomes = initial_provision_outcomes(&templates(), &accounts);
+        assert_eq!(
+            outcomes[0].results,
+            [OperationResult {
+                op: Operation::UpsertLink("clientarea:nope".into()),
+                error: Some(no_template_message("bob.example", "clientarea:nope")),
+            }]
+        );
+        assert_eq!(outcomes[1].results[0].error.as_deref(), Some(NOT_A_TOKEN));
+    }
+
+    #[test]
     fn unknown_scope_and_zero_cap_are_invalid_input() {
-        let mut bad = account("bob", 1, &[]);
-        bad.links[0].scope = "clientarea:nope".into();
+        let mut bad = templates();
+        bad[0].scope = "clientarea:nope".into();
         assert!(matches!(
-            build_provision_batches(&settings(10), &[bad]),
+            build_provision_batches(&settings(10), &bad, &[account("bob", 1, &[])]),
             Err(PluginError::InvalidInput(_))
         ));
         assert!(matches!(
-            build_provision_batches(&settings(0), &[account("bob", 1, &[])]),
+            build_provision_batches(&settings(0), &templates(), &[account("bob", 1, &[])]),
             Err(PluginError::InvalidInput(_))
         ));
         assert!(matches!(
@@ -484,7 +619,7 @@ mod tests {
         // 15 commands each (group + 14 links), cap 40: two accounts per batch, never split.
         let accounts: Vec<AccountWork> =
             (0..5).map(|i| account(&format!("u{i}"), 14, &[])).collect();
-        let batches = build_provision_batches(&settings(40), &accounts).unwrap();
+        let batches = build_provision_batches(&settings(40), &templates(), &accounts).unwrap();
         let sizes: Vec<usize> = batches.iter().map(|b| b.slots.len()).collect();
         assert_eq!(sizes, [30, 30, 15]);
         for batch in &batches {
@@ -506,7 +641,7 @@ mod tests {
             account("b", 14, &[]),
             account("c", 1, &[]),
         ];
-        let batches = build_provision_batches(&settings(10), &accounts).unwrap();
+        let batches = build_provision_batches(&settings(10), &templates(), &accounts).unwrap();
         let sizes: Vec<usize> = batches.iter().map(|b| b.slots.len()).collect();
         // a: 3 commands; b: 15 commands fill the first batch then spill 8; c: 2 commands still fit.
         assert_eq!(sizes, [10, 10]);
@@ -529,7 +664,8 @@ mod tests {
 
     #[test]
     fn cap_of_one_sends_one_command_per_request() {
-        let batches = build_provision_batches(&settings(1), &[account("a", 2, &[])]).unwrap();
+        let batches =
+            build_provision_batches(&settings(1), &templates(), &[account("a", 2, &[])]).unwrap();
         assert_eq!(batches.len(), 3);
         assert!(
             batches
@@ -575,8 +711,8 @@ mod tests {
     #[test]
     fn results_map_back_including_short_answers() {
         let accounts = [account("bob", 1, &[]), account("ann", 1, &[])];
-        let batches = build_provision_batches(&settings(100), &accounts).unwrap();
-        let mut outcomes = initial_provision_outcomes(&accounts);
+        let batches = build_provision_batches(&settings(100), &templates(), &accounts).unwrap();
+        let mut outcomes = initial_provision_outcomes(&templates(), &accounts);
         let results = [
             json!({"metadata": {"command": "create_integration_group", "result": 1, "reason": "OK"}}),
             json!({"metadata": {"command": "create_integration_link", "result": 1, "reason": "OK"}}),

@@ -6,7 +6,8 @@ use crate::api::{Transport, Whm, validate_server};
 use crate::flavor::{Flavor, ProfileRule};
 use crate::links;
 use crate::model::{
-    AccountOutcome, AccountWork, ListedLink, PluginError, Server, Settings, Support,
+    AccountOutcome, AccountWork, LinkTemplate, ListedLink, PanelAccount, PluginError, Server,
+    Settings, Support,
 };
 use crate::plan::{self, Batch};
 
@@ -126,8 +127,9 @@ fn run_batches<T: Transport>(
     Ok(())
 }
 
-/// Brings `accounts` to the given links, in `batch` requests of at most
-/// `settings.max_commands_per_request` commands. One outcome per account, in input order.
+/// Brings `accounts` to the links they name among the call's `templates`, in `batch` requests
+/// of at most `settings.max_commands_per_request` commands. One outcome per account, in input
+/// order.
 ///
 /// # Errors
 /// `invalid-input` for unusable input; `transient` when any request fails at the transport
@@ -137,11 +139,12 @@ pub fn provision<T: Transport>(
     transport: &mut T,
     server: &Server,
     settings: &Settings,
+    templates: &[LinkTemplate],
     accounts: &[AccountWork],
 ) -> Result<Vec<AccountOutcome>, PluginError> {
     validate_server(server)?;
-    let batches = plan::build_provision_batches(settings, accounts)?;
-    let mut outcomes = plan::initial_provision_outcomes(accounts);
+    let batches = plan::build_provision_batches(settings, templates, accounts)?;
+    let mut outcomes = plan::initial_provision_outcomes(templates, accounts);
     run_batches(
         &mut Whm::new(transport, server),
         "provision",
@@ -203,4 +206,48 @@ pub fn list_links<T: Transport>(
         })
         .unwrap_or_default();
     Ok(listed)
+}
+
+/// A JSON value as a flag: `1`, `"1"` or `true` (WHM writes `suspended` as 0 or 1).
+fn flag(value: Option<&Value>) -> bool {
+    value.is_some_and(crate::api::result_ok)
+}
+
+/// The hosting accounts on the server (`listaccts`, only the fields used): user name, main
+/// domain, suspended or not, contact e-mail when it looks like an address, and the owner when
+/// it is a reseller (WHM names `root` or the account itself otherwise). An entry without a
+/// user name is still listed, with an empty one, for the host to report.
+///
+/// # Errors
+/// As [`check_server`]; `panel` when the answer has no account list.
+pub fn list_accounts<T: Transport>(
+    transport: &mut T,
+    server: &Server,
+) -> Result<Vec<PanelAccount>, PluginError> {
+    validate_server(server)?;
+    let data = Whm::new(transport, server).call(
+        "listaccts",
+        &[("want", "user,domain,suspended,owner,email")],
+    )?;
+    let Some(accounts) = data.get("acct").and_then(Value::as_array) else {
+        return Err(PluginError::Panel(
+            "listaccts answered without an account list".to_owned(),
+        ));
+    };
+    Ok(accounts
+        .iter()
+        .map(|a| {
+            let username = text(a.get("user"));
+            let owner = text(a.get("owner"));
+            let email = text(a.get("email"));
+            PanelAccount {
+                domain: text(a.get("domain")),
+                suspended: flag(a.get("suspended")),
+                email: (email.contains('@') && !email.contains(char::is_whitespace))
+                    .then_some(email),
+                owner: (!owner.is_empty() && owner != "root" && owner != username).then_some(owner),
+                username,
+            }
+        })
+        .collect())
 }

@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use crate::api::{HttpError, HttpResponse, Transport};
 use crate::flavor::{Flavor, ProfileRule};
-use crate::model::{Operation, OperationResult, PluginError, Server, Settings};
+use crate::model::{Operation, OperationResult, PanelAccount, PluginError, Server, Settings};
 use crate::plan::NO_RESULT;
-use crate::{plugin, sample_accounts};
+use crate::{plugin, sample_call};
 
 const CPANEL: Flavor = Flavor {
     id: "cpanel",
@@ -223,7 +223,7 @@ fn check_server_errors() {
 
 #[test]
 fn provision_maps_results_across_batches() {
-    let mut accounts = sample_accounts(3);
+    let (templates, mut accounts) = sample_call(3);
     accounts[1].username.clear();
     // 15 commands per account, cap 20: one batch per account with a user name.
     let first: Vec<Value> = (0..15)
@@ -242,7 +242,8 @@ fn provision_maps_results_across_batches() {
     let mut panel = FakePanel::default()
         .answer(200, &batch(&first))
         .answer(200, &batch(&second));
-    let outcomes = plugin::provision(&mut panel, &server(), &settings(20), &accounts).unwrap();
+    let outcomes =
+        plugin::provision(&mut panel, &server(), &settings(20), &templates, &accounts).unwrap();
 
     assert_eq!(panel.functions(), ["batch", "batch"]);
     assert_eq!(
@@ -257,12 +258,10 @@ fn provision_maps_results_across_batches() {
             .all(|s| s.fields.iter().all(|(k, _)| k != "abort_on_error"))
     );
     assert_eq!(panel.logs.len(), 2);
-    assert!(
-        panel
-            .logs
-            .iter()
-            .all(|l| !l.contains(&accounts[0].credential.secret))
-    );
+    let crate::Credential::Token { secret, .. } = &accounts[0].credential else {
+        unreachable!("sample accounts carry tokens")
+    };
+    assert!(panel.logs.iter().all(|l| !l.contains(secret.as_str())));
 
     assert_eq!(outcomes.len(), 3);
     assert_eq!(outcomes[0].username, "user00000");
@@ -295,22 +294,34 @@ fn provision_maps_results_across_batches() {
 
 #[test]
 fn provision_fails_whole_on_transport_and_auth_errors() {
-    let accounts = sample_accounts(2);
+    let (templates, accounts) = sample_call(2);
     let mut timeout = FakePanel::default()
         .answer(200, &batch(&[]))
         .fail(HttpError::Timeout);
     assert!(matches!(
-        plugin::provision(&mut timeout, &server(), &settings(15), &accounts),
+        plugin::provision(
+            &mut timeout,
+            &server(),
+            &settings(15),
+            &templates,
+            &accounts
+        ),
         Err(PluginError::Transient(_))
     ));
     let mut unavailable = FakePanel::default().answer(503, &json!({}));
     assert!(matches!(
-        plugin::provision(&mut unavailable, &server(), &settings(100), &accounts),
+        plugin::provision(
+            &mut unavailable,
+            &server(),
+            &settings(100),
+            &templates,
+            &accounts
+        ),
         Err(PluginError::Transient(_))
     ));
     let mut unauthorized = FakePanel::default().answer(401, &failed("batch", "Invalid token"));
     assert!(matches!(
-        plugin::provision(&mut unauthorized, &server(), &settings(100), &accounts),
+        plugin::provision(&mut unauthorized, &server(), &settings(100), &templates, &accounts),
         Err(PluginError::Panel(m)) if m.contains("Invalid token")
     ));
     let mut html = FakePanel::default();
@@ -319,7 +330,7 @@ fn provision_fails_whole_on_transport_and_auth_errors() {
         body: b"<html>login</html>".to_vec(),
     }));
     assert!(matches!(
-        plugin::provision(&mut html, &server(), &settings(100), &accounts),
+        plugin::provision(&mut html, &server(), &settings(100), &templates, &accounts),
         Err(PluginError::Panel(_))
     ));
     let mut whole_batch_refused =
@@ -329,6 +340,7 @@ fn provision_fails_whole_on_transport_and_auth_errors() {
             &mut whole_batch_refused,
             &server(),
             &settings(100),
+            &templates,
             &accounts
         ),
         Err(PluginError::Panel("Permission denied.".into()))
@@ -337,12 +349,13 @@ fn provision_fails_whole_on_transport_and_auth_errors() {
 
 #[test]
 fn provision_without_commands_sends_nothing() {
-    let mut accounts = sample_accounts(2);
+    let (templates, mut accounts) = sample_call(2);
     accounts[0].username.clear();
     accounts[1].links.clear();
     accounts[1].ensure_group = false;
     let mut panel = FakePanel::default();
-    let outcomes = plugin::provision(&mut panel, &server(), &settings(100), &accounts).unwrap();
+    let outcomes =
+        plugin::provision(&mut panel, &server(), &settings(100), &templates, &accounts).unwrap();
     assert!(panel.sent.is_empty());
     assert_eq!(outcomes[0].results.len(), 1);
     assert!(outcomes[1].results.is_empty());
@@ -426,7 +439,8 @@ fn describe_lists_fourteen_links() {
 
 #[test]
 fn sample_batch_of_a_hundred_accounts() {
-    let batches = crate::build_provision_batches(&settings(500), &sample_accounts(100)).unwrap();
+    let (templates, accounts) = sample_call(100);
+    let batches = crate::build_provision_batches(&settings(500), &templates, &accounts).unwrap();
     assert_eq!(batches.iter().map(|b| b.slots.len()).sum::<usize>(), 1500);
     assert!(batches.iter().all(|b| b.slots.len() <= 500));
     assert_eq!(batches.len(), 4);
@@ -436,9 +450,9 @@ fn sample_batch_of_a_hundred_accounts() {
 fn the_contract_version_is_the_wit_package_version() {
     let wit = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../wit/adapter.wit"
+        "/../../wit/0.2/adapter.wit"
     ))
-    .expect("wit/adapter.wit");
+    .expect("wit/0.2/adapter.wit");
     let package = format!("package panelink:adapter@{};", crate::CONTRACT_VERSION);
     assert!(wit.lines().any(|l| l.trim() == package), "{package}");
 }
@@ -481,6 +495,7 @@ impl Transport for Recorder {
                     "list_integration_links",
                     &json!({"links": [{"app": "PANELINK_clientarea_invoices"}]}),
                 ),
+                "listaccts" => ok("listaccts", &json!({"acct": []})),
                 other => failed(other, "not simulated"),
             }
         };
@@ -502,11 +517,12 @@ fn allowed_requests_are_exactly_what_the_plugins_send() {
     let mut panel = Recorder::default();
     let (server, settings) = (server(), settings(7));
     plugin::check_server(&mut panel, &CPANEL, &server).unwrap();
-    let mut accounts = sample_accounts(2);
-    accounts[1].remove = vec![accounts[1].links.pop().unwrap().scope];
-    plugin::provision(&mut panel, &server, &settings, &accounts).unwrap();
+    let (templates, mut accounts) = sample_call(2);
+    accounts[1].remove = vec![accounts[1].links.pop().unwrap()];
+    plugin::provision(&mut panel, &server, &settings, &templates, &accounts).unwrap();
     plugin::deprovision(&mut panel, &server, &settings, &["bob".to_owned()]).unwrap();
     plugin::list_links(&mut panel, &server, &settings, "bob").unwrap();
+    plugin::list_accounts(&mut panel, &server).unwrap();
 
     let declared = CPANEL.describe().allowed_requests;
     assert_eq!(declared, WP_SQUARED.describe().allowed_requests);
@@ -543,4 +559,61 @@ fn allowed_requests_are_exactly_what_the_plugins_send() {
         }
     }
     assert!(unused.is_empty(), "declared but never sent: {unused:?}");
+}
+
+#[test]
+fn list_accounts_reads_listaccts() {
+    let mut panel = FakePanel::default().answer(
+        200,
+        &ok(
+            "listaccts",
+            &json!({"acct": [
+                {"user": "bob", "domain": "bob.example", "suspended": 0, "owner": "root", "email": "bob@example.com"},
+                {"user": "res", "domain": "res.example", "suspended": 1, "owner": "res", "email": "*unknown*"},
+                {"user": "cust", "domain": "cust.example", "suspended": "1", "owner": "res"},
+                {"domain": "nouser.example", "suspended": 0, "owner": "root"},
+            ]}),
+        ),
+    );
+    let accounts = plugin::list_accounts(&mut panel, &server()).unwrap();
+    assert_eq!(panel.functions(), ["listaccts"]);
+    assert_eq!(
+        panel.sent[0].fields,
+        [
+            ("api.version".to_owned(), "1".to_owned()),
+            (
+                "want".to_owned(),
+                "user,domain,suspended,owner,email".to_owned()
+            )
+        ]
+    );
+    let account =
+        |username: &str, domain: &str, suspended, email: Option<&str>, owner: Option<&str>| {
+            PanelAccount {
+                username: username.into(),
+                domain: domain.into(),
+                suspended,
+                email: email.map(Into::into),
+                owner: owner.map(Into::into),
+            }
+        };
+    assert_eq!(
+        accounts,
+        [
+            account("bob", "bob.example", false, Some("bob@example.com"), None),
+            account("res", "res.example", true, None, None),
+            account("cust", "cust.example", true, None, Some("res")),
+            account("", "nouser.example", false, None, None),
+        ]
+    );
+    let mut refused = FakePanel::default().answer(200, &failed("listaccts", "Access denied"));
+    assert_eq!(
+        plugin::list_accounts(&mut refused, &server()),
+        Err(PluginError::Panel("Access denied".into()))
+    );
+    let mut no_list = FakePanel::default().answer(200, &ok("listaccts", &json!({})));
+    assert!(matches!(
+        plugin::list_accounts(&mut no_list, &server()),
+        Err(PluginError::Panel(_))
+    ));
 }

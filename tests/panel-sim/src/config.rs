@@ -4,6 +4,7 @@
 //! Everything here is plain data; [`crate::PanelSim::start`] turns it into a running server whose
 //! state and behaviour can then be changed at runtime through [`crate::SimHandle`].
 
+use crate::state::AccountDetails;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -168,6 +169,9 @@ pub struct SimConfig {
     pub profile: Profile,
     /// The cPanel accounts on the server: username → main domain.
     pub accounts: BTreeMap<String, String>,
+    /// What `listaccts` reports of an account beyond user and domain; absent:
+    /// [`AccountDetails::default`] (active, owned by `root`, no e-mail).
+    pub account_details: BTreeMap<String, AccountDetails>,
     /// The WHM username of the API token.
     pub api_user: String,
     /// The API token (`Authorization: whm <api_user>:<api_token>`).
@@ -198,6 +202,7 @@ impl Default for SimConfig {
             version: DEFAULT_VERSION.to_owned(),
             profile: Profile::Standard,
             accounts: BTreeMap::new(),
+            account_details: BTreeMap::new(),
             api_user: DEFAULT_API_USER.to_owned(),
             api_token: DEFAULT_API_TOKEN.to_owned(),
             request_latency: Duration::ZERO,
@@ -241,6 +246,12 @@ impl SimConfig {
     /// Adds one account.
     pub fn account(mut self, user: impl Into<String>, domain: impl Into<String>) -> Self {
         self.accounts.insert(user.into(), domain.into());
+        self
+    }
+
+    /// Sets what `listaccts` reports of an account (suspended, owner, e-mail).
+    pub fn account_details(mut self, user: impl Into<String>, details: AccountDetails) -> Self {
+        self.account_details.insert(user.into(), details);
         self
     }
 

@@ -4,7 +4,7 @@
 //!
 //! It answers `/json-api/<function>` over plain HTTP (GET query string or POST form body, both
 //! honoured), requires `Authorization: whm <user>:<token>` and `api.version=1`, and implements
-//! `version`, `applist`, `get_current_profile`, the integration functions
+//! `version`, `applist`, `get_current_profile`, `listaccts`, the integration functions
 //! (`create_integration_group`, `create_integration_link`, `remove_integration_link`,
 //! `remove_integration_group`, `list_integration_links`, `list_integration_groups`,
 //! `get_integration_link_user_config`, `update_integration_link_token`) and `batch`, with cPanel's
@@ -50,5 +50,5 @@ pub use config::{
 };
 pub use metrics::Counters;
 pub use server::{PanelSim, SimHandle};
-pub use state::{Group, Link, UserIntegration, major_version};
+pub use state::{AccountDetails, Group, Link, UserIntegration, major_version};
 pub use whm::{batch_command, envelope, succeeded};

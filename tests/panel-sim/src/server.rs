@@ -35,7 +35,7 @@ use crate::click::{self, ClickError, ClickOutcome};
 use crate::config::{FaultKind, Profile, SimConfig, clamp_rate};
 use crate::faults::Behaviour;
 use crate::metrics::{Counters, Metrics};
-use crate::state::{Group, Link, ServerState, UserIntegration};
+use crate::state::{AccountDetails, Group, Link, ServerState, UserIntegration};
 use crate::whm::{self, Params, texts};
 
 /// The largest request body the server reads.
@@ -471,6 +471,14 @@ impl SimHandle {
             .lock_state()
             .accounts
             .insert(user.into(), domain.into());
+    }
+
+    /// Sets what `listaccts` reports of an account (suspended, owner, e-mail).
+    pub fn set_account_details(&self, user: impl Into<String>, details: AccountDetails) {
+        self.shared
+            .lock_state()
+            .details
+            .insert(user.into(), details);
     }
 
     /// Removes an account with its integration groups and links; false when it did not exist.

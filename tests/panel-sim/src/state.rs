@@ -324,6 +324,28 @@ impl UserIntegration {
     }
 }
 
+/// What `listaccts` says about an account besides its user name and domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountDetails {
+    /// Suspended (`suspended` 1, `suspendreason` the reason).
+    pub suspended: bool,
+    /// The owning WHM user: `root`, a reseller, or the account itself (a reseller's own).
+    pub owner: String,
+    /// The contact e-mail; empty when none is set (`listaccts` says `*unknown*` then).
+    pub email: String,
+}
+
+impl Default for AccountDetails {
+    /// Active, owned by `root`, no contact e-mail: an account as WHM creates it by default.
+    fn default() -> Self {
+        Self {
+            suspended: false,
+            owner: "root".to_owned(),
+            email: String::new(),
+        }
+    }
+}
+
 /// The whole mutable state of one simulated server.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerState {
@@ -333,6 +355,8 @@ pub(crate) struct ServerState {
     pub(crate) api_token: String,
     /// username → domain
     pub(crate) accounts: BTreeMap<String, String>,
+    /// username → what `listaccts` adds (absent: [`AccountDetails::default`])
+    pub(crate) details: BTreeMap<String, AccountDetails>,
     /// username → its groups and links (absent when it has none)
     pub(crate) integrations: BTreeMap<String, UserIntegration>,
 }
@@ -345,6 +369,7 @@ impl ServerState {
             api_user: config.api_user.clone(),
             api_token: config.api_token.clone(),
             accounts: config.accounts.clone(),
+            details: config.account_details.clone(),
             integrations: BTreeMap::new(),
         }
     }
@@ -404,6 +429,7 @@ impl ServerState {
     /// Removes an account and, as WHM does when an account is removed, its integration data.
     pub(crate) fn remove_account(&mut self, user: &str) -> bool {
         self.integrations.remove(user);
+        self.details.remove(user);
         self.accounts.remove(user).is_some()
     }
 }

@@ -1,5 +1,13 @@
 //! The WHM API 1 functions themselves: envelopes, parameter validation with cPanel's texts, the
-//! integration functions, `version`, `applist`, `get_current_profile` and `batch`.
+//! integration functions, `version`, `applist`, `get_current_profile`, `listaccts` and `batch`.
+//!
+//! `listaccts` answers `data.acct`, one entry per account in user-name order with WHM's fields
+//! (`user`, `domain`, `owner`, `email` (`*unknown*` when unset), `suspended` (0 or 1),
+//! `suspendreason` (`not suspended` when active), `suspendtime`, `plan`, `ip`, `partition`,
+//! `theme`, `startdate`, `unix_startdate`, `diskused`, `disklimit`, `is_locked`, `uid`). It
+//! honours `want` (a comma-separated list of the fields to return) and `search` with
+//! `searchtype` `user`, `domain` or `owner` (`searchmethod=exact` for an exact match, else a
+//! case-insensitive substring, where WHM takes a regular expression).
 //!
 //! This module knows nothing about HTTP: [`crate::server`] authenticates a request, checks
 //! `api.version`, collects its parameters and hands them to `dispatch`.
@@ -262,7 +270,7 @@ fn hex_digit(b: u8) -> Option<u8> {
 }
 
 /// Functions every simulated version has.
-pub const BASE_FUNCTIONS: [&str; 3] = ["applist", "batch", "version"];
+pub const BASE_FUNCTIONS: [&str; 4] = ["applist", "batch", "listaccts", "version"];
 
 /// `get_current_profile`, present from cPanel & WHM 76.
 pub const PROFILE_FUNCTION: &str = "get_current_profile";
@@ -564,11 +572,79 @@ pub(crate) fn run_command(
         "version" => Ok(json!({ "version": state.version })),
         "applist" => Ok(json!({ "app": available_functions(state) })),
         "get_current_profile" if state.has_profiles() => Ok(profile_data(state)),
+        "listaccts" => Ok(listaccts(state, params)),
         f if INTEGRATION_FUNCTIONS.contains(&f) && state.has_integration() => {
             integration(state, f, params)
         }
         _ => unknown(),
     }
+}
+
+/// `listaccts`: the accounts, filtered by `search`/`searchtype`, with the fields `want` names.
+fn listaccts(state: &ServerState, params: &Params) -> Value {
+    let search = params.get("search").filter(|s| !s.is_empty());
+    let exact = params.get("searchmethod") == Some("exact");
+    let wanted: Option<Vec<&str>> = params
+        .get("want")
+        .filter(|w| !w.is_empty())
+        .map(|w| w.split(',').map(str::trim).collect());
+    let default = crate::state::AccountDetails::default();
+    let accounts: Vec<Value> = state
+        .accounts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (user, domain))| {
+            let details = state.details.get(user).unwrap_or(&default);
+            if let Some(search) = search {
+                let field = match params.get("searchtype").unwrap_or("user") {
+                    "domain" => domain.as_str(),
+                    "owner" => details.owner.as_str(),
+                    _ => user.as_str(),
+                };
+                let hit = if exact {
+                    field == search
+                } else {
+                    field.to_lowercase().contains(&search.to_lowercase())
+                };
+                if !hit {
+                    return None;
+                }
+            }
+            let started = 1_420_113_600 + 86_400 * i as i64;
+            let entry = json!({
+                "user": user,
+                "domain": domain,
+                "owner": details.owner,
+                "email": if details.email.is_empty() { "*unknown*" } else { details.email.as_str() },
+                "suspended": i32::from(details.suspended),
+                "suspendreason": if details.suspended { "Suspended by the simulator" } else { "not suspended" },
+                "suspendtime": if details.suspended { json!(started + 3600) } else { Value::Null },
+                "plan": "default",
+                "ip": "192.0.2.10",
+                "partition": "home",
+                "theme": "jupiter",
+                "startdate": "15 Jan 01 12:00",
+                "unix_startdate": started,
+                "diskused": "0M",
+                "disklimit": "unlimited",
+                "is_locked": 0,
+                "uid": 1000 + i,
+            });
+            Some(match &wanted {
+                None => entry,
+                Some(fields) => Value::Object(
+                    entry
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .filter(|(k, _)| fields.contains(&k.as_str()))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+            })
+        })
+        .collect();
+    json!({ "acct": accounts })
 }
 
 fn profile_data(state: &ServerState) -> Value {

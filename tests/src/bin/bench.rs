@@ -79,12 +79,16 @@ async fn runtime_bench() -> anyhow::Result<()> {
         let work = vec![account("good")];
         let settings = adapter::Settings::default();
         for _ in 0..200 {
-            plugin.provision(&target, &settings, work.clone()).await?;
+            plugin
+                .provision(&target, &settings, Vec::new(), work.clone())
+                .await?;
         }
         let mut samples = Vec::with_capacity(5000);
         for _ in 0..5000 {
             let t = Instant::now();
-            plugin.provision(&target, &settings, work.clone()).await?;
+            plugin
+                .provision(&target, &settings, Vec::new(), work.clone())
+                .await?;
             samples.push(t.elapsed());
         }
         let s = stats(samples);
@@ -100,12 +104,13 @@ async fn runtime_bench() -> anyhow::Result<()> {
     println!(
         "\n== runtime: building and mapping a 100-account provisioning batch, wasm vs native =="
     );
-    let accounts = panelink_whm::sample_accounts(100);
+    let (templates, accounts) = panelink_whm::sample_call(100);
+    // The plugin's own cap on commands per request, as the component runs it.
     let settings = panelink_whm::Settings {
         app_prefix: "PANELINK".into(),
         group_id: "panelink".into(),
         group_label: "Billing & Support".into(),
-        max_commands_per_request: 10_000,
+        max_commands_per_request: panelink_whm::LIMITS.operations_per_request,
     };
     let commands: usize = accounts.iter().map(|a| 1 + a.links.len()).sum();
 
@@ -120,8 +125,9 @@ async fn runtime_bench() -> anyhow::Result<()> {
     let mut native = Vec::new();
     for i in 0..230 {
         let t = Instant::now();
-        let out = panelink_whm::plugin::provision(&mut fake, &server, &settings, &accounts)
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let out =
+            panelink_whm::plugin::provision(&mut fake, &server, &settings, &templates, &accounts)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         if i >= 30 {
             native.push(t.elapsed());
         }
@@ -142,16 +148,19 @@ async fn runtime_bench() -> anyhow::Result<()> {
         username: "root".into(),
         api_token: Secret::new("bench"),
     };
+    let host_templates: Vec<_> = templates.iter().map(template_to_host).collect();
     let host_accounts: Vec<_> = accounts.iter().map(to_host).collect();
-    let host_settings = adapter::Settings {
-        max_commands_per_request: 10_000,
-        ..adapter::Settings::default()
-    };
+    let host_settings = adapter::Settings::default();
     let mut wasm = Vec::new();
     for i in 0..130 {
         let t = Instant::now();
         let out = plugin
-            .provision(&target, &host_settings, host_accounts.clone())
+            .provision(
+                &target,
+                &host_settings,
+                host_templates.clone(),
+                host_accounts.clone(),
+            )
             .await?;
         if i >= 30 {
             wasm.push(t.elapsed());
@@ -161,33 +170,39 @@ async fn runtime_bench() -> anyhow::Result<()> {
     }
     let wasm = stats(wasm);
 
-    let body = panelink_whm::build_provision_batches(&settings, &accounts)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?
-        .remove(0)
-        .body;
+    let bodies: Vec<Vec<u8>> =
+        panelink_whm::build_provision_batches(&settings, &templates, &accounts)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?
+            .into_iter()
+            .map(|b| b.body)
+            .collect();
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{}/json-api/batch", stub.port);
     let mut rtt = Vec::new();
     for i in 0..130 {
         let t = Instant::now();
-        let answer = client
-            .post(&url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.clone())
-            .send()
-            .await?
-            .bytes()
-            .await?;
+        for body in &bodies {
+            let answer = client
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.clone())
+                .send()
+                .await?
+                .bytes()
+                .await?;
+            assert!(!answer.is_empty());
+        }
         if i >= 30 {
             rtt.push(t.elapsed());
         }
-        assert!(!answer.is_empty());
     }
+    let body_bytes: usize = bodies.iter().map(Vec::len).sum();
     let rtt = stats(rtt);
     let wasm_net = wasm.p50.saturating_sub(rtt.p50);
     println!(
-        "  batch: 100 accounts, {commands} commands, request body {} KiB",
-        body.len() / 1024
+        "  call: 100 accounts, {commands} commands in {} requests, request bodies {} KiB",
+        bodies.len(),
+        body_bytes / 1024
     );
     println!(
         "  native (same code, in-memory transport)   p50 {}",
@@ -199,7 +214,7 @@ async fn runtime_bench() -> anyhow::Result<()> {
         us(wasm.p50)
     );
     println!(
-        "  plain HTTP round trip of the same request  p50 {}",
+        "  plain HTTP round trips of the same requests p50 {}",
         us(rtt.p50)
     );
     println!(
@@ -223,7 +238,8 @@ fn account(username: &str) -> adapter::AccountWork {
     adapter::AccountWork {
         username: username.into(),
         domain: format!("{username}.example"),
-        credential: adapter::Credential {
+        service_id: "1".into(),
+        credential: adapter::Credential::Token {
             subscriber_id: "1".into(),
             secret: Secret::new("s"),
         },
@@ -233,26 +249,35 @@ fn account(username: &str) -> adapter::AccountWork {
     }
 }
 
+fn template_to_host(t: &panelink_whm::LinkTemplate) -> adapter::LinkTemplate {
+    adapter::LinkTemplate {
+        scope: t.scope.clone(),
+        label: t.label.clone(),
+        order: t.order,
+        token_url: t.token_url.clone(),
+        url: t.url.clone(),
+    }
+}
+
 fn to_host(a: &panelink_whm::AccountWork) -> adapter::AccountWork {
     adapter::AccountWork {
         username: a.username.clone(),
         domain: a.domain.clone(),
-        credential: adapter::Credential {
-            subscriber_id: a.credential.subscriber_id.clone(),
-            secret: Secret::new(a.credential.secret.clone()),
+        service_id: a.service_id.clone(),
+        credential: match &a.credential {
+            panelink_whm::Credential::Token {
+                subscriber_id,
+                secret,
+            } => adapter::Credential::Token {
+                subscriber_id: subscriber_id.clone(),
+                secret: Secret::new(secret.clone()),
+            },
+            panelink_whm::Credential::LinkHandle(h) => {
+                adapter::Credential::LinkHandle(Secret::new(h.clone()))
+            }
         },
         ensure_group: a.ensure_group,
-        links: a
-            .links
-            .iter()
-            .map(|l| adapter::LinkPush {
-                scope: l.scope.clone(),
-                label: l.label.clone(),
-                order: l.order,
-                token_url: l.token_url.clone(),
-                url: l.url.clone(),
-            })
-            .collect(),
+        links: a.links.clone(),
         remove: a.remove.clone(),
     }
 }

@@ -1,17 +1,24 @@
-//! The generated bindings of `wit/adapter.wit`, in one place, and their conversion to and from
-//! the plain host types of [`crate::adapter`]. Nothing outside `runtime` sees a generated type.
+//! Contract `panelink:adapter@0.2.0` (`wit/0.2/adapter.wit`): its generated bindings and the
+//! adapter layer onto [`crate::adapter`], whose types follow this version one to one.
 
+use wasmtime::Store;
+
+use super::{Answer, ProvisionInput};
 use crate::adapter as host;
+use crate::runtime::CallState;
 
 wasmtime::component::bindgen!({
     world: "adapter",
-    path: "../wit",
+    path: "../wit/0.2",
     imports: { default: async | trappable },
     exports: { default: async },
 });
 
 pub use self::exports::panelink::adapter::plugin as guest;
 pub use self::panelink::adapter::{http, log, types};
+
+/// This version.
+pub const VERSION: &str = "0.2.0";
 
 impl From<types::LinkGroup> for host::LinkGroup {
     fn from(g: types::LinkGroup) -> Self {
@@ -40,6 +47,7 @@ impl From<types::Description> for host::Description {
                     default_label: l.default_label,
                     implements: l.implements,
                     destination: l.destination,
+                    icon: l.icon,
                 })
                 .collect(),
             allowed_requests: d
@@ -54,6 +62,14 @@ impl From<types::Description> for host::Description {
                     }),
                 })
                 .collect(),
+            sign_in: match d.sign_in {
+                types::SignInStyle::TokenExchange => host::SignInStyle::TokenExchange,
+                types::SignInStyle::StaticLink => host::SignInStyle::StaticLink,
+            },
+            limits: host::Limits {
+                accounts_per_call: d.limits.accounts_per_call,
+                operations_per_request: d.limits.operations_per_request,
+            },
         }
     }
 }
@@ -68,7 +84,7 @@ impl From<types::Method> for host::HttpMethod {
 }
 
 /// The server as the plugin sees it: without the token.
-pub fn server(t: &host::ServerTarget) -> types::Server {
+fn server(t: &host::ServerTarget) -> types::Server {
     types::Server {
         hostname: t.hostname.clone(),
         port: t.port,
@@ -77,37 +93,45 @@ pub fn server(t: &host::ServerTarget) -> types::Server {
     }
 }
 
-pub fn settings(s: &host::Settings) -> types::Settings {
+fn settings(s: &host::Settings) -> types::Settings {
     types::Settings {
         app_prefix: s.app_prefix.clone(),
         group_id: s.group_id.clone(),
         group_label: s.group_label.clone(),
-        max_commands_per_request: s.max_commands_per_request,
+    }
+}
+
+fn template(t: host::LinkTemplate) -> types::LinkTemplate {
+    types::LinkTemplate {
+        scope: t.scope,
+        label: t.label,
+        order: t.order,
+        token_url: t.token_url,
+        url: t.url,
     }
 }
 
 /// The generated type of one account's work, moved over (a sync batch carries thousands of
 /// strings; they are not copied again at the edge).
-pub fn account_work(w: host::AccountWork) -> types::AccountWork {
+fn account_work(w: host::AccountWork) -> types::AccountWork {
     types::AccountWork {
         username: w.username,
         domain: w.domain,
-        credential: types::Credential {
-            subscriber_id: w.credential.subscriber_id,
-            secret: w.credential.secret.into_exposed(),
+        service_id: w.service_id,
+        credential: match w.credential {
+            host::Credential::Token {
+                subscriber_id,
+                secret,
+            } => types::Credential::Token(types::TokenCredential {
+                subscriber_id,
+                secret: secret.into_exposed(),
+            }),
+            host::Credential::LinkHandle(handle) => {
+                types::Credential::LinkHandle(handle.into_exposed())
+            }
         },
         ensure_group: w.ensure_group,
-        links: w
-            .links
-            .into_iter()
-            .map(|l| types::LinkPush {
-                scope: l.scope,
-                label: l.label,
-                order: l.order,
-                token_url: l.token_url,
-                url: l.url,
-            })
-            .collect(),
+        links: w.links,
         remove: w.remove,
     }
 }
@@ -148,6 +172,18 @@ impl From<types::ListedLink> for host::ListedLink {
     }
 }
 
+impl From<types::PanelAccount> for host::PanelAccount {
+    fn from(a: types::PanelAccount) -> Self {
+        host::PanelAccount {
+            username: a.username,
+            domain: a.domain,
+            suspended: a.suspended,
+            email: a.email,
+            owner: a.owner,
+        }
+    }
+}
+
 impl From<guest::Support> for host::Support {
     fn from(s: guest::Support) -> Self {
         host::Support {
@@ -177,4 +213,92 @@ impl From<log::Level> for host::LogLevel {
             log::Level::Warning => host::LogLevel::Warning,
         }
     }
+}
+
+/// A `result<list<T>, plugin-error>` in host types.
+fn list<T, H: From<T>>(r: Result<Vec<T>, types::PluginError>) -> Result<Vec<H>, host::PluginError> {
+    r.map(|v| v.into_iter().map(Into::into).collect())
+        .map_err(Into::into)
+}
+
+pub(super) async fn describe(
+    a: &Adapter,
+    store: &mut Store<CallState>,
+) -> wasmtime::Result<host::Description> {
+    Ok(a.panelink_adapter_plugin()
+        .call_describe(store)
+        .await?
+        .into())
+}
+
+pub(super) async fn check_server(
+    a: &Adapter,
+    store: &mut Store<CallState>,
+    target: &host::ServerTarget,
+) -> Answer<host::Support> {
+    Ok(a.panelink_adapter_plugin()
+        .call_check_server(store, &server(target))
+        .await?
+        .map(Into::into)
+        .map_err(Into::into))
+}
+
+pub(super) async fn provision(
+    a: &Adapter,
+    store: &mut Store<CallState>,
+    input: ProvisionInput,
+) -> Answer<Vec<host::AccountOutcome>> {
+    let templates: Vec<_> = input.templates.into_iter().map(template).collect();
+    let accounts: Vec<_> = input.accounts.into_iter().map(account_work).collect();
+    Ok(list(
+        a.panelink_adapter_plugin()
+            .call_provision(
+                store,
+                &server(&input.server),
+                &settings(&input.settings),
+                &templates,
+                &accounts,
+            )
+            .await?,
+    ))
+}
+
+pub(super) async fn deprovision(
+    a: &Adapter,
+    store: &mut Store<CallState>,
+    target: &host::ServerTarget,
+    s: &host::Settings,
+    usernames: &[String],
+) -> Answer<Vec<host::AccountOutcome>> {
+    Ok(list(
+        a.panelink_adapter_plugin()
+            .call_deprovision(store, &server(target), &settings(s), usernames)
+            .await?,
+    ))
+}
+
+pub(super) async fn list_links(
+    a: &Adapter,
+    store: &mut Store<CallState>,
+    target: &host::ServerTarget,
+    s: &host::Settings,
+    username: &str,
+) -> Answer<Vec<host::ListedLink>> {
+    Ok(list(
+        a.panelink_adapter_plugin()
+            .call_list_links(store, &server(target), &settings(s), username)
+            .await?,
+    ))
+}
+
+pub(super) async fn list_accounts(
+    a: &Adapter,
+    store: &mut Store<CallState>,
+    target: &host::ServerTarget,
+) -> Answer<Vec<host::PanelAccount>> {
+    Ok(list(
+        a.panelink_adapter_plugin()
+            .call_list_accounts(store, &server(target))
+            .await?,
+    ))
 }

@@ -1,0 +1,204 @@
+//! The component glue: the host's imports as a [`Transport`], and the `plugin` export for any
+//! [`Flavor`]. Only compiled for `wasm32`.
+
+use std::marker::PhantomData;
+
+use crate::api::{HttpError, HttpResponse, Transport};
+use crate::bindings::exports::panelink::adapter::plugin as exports;
+use crate::bindings::panelink::adapter::{http, log, types};
+use crate::flavor::Flavor;
+use crate::{model, plugin};
+
+/// A WHM-based application: its [`Flavor`] as a constant.
+pub trait Application: 'static {
+    /// What the plugin describes itself as and which server profiles it serves.
+    const FLAVOR: Flavor;
+}
+
+/// The `plugin` export of application `A`; see [`export_whm_plugin!`](crate::export_whm_plugin).
+#[derive(Debug)]
+pub struct WhmPlugin<A>(PhantomData<A>);
+
+/// The host's `http` and `log` imports.
+#[derive(Debug)]
+struct Host;
+
+impl Transport for Host {
+    fn post_form(&mut self, url: &str, body: Vec<u8>) -> Result<HttpResponse, HttpError> {
+        let request = http::Request {
+            method: http::Method::Post,
+            url: url.to_owned(),
+            headers: vec![
+                (
+                    "content-type".to_owned(),
+                    "application/x-www-form-urlencoded".to_owned(),
+                ),
+                ("accept".to_owned(), "application/json".to_owned()),
+            ],
+            body,
+        };
+        match http::send(&request) {
+            Ok(response) => Ok(HttpResponse {
+                status: response.status,
+                body: response.body,
+            }),
+            Err(http::Error::Timeout) => Err(HttpError::Timeout),
+            Err(http::Error::Connection(m)) => Err(HttpError::Connection(m)),
+            Err(http::Error::TooLarge(cap)) => Err(HttpError::TooLarge(cap)),
+            Err(http::Error::Invalid(m)) => Err(HttpError::Invalid(m)),
+        }
+    }
+
+    fn debug(&mut self, message: &str) {
+        log::write(log::Level::Debug, message);
+    }
+}
+
+fn server(s: types::Server) -> model::Server {
+    model::Server {
+        hostname: s.hostname,
+        port: s.port,
+        secure: s.secure,
+        username: s.username,
+    }
+}
+
+fn settings(s: types::Settings) -> model::Settings {
+    model::Settings {
+        app_prefix: s.app_prefix,
+        group_id: s.group_id,
+        group_label: s.group_label,
+        max_commands_per_request: s.max_commands_per_request,
+    }
+}
+
+fn account(a: types::AccountWork) -> model::AccountWork {
+    model::AccountWork {
+        username: a.username,
+        domain: a.domain,
+        credential: model::Credential {
+            subscriber_id: a.credential.subscriber_id,
+            secret: a.credential.secret,
+        },
+        ensure_group: a.ensure_group,
+        links: a
+            .links
+            .into_iter()
+            .map(|l| model::LinkPush {
+                scope: l.scope,
+                label: l.label,
+                order: l.order,
+                token_url: l.token_url,
+                url: l.url,
+            })
+            .collect(),
+        remove: a.remove,
+    }
+}
+
+fn outcome(o: model::AccountOutcome) -> types::AccountOutcome {
+    types::AccountOutcome {
+        username: o.username,
+        results: o
+            .results
+            .into_iter()
+            .map(|r| types::OperationResult {
+                op: match r.op {
+                    model::Operation::EnsureGroup => types::Operation::EnsureGroup,
+                    model::Operation::UpsertLink(s) => types::Operation::UpsertLink(s),
+                    model::Operation::RemoveLink(s) => types::Operation::RemoveLink(s),
+                    model::Operation::RemoveGroup => types::Operation::RemoveGroup,
+                },
+                error: r.error,
+            })
+            .collect(),
+    }
+}
+
+fn error(e: model::PluginError) -> types::PluginError {
+    match e {
+        model::PluginError::Transient(m) => types::PluginError::Transient(m),
+        model::PluginError::Panel(m) => types::PluginError::Panel(m),
+        model::PluginError::Unsupported(m) => types::PluginError::Unsupported(m),
+        model::PluginError::InvalidInput(m) => types::PluginError::InvalidInput(m),
+    }
+}
+
+fn group(g: model::LinkGroup) -> types::LinkGroup {
+    match g {
+        model::LinkGroup::Ordering => types::LinkGroup::Ordering,
+        model::LinkGroup::Support => types::LinkGroup::Support,
+        model::LinkGroup::Account => types::LinkGroup::Account,
+    }
+}
+
+impl<A: Application> exports::Guest for WhmPlugin<A> {
+    fn describe() -> types::Description {
+        let d = A::FLAVOR.describe();
+        types::Description {
+            id: d.id,
+            name: d.name,
+            version: d.version,
+            description: d.description,
+            contract_version: d.contract_version,
+            links: d
+                .links
+                .into_iter()
+                .map(|l| types::LinkSpec {
+                    scope: l.scope,
+                    group: group(l.group),
+                    default_label: l.default_label,
+                    implements: l.implements,
+                    destination: l.destination,
+                })
+                .collect(),
+        }
+    }
+
+    fn check_server(s: types::Server) -> Result<exports::Support, types::PluginError> {
+        plugin::check_server(&mut Host, &A::FLAVOR, &server(s))
+            .map(|s| exports::Support {
+                supported: s.supported,
+                detail: s.detail,
+            })
+            .map_err(error)
+    }
+
+    fn provision(
+        s: types::Server,
+        set: types::Settings,
+        accounts: Vec<types::AccountWork>,
+    ) -> Result<Vec<types::AccountOutcome>, types::PluginError> {
+        let accounts: Vec<model::AccountWork> = accounts.into_iter().map(account).collect();
+        plugin::provision(&mut Host, &server(s), &settings(set), &accounts)
+            .map(|o| o.into_iter().map(outcome).collect())
+            .map_err(error)
+    }
+
+    fn deprovision(
+        s: types::Server,
+        set: types::Settings,
+        usernames: Vec<String>,
+    ) -> Result<Vec<types::AccountOutcome>, types::PluginError> {
+        plugin::deprovision(&mut Host, &server(s), &settings(set), &usernames)
+            .map(|o| o.into_iter().map(outcome).collect())
+            .map_err(error)
+    }
+
+    fn list_links(
+        s: types::Server,
+        set: types::Settings,
+        username: String,
+    ) -> Result<Vec<types::ListedLink>, types::PluginError> {
+        plugin::list_links(&mut Host, &server(s), &settings(set), &username)
+            .map(|l| {
+                l.into_iter()
+                    .map(|l| types::ListedLink {
+                        app: l.app,
+                        scope: l.scope,
+                    })
+                    .collect()
+            })
+            .map_err(error)
+    }
+}
