@@ -601,8 +601,10 @@ pub fn list_accounts<T: Transport>(
             "" | "admin" => None,
             owner => Some(owner.to_owned()),
         };
+        let email = text_of(&info, "email");
         accounts.push(PanelAccount {
             username: login.to_owned(),
+            email: email.contains('@').then(|| email.to_owned()),
             domain: domains
                 .get(&id.to_string())
                 .map(|(_, name)| name.clone())
