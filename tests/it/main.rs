@@ -8,6 +8,7 @@ mod harden;
 mod harness;
 mod import;
 mod live;
+mod plesk;
 mod plugins;
 mod sandbox;
 mod sso;

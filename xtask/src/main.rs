@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// Plugins that ship: laid out in `target/plugins/`, the host's default plugin directory.
-const SHIPPED: &[&str] = &["cpanel", "wpsquared"];
+const SHIPPED: &[&str] = &["cpanel", "wpsquared", "plesk"];
 /// Purpose-built test components: laid out in `target/test-plugins/`.
 const TEST_ONLY: &[&str] = &["misbehave", "sleepy", "specimen", "whm01"];
 
@@ -138,11 +138,15 @@ fn build_plugins() -> Result<()> {
 fn test(extra: &[String]) -> Result<()> {
     build_plugins()?;
     let root = root();
-    // The shared WHM logic of the plugins, natively.
+    // The plugins' logic, natively: the shared WHM logic, the XML reader, Plesk.
     run(cargo().current_dir(root.join("plugins")).args([
         "test",
         "-p",
         "panelink-whm",
+        "-p",
+        "panelink-xml",
+        "-p",
+        "panelink-plesk",
         "--target",
         &host_triple()?,
     ]))?;
@@ -182,6 +186,10 @@ fn lint() -> Result<()> {
         "clippy",
         "-p",
         "panelink-whm",
+        "-p",
+        "panelink-xml",
+        "-p",
+        "panelink-plesk",
         "--all-targets",
         "--target",
         &host_triple()?,

@@ -5,12 +5,15 @@
 //! - the **grant**: the server's scheme, host and port, matched on the parsed URL the request
 //!   will really go to, never on a header the guest wrote;
 //! - the **policy**: the plugin's declared [`AllowedRequest`]s, matched on method and exact path,
-//!   and for a tunnel (WHM `batch`) on every call inside, read from the query string and the
-//!   body exactly as the panel will read them.
+//!   and for a tunnel on every call inside, read from the request exactly as the panel will read
+//!   it: for WHM `batch` every `command` of the query string and the form body, for an XML packet
+//!   every `operator/operation` of the body ([`packet_operations`]).
 //!
 //! Either failing ends the call with a capability violation. Only a few harmless guest headers
 //! pass (`Accept`, `Accept-Language`, `Content-Type`, `User-Agent`); the server's own credentials
-//! are added here, so the token never enters the sandbox.
+//! are added here, so the token never enters the sandbox: `Authorization: whm <user>:<token>`,
+//! except on an `xml-packet` request, whose APIs take them as `HTTP_AUTH_LOGIN` and
+//! `HTTP_AUTH_PASSWD` headers (or the token alone as `KEY` when the server has no user name).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -74,6 +77,9 @@ pub struct Grant {
     host: String,
     port: u16,
     authorization: String,
+    /// The server's user name and token, for the credential headers of `xml-packet` requests.
+    login: String,
+    token: crate::adapter::Secret,
     /// The server's share of [`HttpLimits::max_in_flight_per_server`].
     gate: Option<Arc<Semaphore>>,
 }
@@ -98,6 +104,8 @@ impl Grant {
             host: target.hostname.to_ascii_lowercase(),
             port: target.port,
             authorization: format!("whm {}:{}", target.username, target.api_token.expose()),
+            login: target.username.clone(),
+            token: target.api_token.clone(),
             gate: None,
         }
     }
@@ -116,6 +124,19 @@ impl Grant {
             target.hostname.to_ascii_lowercase(),
             target.port,
         )
+    }
+
+    /// The credential headers of a request: `Authorization` unless the request is an XML packet
+    /// (see the module's documentation).
+    fn credentials(&self, sends: Sends) -> Vec<(&'static str, String)> {
+        match sends {
+            Sends::Xml if self.login.is_empty() => vec![("key", self.token.expose().to_owned())],
+            Sends::Xml => vec![
+                ("http_auth_login", self.login.clone()),
+                ("http_auth_passwd", self.token.expose().to_owned()),
+            ],
+            Sends::Plain | Sends::Form => vec![("authorization", self.authorization.clone())],
+        }
     }
 
     /// Check a URL against the grant. `Err` names the violation.
@@ -158,6 +179,29 @@ const MAX_PATH: usize = 1024;
 const MAX_CALL_NAME: usize = 128;
 /// The form content type the host sends WHM `batch` requests with.
 const FORM: &str = "application/x-www-form-urlencoded";
+/// The content type the host sends XML packets with.
+const XML: &str = "text/xml";
+
+/// What kind of body a checked request sends, which sets its content type and credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sends {
+    /// Whatever the guest wrote (its `Content-Type` passes).
+    Plain,
+    /// A strict form ([`FORM`]).
+    Form,
+    /// An XML packet ([`XML`]).
+    Xml,
+}
+
+impl Sends {
+    fn content_type(self) -> Option<&'static str> {
+        match self {
+            Sends::Plain => None,
+            Sends::Form => Some(FORM),
+            Sends::Xml => Some(XML),
+        }
+    }
+}
 
 /// What a plugin may ask of its panel: its declared requests, checked and compiled for matching.
 #[derive(Debug, Default)]
@@ -171,6 +215,8 @@ enum Rule {
     Plain,
     /// WHM API 1 `batch`: these functions may be named by `command` fields.
     WhmBatch(HashSet<String>),
+    /// An XML packet: these `operator/operation`s may be in it.
+    XmlPacket(HashSet<String>),
 }
 
 /// At most the first 100 bytes of `s` (at a character boundary): the plugin's own text in an
@@ -251,11 +297,31 @@ impl Policy {
                     }
                     Rule::WhmBatch(set)
                 }
-                Some(Tunnel::XmlPacket(_)) => {
-                    return Err(format!(
-                        "{what}: xml-packet tunnels cannot be checked by this host yet, so a \
-                         plugin declaring one is refused"
-                    ));
+                Some(Tunnel::XmlPacket(operations)) => {
+                    if operations.is_empty() || operations.len() > MAX_TUNNEL_CALLS {
+                        return Err(format!(
+                            "{what}: an xml-packet tunnel lists 1 to {MAX_TUNNEL_CALLS} operations"
+                        ));
+                    }
+                    let mut set = HashSet::new();
+                    for operation in operations {
+                        let plain = operation
+                            .split_once('/')
+                            .is_some_and(|(operator, name)| xml_name(operator) && xml_name(name));
+                        if !plain {
+                            return Err(format!(
+                                "{what}: packet operation {:?} must be `operator/operation`, \
+                                 each 1-{MAX_CALL_NAME} letters, digits, '-' and '_'",
+                                cut(operation)
+                            ));
+                        }
+                        if !set.insert(operation.clone()) {
+                            return Err(format!(
+                                "{what}: packet operation {operation:?} is repeated"
+                            ));
+                        }
+                    }
+                    Rule::XmlPacket(set)
                 }
             };
             if rules
@@ -268,14 +334,9 @@ impl Policy {
         Ok(Self { rules })
     }
 
-    /// Check one request. `Ok` gives the content type the host sends it with (the guest's is
-    /// replaced), if any; `Err` names the violation.
-    fn check(
-        &self,
-        method: HttpMethod,
-        url: &url::Url,
-        body: &[u8],
-    ) -> Result<Option<&'static str>, String> {
+    /// Check one request. `Ok` says what it sends (the content type the host sends it with,
+    /// replacing the guest's, and its credential headers); `Err` names the violation.
+    fn check(&self, method: HttpMethod, url: &url::Url, body: &[u8]) -> Result<Sends, String> {
         let path = url.path();
         match self.rules.get(&(method, path.to_owned())) {
             None => Err(format!(
@@ -283,16 +344,91 @@ impl Policy {
                 method.as_str(),
                 cut(path)
             )),
-            Some(Rule::Plain) => Ok(None),
+            Some(Rule::Plain) => Ok(Sends::Plain),
             Some(Rule::WhmBatch(allowed)) => {
                 if let Some(query) = url.query() {
                     check_batch_form("query string", query.as_bytes(), allowed)?;
                 }
                 check_batch_form("body", body, allowed)?;
-                Ok(Some(FORM))
+                Ok(Sends::Form)
+            }
+            Some(Rule::XmlPacket(allowed)) => {
+                if url.query().is_some() {
+                    return Err("an XML packet request carries no query string".into());
+                }
+                for operation in packet_operations(body)? {
+                    if !allowed.contains(&operation) {
+                        return Err(format!(
+                            "packet operation {:?} is not among the plugin's allowed operations",
+                            cut(&operation)
+                        ));
+                    }
+                }
+                Ok(Sends::Xml)
             }
         }
     }
+}
+
+/// Whether an XML element name is one the packet check accepts as an operator or operation:
+/// 1 to [`MAX_CALL_NAME`] ASCII letters, digits, `-` and `_` (no namespace prefix, which a panel
+/// might resolve differently).
+fn xml_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CALL_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Every operation of an XML packet, as `operator/operation`, in order: the root must be
+/// `<packet>`, each of its children is an operator and each child of an operator an operation.
+/// Refused (`Err` says why): a body that is not one well-formed UTF-8 document, a DOCTYPE (and
+/// so any entity but the predefined ones), processing instructions, another root, text
+/// directly inside the packet or an operator, and names that are not plain.
+pub fn packet_operations(body: &[u8]) -> Result<Vec<String>, String> {
+    let root = panelink_xml::parse(body).map_err(|e| match e {
+        panelink_xml::ParseError::Doctype | panelink_xml::ParseError::Entity(_) => {
+            format!("the XML packet is refused: {e}")
+        }
+        panelink_xml::ParseError::Malformed(why) => {
+            format!("the body is not a well-formed XML packet: {}", cut(&why))
+        }
+    })?;
+    if root.name != "packet" {
+        return Err(format!(
+            "the XML body's root is <{}>, not <packet>",
+            cut(&root.name)
+        ));
+    }
+    if !root.text.trim().is_empty() {
+        return Err("the XML packet holds text outside its operators".into());
+    }
+    let mut operations = Vec::new();
+    for operator in &root.children {
+        if !xml_name(&operator.name) {
+            return Err(format!(
+                "packet operator {:?} is not a plain name",
+                cut(&operator.name)
+            ));
+        }
+        if !operator.text.trim().is_empty() {
+            return Err(format!(
+                "packet operator <{}> holds text outside its operations",
+                operator.name
+            ));
+        }
+        for operation in &operator.children {
+            if !xml_name(&operation.name) {
+                return Err(format!(
+                    "packet operation {:?} is not a plain name",
+                    cut(&operation.name)
+                ));
+            }
+            operations.push(format!("{}/{}", operator.name, operation.name));
+        }
+    }
+    Ok(operations)
 }
 
 /// Bytes a strict form may hold: RFC 3986's unreserved characters, `%` (of an `%XX` escape),
@@ -428,10 +564,11 @@ pub async fn send(
     if let Err(violation) = grant.check(&url) {
         return Sent::Violation(violation);
     }
-    let content_type = match policy.check(req.method.into(), &url, &req.body) {
-        Ok(content_type) => content_type,
+    let sends = match policy.check(req.method.into(), &url, &req.body) {
+        Ok(sends) => sends,
         Err(violation) => return Sent::Violation(violation),
     };
+    let content_type = sends.content_type();
     // Held until the answer is read whole: the request is in flight until then. The semaphore
     // is never closed.
     let _turn = match &grant.gate {
@@ -455,7 +592,9 @@ pub async fn send(
     if let Some(content_type) = content_type {
         builder = builder.header(reqwest::header::CONTENT_TYPE, content_type);
     }
-    builder = builder.header(reqwest::header::AUTHORIZATION, &grant.authorization);
+    for (name, value) in grant.credentials(sends) {
+        builder = builder.header(name, value);
+    }
     if !req.body.is_empty() {
         builder = builder.body(req.body);
     }
@@ -611,8 +750,18 @@ mod tests {
             let err = with(&|r| r.calls = Some(Tunnel::WhmBatch(calls.clone()))).unwrap_err();
             assert!(err.contains(why), "{err}");
         }
-        let err = with(&|r| r.calls = Some(Tunnel::XmlPacket(vec!["ui/get".into()]))).unwrap_err();
-        assert!(err.contains("xml-packet"), "{err}");
+        assert!(with(&|r| r.calls = Some(Tunnel::XmlPacket(vec!["ui/get".into()]))).is_ok());
+        for (calls, why) in [
+            (vec![], "1 to"),
+            (vec!["ui".into()], "operator/operation"),
+            (vec!["ui/".into()], "operator/operation"),
+            (vec!["x:ui/get".into()], "operator/operation"),
+            (vec!["ui/get/more".into()], "operator/operation"),
+            (vec!["ui/get".into(), "ui/get".into()], "repeated"),
+        ] {
+            let err = with(&|r| r.calls = Some(Tunnel::XmlPacket(calls.clone()))).unwrap_err();
+            assert!(err.contains(why), "{calls:?}: {err}");
+        }
         let err = with(&|r| r.path = "/json-api/applist".into()).unwrap_err();
         assert!(err.contains("twice"), "{err}");
         // The same path with another method is another request.
@@ -692,7 +841,7 @@ mod tests {
                 &url::Url::parse(url).unwrap(),
                 b"api.version=1"
             ),
-            Ok(Some(FORM))
+            Ok(Sends::Form)
         );
         for (url, body) in [
             (
@@ -758,5 +907,116 @@ mod tests {
             let err = ok(url, body).unwrap_err();
             assert!(err.contains("plain name"), "{body}: {err}");
         }
+    }
+
+    fn packet_policy() -> Policy {
+        Policy::new(&[AllowedRequest {
+            method: HttpMethod::Post,
+            path: "/enterprise/control/agent.php".into(),
+            calls: Some(Tunnel::XmlPacket(vec![
+                "server/get_protos".into(),
+                "ui/get-custombutton".into(),
+                "ui/create-custombutton".into(),
+            ])),
+        }])
+        .unwrap()
+    }
+
+    #[test]
+    fn every_packet_operation_must_be_declared() {
+        let p = packet_policy();
+        let url = "https://panel.example:2087/enterprise/control/agent.php";
+        let ok = |body: &str| check(&p, HttpMethod::Post, url, body);
+        let create = "<create-custombutton><owner><customer-id>1</customer-id></owner>\
+                      <properties><url>https://x/?a=1&amp;b=2</url></properties></create-custombutton>";
+        assert!(
+            ok(&format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><!-- c --><packet version="1.6.3.5">
+               <server><get_protos/></server><ui>{create}<get-custombutton/></ui></packet>"#
+            ))
+            .is_ok()
+        );
+        assert!(ok("<packet/>").is_ok());
+        assert_eq!(
+            p.check(
+                HttpMethod::Post,
+                &url::Url::parse(url).unwrap(),
+                b"<packet/>"
+            ),
+            Ok(Sends::Xml)
+        );
+        assert_eq!(
+            packet_operations(b"<packet><ui><a/><b>x</b></ui><server><a/></server></packet>"),
+            Ok(vec!["ui/a".into(), "ui/b".into(), "server/a".into()])
+        );
+        for (body, why) in [
+            // An undeclared operation, first, last or beside declared ones, or the right
+            // operation under another operator.
+            (format!("<packet><ui>{create}<delete-custombutton/></ui></packet>"), "not among"),
+            ("<packet><secret_key><create/></secret_key></packet>".to_owned(), "not among"),
+            ("<packet><server><get_protos/><create_session/></server></packet>".to_owned(), "not among"),
+            ("<packet><customer><get-custombutton/></customer></packet>".to_owned(), "not among"),
+            // Entities and DTDs: refused outright, declared or not.
+            (
+                r#"<!DOCTYPE packet [<!ENTITY x "<delete-custombutton/>">]><packet><ui>&x;</ui></packet>"#.to_owned(),
+                "DOCTYPE",
+            ),
+            ("<packet><ui>&x;</ui></packet>".to_owned(), "entity"),
+            (
+                r#"<!DOCTYPE packet SYSTEM "http://evil.example/x.dtd"><packet/>"#.to_owned(),
+                "DOCTYPE",
+            ),
+            // Unparsable or ambiguous bodies.
+            ("".to_owned(), "well-formed"),
+            ("api.version=1&command=x".to_owned(), "well-formed"),
+            ("<packet><ui></packet>".to_owned(), "well-formed"),
+            ("<packet/><packet><ui><delete-custombutton/></ui></packet>".to_owned(), "well-formed"),
+            (r#"<?xml version="1.0" encoding="UTF-16"?><packet/>"#.to_owned(), "well-formed"),
+            ("<?php x ?><packet/>".to_owned(), "well-formed"),
+            ("<request><ui><get-custombutton/></ui></request>".to_owned(), "root"),
+            ("<packet>ui/get-custombutton</packet>".to_owned(), "text"),
+            ("<packet><ui>x<get-custombutton/></ui></packet>".to_owned(), "text"),
+            ("<packet><x:ui><get-custombutton/></x:ui></packet>".to_owned(), "plain name"),
+            ("<packet><ui><x:delete-custombutton/></ui></packet>".to_owned(), "plain name"),
+        ] {
+            let err = ok(&body).unwrap_err();
+            assert!(err.contains(why), "{body}: {err}");
+        }
+        let mut not_utf8 = b"<packet><ui><get-custombutton/></ui>".to_vec();
+        not_utf8.extend_from_slice(b"\xff</packet>");
+        assert!(
+            p.check(HttpMethod::Post, &url::Url::parse(url).unwrap(), &not_utf8)
+                .is_err()
+        );
+        // No query string beside a packet.
+        let err = check(&p, HttpMethod::Post, &format!("{url}?x=1"), "<packet/>").unwrap_err();
+        assert!(err.contains("query string"), "{err}");
+    }
+
+    #[test]
+    fn packets_carry_login_headers_or_a_key() {
+        let g = grant();
+        assert_eq!(
+            g.credentials(Sends::Xml),
+            vec![
+                ("http_auth_login", "root".to_owned()),
+                ("http_auth_passwd", "tok".to_owned())
+            ]
+        );
+        assert_eq!(
+            g.credentials(Sends::Form),
+            vec![("authorization", "whm root:tok".to_owned())]
+        );
+        let keyed = Grant::for_server(&ServerTarget {
+            hostname: "p.example".into(),
+            port: 8443,
+            secure: true,
+            username: String::new(),
+            api_token: Secret::new("k3y"),
+        });
+        assert_eq!(
+            keyed.credentials(Sends::Xml),
+            vec![("key", "k3y".to_owned())]
+        );
     }
 }

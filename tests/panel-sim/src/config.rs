@@ -338,7 +338,8 @@ pub fn sample_accounts(count: usize) -> impl Iterator<Item = (String, String)> {
     (1..=count).map(|i| (format!("user{i}"), format!("user{i}.example.test")))
 }
 
-pub(crate) fn clamp_rate(rate: f64) -> f64 {
+/// A probability clamped to 0.0–1.0 (NaN is 0.0).
+pub fn clamp_rate(rate: f64) -> f64 {
     if rate.is_nan() {
         0.0
     } else {

@@ -15,20 +15,20 @@ use crate::config::{FaultKind, SimConfig, clamp_rate};
 
 /// What the server does to requests besides answering them.
 #[derive(Debug)]
-pub(crate) struct Behaviour {
-    pub(crate) request_latency: Duration,
-    pub(crate) command_latency: Duration,
-    pub(crate) fault_rate: f64,
-    pub(crate) fault_kinds: Vec<FaultKind>,
-    pub(crate) hang_for: Duration,
-    pub(crate) down: bool,
+pub struct Behaviour {
+    pub request_latency: Duration,
+    pub command_latency: Duration,
+    pub fault_rate: f64,
+    pub fault_kinds: Vec<FaultKind>,
+    pub hang_for: Duration,
+    pub down: bool,
     /// Faults forced onto the next requests, in order, before the lottery is consulted.
-    pub(crate) queued: VecDeque<FaultKind>,
+    pub queued: VecDeque<FaultKind>,
     rng: StdRng,
 }
 
 impl Behaviour {
-    pub(crate) fn new(config: &SimConfig) -> Self {
+    pub fn new(config: &SimConfig) -> Self {
         Behaviour {
             request_latency: config.request_latency,
             command_latency: config.command_latency,
@@ -42,12 +42,12 @@ impl Behaviour {
     }
 
     /// Reseeds the fault RNG.
-    pub(crate) fn reseed(&mut self, seed: Option<u64>) {
+    pub fn reseed(&mut self, seed: Option<u64>) {
         self.rng = make_rng(seed);
     }
 
     /// The fault for the next request, if any: a queued one first, else a draw.
-    pub(crate) fn decide(&mut self) -> Option<FaultKind> {
+    pub fn decide(&mut self) -> Option<FaultKind> {
         if let Some(kind) = self.queued.pop_front() {
             return Some(kind);
         }

@@ -19,7 +19,8 @@
 //! - [`whm`]: the WHM API 1 functions, envelopes, validation ([`whm::texts`]) and `batch`.
 //! - [`server`]: the hyper-based HTTP server, [`PanelSim`] and [`SimHandle`].
 //! - [`metrics`]: [`Counters`] and waiting on them.
-//! - `faults` (private): latency, the seeded fault lottery, queued faults, the down switch.
+//! - [`faults`]: latency, the seeded fault lottery, queued faults, the down switch (plesk-sim uses
+//!   them too, with [`metrics`]).
 //! - [`click`]: the click ([`ClickOutcome`], [`ClickError`]).
 //!
 //! ```no_run
@@ -36,7 +37,7 @@
 
 pub mod click;
 pub mod config;
-mod faults;
+pub mod faults;
 pub mod metrics;
 pub mod server;
 pub mod state;

@@ -56,7 +56,7 @@ impl Counters {
 
 /// The live counters plus a change signal.
 #[derive(Debug)]
-pub(crate) struct Metrics {
+pub struct Metrics {
     counters: Mutex<Counters>,
     changed: watch::Sender<u64>,
 }
@@ -71,7 +71,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn update(&self, f: impl FnOnce(&mut Counters)) {
+    pub fn update(&self, f: impl FnOnce(&mut Counters)) {
         {
             let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut c);
@@ -79,22 +79,22 @@ impl Metrics {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    pub(crate) fn count_call(&self, function: &str) {
+    pub fn count_call(&self, function: &str) {
         self.update(|c| *c.calls.entry(function.to_owned()).or_default() += 1);
     }
 
-    pub(crate) fn count_fault(&self, kind: FaultKind) {
+    pub fn count_fault(&self, kind: FaultKind) {
         self.update(|c| *c.faults.entry(kind).or_default() += 1);
     }
 
-    pub(crate) fn snapshot(&self) -> Counters {
+    pub fn snapshot(&self) -> Counters {
         self.counters
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    pub(crate) fn reset(&self) {
+    pub fn reset(&self) {
         self.update(|c| {
             *c = Counters {
                 in_flight: c.in_flight,
@@ -104,7 +104,7 @@ impl Metrics {
     }
 
     /// Counts a request in until the returned guard drops.
-    pub(crate) fn request_started(&self) -> InFlight<'_> {
+    pub fn request_started(&self) -> InFlight<'_> {
         self.update(|c| {
             c.http_requests += 1;
             c.in_flight += 1;
@@ -114,7 +114,7 @@ impl Metrics {
     }
 
     /// Waits until `pred` holds for the counters, or `timeout` passes; returns whether it held.
-    pub(crate) async fn wait_for(
+    pub async fn wait_for(
         &self,
         timeout: Duration,
         mut pred: impl FnMut(&Counters) -> bool,
@@ -135,7 +135,7 @@ impl Metrics {
 }
 
 /// A request being handled (see [`Metrics::request_started`]).
-pub(crate) struct InFlight<'a>(&'a Metrics);
+pub struct InFlight<'a>(&'a Metrics);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
