@@ -46,6 +46,114 @@ pub struct LinkSpec {
     pub icon: Option<Vec<u8>>,
 }
 
+/// How the host presents a server's credentials to its panel (the contract's `panel-auth`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PanelAuth {
+    /// `Authorization: <scheme> <user>:<token>` (WHM: `whm`).
+    SchemeUserToken(String),
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// `Authorization: Basic base64(<user>:<token>)`.
+    Basic,
+    /// The user name and the token in two headers of these names.
+    LoginHeaders(String, String),
+    /// The token alone in a header of this name.
+    TokenHeader(String),
+}
+
+impl PanelAuth {
+    /// Headers a plugin may not take for its credentials: set by the host or by HTTP itself.
+    const RESERVED: [&'static str; 12] = [
+        "host",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "cookie",
+        "accept",
+        "user-agent",
+    ];
+
+    /// Checks the declaration: a scheme of 1–32 letters, digits or `-`; header names that are
+    /// HTTP tokens, not reserved and (for two) distinct.
+    pub fn check(&self) -> Result<(), String> {
+        let header = |name: &str| -> Result<(), String> {
+            let lower = name.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || Self::RESERVED.contains(&lower.as_str())
+                || lower.starts_with("proxy-")
+                || lower == "authorization" && !matches!(self, PanelAuth::TokenHeader(_))
+            {
+                return Err(format!(
+                    "the credential header {name:?} is not a header name a plugin may use"
+                ));
+            }
+            Ok(())
+        };
+        match self {
+            PanelAuth::SchemeUserToken(scheme) => {
+                if scheme.is_empty()
+                    || scheme.len() > 32
+                    || !scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
+                    return Err(format!(
+                        "the authorization scheme {scheme:?} must be 1 to 32 letters, digits or -"
+                    ));
+                }
+                Ok(())
+            }
+            PanelAuth::Bearer | PanelAuth::Basic => Ok(()),
+            PanelAuth::LoginHeaders(login, token) => {
+                header(login)?;
+                header(token)?;
+                if login.eq_ignore_ascii_case(token) {
+                    return Err("the two credential headers must differ".into());
+                }
+                Ok(())
+            }
+            PanelAuth::TokenHeader(name) => header(name),
+        }
+    }
+
+    /// The credential headers for a server's user name and token: (lower-case name, value).
+    pub fn headers(&self, username: &str, token: &str) -> Vec<(String, String)> {
+        use base64::Engine as _;
+        let authorization = |value: String| vec![("authorization".to_owned(), value)];
+        match self {
+            PanelAuth::SchemeUserToken(scheme) => {
+                authorization(format!("{scheme} {username}:{token}"))
+            }
+            PanelAuth::Bearer => authorization(format!("Bearer {token}")),
+            PanelAuth::Basic => authorization(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{token}"))
+            )),
+            PanelAuth::LoginHeaders(login, secret) => vec![
+                (login.to_ascii_lowercase(), username.to_owned()),
+                (secret.to_ascii_lowercase(), token.to_owned()),
+            ],
+            PanelAuth::TokenHeader(name) => vec![(name.to_ascii_lowercase(), token.to_owned())],
+        }
+    }
+
+    /// As the admin API shows it, e.g. `scheme-user-token whm`, `login-headers A B`.
+    pub fn describe(&self) -> String {
+        match self {
+            PanelAuth::SchemeUserToken(scheme) => format!("scheme-user-token {scheme}"),
+            PanelAuth::Bearer => "bearer".into(),
+            PanelAuth::Basic => "basic".into(),
+            PanelAuth::LoginHeaders(a, b) => format!("login-headers {a} {b}"),
+            PanelAuth::TokenHeader(name) => format!("token-header {name}"),
+        }
+    }
+}
+
 /// How a panel signs a customer in when a link is clicked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SignInStyle {
@@ -148,6 +256,8 @@ pub struct Description {
     pub links: Vec<LinkSpec>,
     /// Every request the plugin may send to its panel (checked at load, enforced per request).
     pub allowed_requests: Vec<AllowedRequest>,
+    /// How the host presents the server's credentials to its panel.
+    pub auth: PanelAuth,
     /// How its panel signs customers in.
     pub sign_in: SignInStyle,
     /// Its limits, which sync batches are sized by.

@@ -1090,6 +1090,7 @@ mod tests {
             contract_version: runtime::CONTRACT_VERSION.into(),
             links: vec![link("a:b", "A"), link("c:d", "C")],
             allowed_requests: Vec::new(),
+            auth: crate::adapter::PanelAuth::SchemeUserToken("whm".into()),
             sign_in: crate::adapter::SignInStyle::TokenExchange,
             limits: crate::adapter::Limits {
                 accounts_per_call: 1,

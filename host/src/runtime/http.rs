@@ -11,9 +11,9 @@
 //!
 //! Either failing ends the call with a capability violation. Only a few harmless guest headers
 //! pass (`Accept`, `Accept-Language`, `Content-Type`, `User-Agent`); the server's own credentials
-//! are added here, so the token never enters the sandbox: `Authorization: whm <user>:<token>`,
-//! except on an `xml-packet` request, whose APIs take them as `HTTP_AUTH_LOGIN` and
-//! `HTTP_AUTH_PASSWD` headers (or the token alone as `KEY` when the server has no user name).
+//! are added here, as the plugin's description declares (`panel-auth`: e.g.
+//! `Authorization: whm <user>:<token>` for WHM, `HTTP_AUTH_LOGIN` and `HTTP_AUTH_PASSWD` headers
+//! for an XML packet API), so the token never enters the sandbox.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -24,7 +24,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use super::bindings::http;
-use crate::adapter::{AllowedRequest, HttpMethod, ServerTarget, Tunnel};
+use crate::adapter::{AllowedRequest, HttpMethod, PanelAuth, ServerTarget, Tunnel};
 
 /// Limits of outbound HTTP.
 #[derive(Debug, Clone)]
@@ -76,10 +76,8 @@ pub struct Grant {
     scheme: &'static str,
     host: String,
     port: u16,
-    authorization: String,
-    /// The server's user name and token, for the credential headers of `xml-packet` requests.
-    login: String,
-    token: crate::adapter::Secret,
+    /// The credential headers (lower-case name, value): they carry the server's API token.
+    credentials: Vec<(String, String)>,
     /// The server's share of [`HttpLimits::max_in_flight_per_server`].
     gate: Option<Arc<Semaphore>>,
 }
@@ -91,21 +89,19 @@ impl std::fmt::Debug for Grant {
             .field("scheme", &self.scheme)
             .field("host", &self.host)
             .field("port", &self.port)
-            .field("authorization", &"***")
+            .field("credentials", &"***")
             .finish_non_exhaustive()
     }
 }
 
 impl Grant {
-    /// The grant for one server, with its WHM credentials.
-    pub fn for_server(target: &ServerTarget) -> Self {
+    /// The grant for one server, its credentials presented as `auth` says.
+    pub fn for_server(target: &ServerTarget, auth: &PanelAuth) -> Self {
         Self {
             scheme: target.scheme(),
             host: target.hostname.to_ascii_lowercase(),
             port: target.port,
-            authorization: format!("whm {}:{}", target.username, target.api_token.expose()),
-            login: target.username.clone(),
-            token: target.api_token.clone(),
+            credentials: auth.headers(&target.username, target.api_token.expose()),
             gate: None,
         }
     }
@@ -124,19 +120,6 @@ impl Grant {
             target.hostname.to_ascii_lowercase(),
             target.port,
         )
-    }
-
-    /// The credential headers of a request: `Authorization` unless the request is an XML packet
-    /// (see the module's documentation).
-    fn credentials(&self, sends: Sends) -> Vec<(&'static str, String)> {
-        match sends {
-            Sends::Xml if self.login.is_empty() => vec![("key", self.token.expose().to_owned())],
-            Sends::Xml => vec![
-                ("http_auth_login", self.login.clone()),
-                ("http_auth_passwd", self.token.expose().to_owned()),
-            ],
-            Sends::Plain | Sends::Form => vec![("authorization", self.authorization.clone())],
-        }
     }
 
     /// Check a URL against the grant. `Err` names the violation.
@@ -592,8 +575,8 @@ pub async fn send(
     if let Some(content_type) = content_type {
         builder = builder.header(reqwest::header::CONTENT_TYPE, content_type);
     }
-    for (name, value) in grant.credentials(sends) {
-        builder = builder.header(name, value);
+    for (name, value) in &grant.credentials {
+        builder = builder.header(name.as_str(), value.as_str());
     }
     if !req.body.is_empty() {
         builder = builder.body(req.body);
@@ -664,13 +647,16 @@ mod tests {
     use crate::adapter::Secret;
 
     fn grant() -> Grant {
-        Grant::for_server(&ServerTarget {
-            hostname: "Panel.Example".into(),
-            port: 2087,
-            secure: true,
-            username: "root".into(),
-            api_token: Secret::new("tok"),
-        })
+        Grant::for_server(
+            &ServerTarget {
+                hostname: "Panel.Example".into(),
+                port: 2087,
+                secure: true,
+                username: "root".into(),
+                api_token: Secret::new("tok"),
+            },
+            &PanelAuth::SchemeUserToken("whm".into()),
+        )
     }
 
     #[test]
@@ -994,29 +980,67 @@ mod tests {
     }
 
     #[test]
-    fn packets_carry_login_headers_or_a_key() {
-        let g = grant();
-        assert_eq!(
-            g.credentials(Sends::Xml),
-            vec![
-                ("http_auth_login", "root".to_owned()),
-                ("http_auth_passwd", "tok".to_owned())
-            ]
-        );
-        assert_eq!(
-            g.credentials(Sends::Form),
-            vec![("authorization", "whm root:tok".to_owned())]
-        );
-        let keyed = Grant::for_server(&ServerTarget {
+    fn credentials_are_presented_as_the_plugin_declares() {
+        let target = ServerTarget {
             hostname: "p.example".into(),
             port: 8443,
             secure: true,
-            username: String::new(),
-            api_token: Secret::new("k3y"),
-        });
+            username: "root".into(),
+            api_token: Secret::new("tok"),
+        };
+        let creds = |auth: PanelAuth| Grant::for_server(&target, &auth).credentials;
+        let one = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
         assert_eq!(
-            keyed.credentials(Sends::Xml),
-            vec![("key", "k3y".to_owned())]
+            creds(PanelAuth::SchemeUserToken("whm".into())),
+            one("authorization", "whm root:tok")
         );
+        assert_eq!(creds(PanelAuth::Bearer), one("authorization", "Bearer tok"));
+        assert_eq!(
+            creds(PanelAuth::Basic),
+            one("authorization", "Basic cm9vdDp0b2s=")
+        );
+        assert_eq!(
+            creds(PanelAuth::LoginHeaders(
+                "HTTP_AUTH_LOGIN".into(),
+                "HTTP_AUTH_PASSWD".into()
+            )),
+            vec![
+                ("http_auth_login".to_owned(), "root".to_owned()),
+                ("http_auth_passwd".to_owned(), "tok".to_owned())
+            ]
+        );
+        assert_eq!(
+            creds(PanelAuth::TokenHeader("X-API-Key".into())),
+            one("x-api-key", "tok")
+        );
+        // Never printed.
+        assert!(!format!("{:?}", Grant::for_server(&target, &PanelAuth::Bearer)).contains("tok"));
+    }
+
+    #[test]
+    fn credential_declarations_are_checked() {
+        for bad in [
+            PanelAuth::SchemeUserToken(String::new()),
+            PanelAuth::SchemeUserToken("wh m".into()),
+            PanelAuth::TokenHeader("Host".into()),
+            PanelAuth::TokenHeader("content-length".into()),
+            PanelAuth::TokenHeader("bad header".into()),
+            PanelAuth::TokenHeader("Proxy-Authorization".into()),
+            PanelAuth::LoginHeaders("X-User".into(), "x-user".into()),
+            PanelAuth::LoginHeaders("Authorization".into(), "X-Token".into()),
+            PanelAuth::LoginHeaders("Cookie".into(), "X-Token".into()),
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+        for good in [
+            PanelAuth::SchemeUserToken("whm".into()),
+            PanelAuth::Bearer,
+            PanelAuth::Basic,
+            PanelAuth::LoginHeaders("HTTP_AUTH_LOGIN".into(), "HTTP_AUTH_PASSWD".into()),
+            PanelAuth::TokenHeader("KEY".into()),
+            PanelAuth::TokenHeader("Authorization".into()),
+        ] {
+            assert!(good.check().is_ok(), "{good:?}");
+        }
     }
 }

@@ -409,6 +409,7 @@ impl Runtime {
                 contract_version: String::new(),
                 links: Vec::new(),
                 allowed_requests: Vec::new(),
+                auth: crate::adapter::PanelAuth::Bearer,
                 sign_in: crate::adapter::SignInStyle::TokenExchange,
                 limits: bindings::v0_1::LIMITS,
             },
@@ -502,8 +503,10 @@ fn validate_description(d: &Description, bound: &str) -> Result<http::Policy, St
         ));
     }
     if d.limits.accounts_per_call == 0 || d.limits.operations_per_request == 0 {
-        return Err("the plugin's limits must be at least 1 account per call and 1 operation                     per request"
-            .into());
+        return Err(
+            "the plugin's limits must be at least 1 account per call and 1 operation per request"
+                .into(),
+        );
     }
     if d.links.is_empty() {
         return Err("the plugin supports no links".into());
@@ -523,6 +526,7 @@ fn validate_description(d: &Description, bound: &str) -> Result<http::Policy, St
             }
         }
     }
+    d.auth.check()?;
     http::Policy::new(&d.allowed_requests)
 }
 
@@ -712,7 +716,9 @@ impl Plugin {
                 memory_limit: rt.config.memory_limit,
                 hit: false,
             },
-            grant: target.map(|t| http::Grant::for_server(t).with_gate(self.runtime.gate(t))),
+            grant: target.map(|t| {
+                http::Grant::for_server(t, &self.description.auth).with_gate(self.runtime.gate(t))
+            }),
             policy: self.policy.clone(),
             client: rt.client.clone(),
             http_limits: rt.config.http.clone(),
@@ -1045,6 +1051,7 @@ mod tests {
                 path: "/json-api/batch".into(),
                 calls: Some(Tunnel::WhmBatch(vec!["create_integration_link".into()])),
             }],
+            auth: crate::adapter::PanelAuth::SchemeUserToken("whm".into()),
             sign_in: crate::adapter::SignInStyle::TokenExchange,
             limits: bindings::v0_1::LIMITS,
         }

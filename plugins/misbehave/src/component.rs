@@ -7,7 +7,7 @@ use panelink_whm::bindings::exports::panelink::adapter::plugin::{Guest, Support}
 use panelink_whm::bindings::panelink::adapter::types::{
     AccountOutcome, AccountWork, AllowedRequest, Credential, Description, Limits, LinkGroup,
     LinkSpec, LinkTemplate, ListedLink, Method, Operation, OperationResult, PanelAccount,
-    PluginError, Server, Settings, SignInStyle, Tunnel,
+    PanelAuth, PluginError, Server, Settings, SignInStyle, Tunnel,
 };
 use panelink_whm::bindings::panelink::adapter::{http, log};
 
@@ -134,6 +134,7 @@ impl Guest for Misbehave {
                     ])),
                 },
             ],
+            auth: PanelAuth::SchemeUserToken("whm".to_owned()),
             sign_in: SignInStyle::TokenExchange,
             limits: Limits {
                 accounts_per_call: 300,

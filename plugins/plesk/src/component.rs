@@ -117,53 +117,7 @@ fn error(e: model::PluginError) -> types::PluginError {
 
 impl exports::Guest for Plesk {
     fn describe() -> types::Description {
-        let d = describe();
-        types::Description {
-            id: d.id,
-            name: d.name,
-            version: d.version,
-            description: d.description,
-            contract_version: d.contract_version,
-            links: d
-                .links
-                .into_iter()
-                .map(|l| types::LinkSpec {
-                    scope: l.scope,
-                    group: match l.group {
-                        model::LinkGroup::Ordering => types::LinkGroup::Ordering,
-                        model::LinkGroup::Support => types::LinkGroup::Support,
-                        model::LinkGroup::Account => types::LinkGroup::Account,
-                    },
-                    default_label: l.default_label,
-                    implements: l.implements,
-                    destination: l.destination,
-                    icon: l.icon,
-                })
-                .collect(),
-            allowed_requests: d
-                .allowed_requests
-                .into_iter()
-                .map(|r| types::AllowedRequest {
-                    method: match r.method {
-                        model::Method::Get => types::Method::Get,
-                        model::Method::Post => types::Method::Post,
-                    },
-                    path: r.path,
-                    calls: r.calls.map(|t| match t {
-                        model::Tunnel::WhmBatch(calls) => types::Tunnel::WhmBatch(calls),
-                        model::Tunnel::XmlPacket(calls) => types::Tunnel::XmlPacket(calls),
-                    }),
-                })
-                .collect(),
-            sign_in: match d.sign_in {
-                model::SignInStyle::TokenExchange => types::SignInStyle::TokenExchange,
-                model::SignInStyle::StaticLink => types::SignInStyle::StaticLink,
-            },
-            limits: types::Limits {
-                accounts_per_call: d.limits.accounts_per_call,
-                operations_per_request: d.limits.operations_per_request,
-            },
-        }
+        panelink_whm::wit_description(describe())
     }
 
     fn check_server(s: types::Server) -> Result<exports::Support, types::PluginError> {

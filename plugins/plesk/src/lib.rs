@@ -66,6 +66,11 @@ pub fn describe() -> model::Description {
                 packet::OPERATIONS.iter().map(|&o| o.to_owned()).collect(),
             )),
         }],
+        // The XML API takes the administrator's login and password as two headers.
+        auth: model::PanelAuth::LoginHeaders(
+            "HTTP_AUTH_LOGIN".to_owned(),
+            "HTTP_AUTH_PASSWD".to_owned(),
+        ),
         sign_in: model::SignInStyle::StaticLink,
         limits: LIMITS,
     }

@@ -4,5 +4,5 @@
 pub use panelink_whm::model::{
     AccountOutcome, AccountWork, AllowedRequest, Credential, Description, Limits, LinkGroup,
     LinkSpec, LinkTemplate, ListedLink, Method, Operation, OperationResult, PanelAccount,
-    PluginError, Server, SignInStyle, Support, Tunnel,
+    PanelAuth, PluginError, Server, SignInStyle, Support, Tunnel,
 };

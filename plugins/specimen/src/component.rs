@@ -5,7 +5,7 @@ use std::hint::black_box;
 use panelink_whm::bindings::exports::panelink::adapter::plugin::{Guest, Support};
 use panelink_whm::bindings::panelink::adapter::types::{
     AccountOutcome, AccountWork, Description, Limits, LinkGroup, LinkSpec, LinkTemplate,
-    ListedLink, PanelAccount, PluginError, Server, Settings, SignInStyle,
+    ListedLink, PanelAccount, PanelAuth, PluginError, Server, Settings, SignInStyle,
 };
 
 struct Specimen;
@@ -75,6 +75,7 @@ impl Guest for Specimen {
                 .collect(),
             // It sends nothing to a panel.
             allowed_requests: Vec::new(),
+            auth: PanelAuth::SchemeUserToken("whm".to_owned()),
             sign_in: SignInStyle::TokenExchange,
             limits: Limits {
                 accounts_per_call: 300,

@@ -139,49 +139,7 @@ fn group(g: model::LinkGroup) -> types::LinkGroup {
 
 impl<A: Application> exports::Guest for WhmPlugin<A> {
     fn describe() -> types::Description {
-        let d = A::FLAVOR.describe();
-        types::Description {
-            id: d.id,
-            name: d.name,
-            version: d.version,
-            description: d.description,
-            contract_version: d.contract_version,
-            links: d
-                .links
-                .into_iter()
-                .map(|l| types::LinkSpec {
-                    scope: l.scope,
-                    group: group(l.group),
-                    default_label: l.default_label,
-                    implements: l.implements,
-                    destination: l.destination,
-                    icon: l.icon,
-                })
-                .collect(),
-            allowed_requests: d
-                .allowed_requests
-                .into_iter()
-                .map(|r| types::AllowedRequest {
-                    method: match r.method {
-                        model::Method::Get => types::Method::Get,
-                        model::Method::Post => types::Method::Post,
-                    },
-                    path: r.path,
-                    calls: r.calls.map(|t| match t {
-                        model::Tunnel::WhmBatch(calls) => types::Tunnel::WhmBatch(calls),
-                        model::Tunnel::XmlPacket(calls) => types::Tunnel::XmlPacket(calls),
-                    }),
-                })
-                .collect(),
-            sign_in: match d.sign_in {
-                model::SignInStyle::TokenExchange => types::SignInStyle::TokenExchange,
-                model::SignInStyle::StaticLink => types::SignInStyle::StaticLink,
-            },
-            limits: types::Limits {
-                accounts_per_call: d.limits.accounts_per_call,
-                operations_per_request: d.limits.operations_per_request,
-            },
-        }
+        wit_description(A::FLAVOR.describe())
     }
 
     fn check_server(s: types::Server) -> Result<exports::Support, types::PluginError> {
@@ -248,5 +206,62 @@ impl<A: Application> exports::Guest for WhmPlugin<A> {
                     .collect()
             })
             .map_err(error)
+    }
+}
+
+/// A self-description in the contract's types: what every plugin built on this crate's model
+/// answers to `describe`.
+#[must_use]
+pub fn wit_description(d: model::Description) -> types::Description {
+    types::Description {
+        id: d.id,
+        name: d.name,
+        version: d.version,
+        description: d.description,
+        contract_version: d.contract_version,
+        links: d
+            .links
+            .into_iter()
+            .map(|l| types::LinkSpec {
+                scope: l.scope,
+                group: group(l.group),
+                default_label: l.default_label,
+                implements: l.implements,
+                destination: l.destination,
+                icon: l.icon,
+            })
+            .collect(),
+        allowed_requests: d
+            .allowed_requests
+            .into_iter()
+            .map(|r| types::AllowedRequest {
+                method: match r.method {
+                    model::Method::Get => types::Method::Get,
+                    model::Method::Post => types::Method::Post,
+                },
+                path: r.path,
+                calls: r.calls.map(|t| match t {
+                    model::Tunnel::WhmBatch(calls) => types::Tunnel::WhmBatch(calls),
+                    model::Tunnel::XmlPacket(calls) => types::Tunnel::XmlPacket(calls),
+                }),
+            })
+            .collect(),
+        auth: match d.auth {
+            model::PanelAuth::SchemeUserToken(scheme) => types::PanelAuth::SchemeUserToken(scheme),
+            model::PanelAuth::Bearer => types::PanelAuth::Bearer,
+            model::PanelAuth::Basic => types::PanelAuth::Basic,
+            model::PanelAuth::LoginHeaders(login, token) => {
+                types::PanelAuth::LoginHeaders((login, token))
+            }
+            model::PanelAuth::TokenHeader(name) => types::PanelAuth::TokenHeader(name),
+        },
+        sign_in: match d.sign_in {
+            model::SignInStyle::TokenExchange => types::SignInStyle::TokenExchange,
+            model::SignInStyle::StaticLink => types::SignInStyle::StaticLink,
+        },
+        limits: types::Limits {
+            accounts_per_call: d.limits.accounts_per_call,
+            operations_per_request: d.limits.operations_per_request,
+        },
     }
 }

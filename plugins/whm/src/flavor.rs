@@ -1,6 +1,6 @@
 //! What tells the cPanel and WP Squared plugins apart.
 
-use crate::model::{Description, SignInStyle};
+use crate::model::{Description, PanelAuth, SignInStyle};
 use crate::{api, links};
 
 /// The contract version the plugins are built against (`package panelink:adapter@0.2.0`).
@@ -54,6 +54,7 @@ impl Flavor {
             contract_version: CONTRACT_VERSION.to_owned(),
             links: links::link_specs(),
             allowed_requests: api::allowed_requests(),
+            auth: PanelAuth::SchemeUserToken("whm".to_owned()),
             sign_in: SignInStyle::TokenExchange,
             limits: crate::LIMITS,
         }

@@ -31,6 +31,21 @@ pub struct LinkSpec {
     pub icon: Option<Vec<u8>>,
 }
 
+/// How the host presents the server's credentials (`panel-auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PanelAuth {
+    /// `Authorization: <scheme> <user>:<token>` (WHM: `whm`).
+    SchemeUserToken(String),
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// `Authorization: Basic base64(<user>:<token>)`.
+    Basic,
+    /// The user name and the token in two headers of these names.
+    LoginHeaders(String, String),
+    /// The token alone in a header of this name.
+    TokenHeader(String),
+}
+
 /// How the panel signs a customer in (`sign-in-style`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignInStyle {
@@ -95,6 +110,8 @@ pub struct Description {
     pub links: Vec<LinkSpec>,
     /// Every request the plugin may send; the host refuses any other.
     pub allowed_requests: Vec<AllowedRequest>,
+    /// How the host presents the server's credentials to the panel.
+    pub auth: PanelAuth,
     /// How the panel signs customers in.
     pub sign_in: SignInStyle,
     /// The plugin's limits.

@@ -28,7 +28,9 @@ pub mod bindings {
     wit_bindgen::generate!({ world: "adapter", path: "wit" });
 }
 
-use bindings::panelink::adapter::types::{Description, LinkGroup, LinkSpec, SignInStyle};
+use bindings::panelink::adapter::types::{
+    Description, LinkGroup, LinkSpec, PanelAuth, SignInStyle,
+};
 
 /// The application id: lower case; servers name it as their module.
 pub const ID: &str = "{{id}}";
@@ -82,6 +84,9 @@ pub fn describe() -> Description {
             })
             .collect(),
         allowed_requests: panel::allowed_requests(),
+        // The Example Panel takes its API tokens as `Authorization: Bearer <token>`; the host
+        // adds the header, the plugin never sees the token.
+        auth: PanelAuth::Bearer,
         // The Example Panel posts the link's credential to the host's token endpoint when the
         // link is clicked, as cPanel does. A panel whose links are fixed URLs is `StaticLink`.
         sign_in: SignInStyle::TokenExchange,

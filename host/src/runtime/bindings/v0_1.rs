@@ -202,6 +202,8 @@ pub(super) async fn describe(
             })
             .collect(),
         allowed_requests: granted_requests(),
+        // 0.1 was WHM's contract: its servers take WHM API tokens.
+        auth: host::PanelAuth::SchemeUserToken("whm".into()),
         sign_in: host::SignInStyle::TokenExchange,
         limits: LIMITS,
     })

@@ -62,6 +62,17 @@ impl From<types::Description> for host::Description {
                     }),
                 })
                 .collect(),
+            auth: match d.auth {
+                types::PanelAuth::SchemeUserToken(scheme) => {
+                    host::PanelAuth::SchemeUserToken(scheme)
+                }
+                types::PanelAuth::Bearer => host::PanelAuth::Bearer,
+                types::PanelAuth::Basic => host::PanelAuth::Basic,
+                types::PanelAuth::LoginHeaders((login, token)) => {
+                    host::PanelAuth::LoginHeaders(login, token)
+                }
+                types::PanelAuth::TokenHeader(name) => host::PanelAuth::TokenHeader(name),
+            },
             sign_in: match d.sign_in {
                 types::SignInStyle::TokenExchange => host::SignInStyle::TokenExchange,
                 types::SignInStyle::StaticLink => host::SignInStyle::StaticLink,
