@@ -235,7 +235,7 @@ impl Sso {
     /// Whether a state-changing request comes from our own pages: it carries the session's CSRF
     /// token `expected` (compared in constant time) and passes [`Sso::same_origin`]. The portal
     /// and the admin console both ask this.
-    pub(crate) fn from_our_pages(
+    pub(crate) fn comes_from_our_pages(
         &self,
         expected: &str,
         csrf: Option<&str>,

@@ -79,7 +79,7 @@ pub async fn signed_in(db: &Db, session: Option<&str>) -> Result<Option<SignedIn
 /// Whether the request carries the session's CSRF token (compared in constant time) and comes
 /// from this host's pages.
 fn from_our_pages(sso: &Sso, signed: &SignedIn, presented: &Presented<'_>) -> bool {
-    sso.from_our_pages(
+    sso.comes_from_our_pages(
         &signed.csrf,
         presented.csrf,
         presented.origin,

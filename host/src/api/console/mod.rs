@@ -448,21 +448,25 @@ async fn applications(State(state): State<AppState>, headers: HeaderMap) -> Resp
 }
 
 /// The name of an application whose plugin is loaded, or the 404 page.
-fn application_name(state: &AppState, console: &Console, id: &str) -> Result<String, Response> {
+fn application_name(
+    state: &AppState,
+    console: &Console,
+    id: &str,
+) -> Result<String, Box<Response>> {
     state
         .catalog()
         .plugins()
         .get(id)
         .map(|p| p.description.name.clone())
         .ok_or_else(|| {
-            shell(
+            Box::new(shell(
                 state,
                 console,
                 StatusCode::NOT_FOUND,
                 "Not found",
                 "/applications",
                 html! { p.refused { "No application " code { (id) } " is installed." } },
-            )
+            ))
         })
 }
 
@@ -484,7 +488,7 @@ async fn configure(
     };
     let name = match application_name(&state, &console, &id) {
         Ok(name) => name,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let base = base(&state);
     let body = html! {
@@ -533,7 +537,7 @@ async fn log(
     };
     let name = match application_name(&state, &console, &id) {
         Ok(name) => name,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let base = base(&state);
     let body = html! {

@@ -52,7 +52,7 @@ pub async fn signed_in(
 
 /// Whether a request that changes something, presenting `csrf`, comes from the console's pages.
 pub fn from_console(sso: &Sso, console: &Console, headers: &HeaderMap, csrf: Option<&str>) -> bool {
-    sso.from_our_pages(
+    sso.comes_from_our_pages(
         &console.csrf,
         csrf,
         header_text(headers, header::ORIGIN),
