@@ -24,6 +24,15 @@
 //! - `sso_rate_limit_per_address` / `sso_rate_limit_per_credential`: token requests a minute one
 //!   source address (default 6000) / one link credential (default 60) may make; 0 turns the
 //!   limit off;
+//! - `sso_redeem_rate_limit_per_address`: sign-in redemptions (`GET /oauth/sso`) a minute one
+//!   source address may make (default 120; 0 turns the limit off), checked before anything is
+//!   looked up;
+//! - `trusted_proxies`: the reverse proxies (addresses or CIDR blocks, a TOML array or, in the
+//!   environment, separated by whitespace or commas) whose `X-Forwarded-For` is believed; a
+//!   request through one counts as coming from the rightmost address of that header that is not
+//!   a trusted proxy (see [`crate::net`]). Empty (the default): the header is ignored. Every
+//!   per-address rate limit and the client activity log use that address; IPv6 addresses share
+//!   a limit per /64;
 //! - `plugin_call_timeout`: wall-clock seconds one plugin call may take, panel requests and
 //!   waits included (default 300; a plugin's `describe` at load gets at most 10 of them);
 //! - `plugin_max_host_calls`: calls into the host (panel requests, log lines, WASI calls) one
@@ -156,6 +165,10 @@ pub struct Layer {
     pub sso_rate_limit_per_address: Option<u64>,
     /// `sso_rate_limit_per_credential` (requests a minute, 0: off).
     pub sso_rate_limit_per_credential: Option<u64>,
+    /// `sso_redeem_rate_limit_per_address` (requests a minute, 0: off).
+    pub sso_redeem_rate_limit_per_address: Option<u64>,
+    /// `trusted_proxies` (addresses or CIDR blocks).
+    pub trusted_proxies: Option<Vec<String>>,
     /// `sso_destinations` (scope → client-area path).
     pub sso_destinations: Option<BTreeMap<String, String>>,
     /// `admin_token_ttl` (seconds, 0: no expiry).
@@ -267,6 +280,21 @@ impl Layer {
                     layer.sso_rate_limit_per_credential =
                         Some(parse_env_number("sso_rate_limit_per_credential", &value)?)
                 }
+                "SSO_REDEEM_RATE_LIMIT_PER_ADDRESS" => {
+                    layer.sso_redeem_rate_limit_per_address = Some(parse_env_number(
+                        "sso_redeem_rate_limit_per_address",
+                        &value,
+                    )?)
+                }
+                "TRUSTED_PROXIES" => {
+                    layer.trusted_proxies = Some(
+                        value
+                            .split(|c: char| c == ',' || c.is_whitespace())
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                    )
+                }
                 "SSO_DESTINATIONS" => {
                     layer.sso_destinations = Some(parse_env_destinations(&value)?)
                 }
@@ -331,6 +359,10 @@ impl Layer {
             sso_rate_limit_per_credential: over
                 .sso_rate_limit_per_credential
                 .or(self.sso_rate_limit_per_credential),
+            sso_redeem_rate_limit_per_address: over
+                .sso_redeem_rate_limit_per_address
+                .or(self.sso_redeem_rate_limit_per_address),
+            trusted_proxies: over.trusted_proxies.or(self.trusted_proxies),
             sso_destinations: over.sso_destinations.or(self.sso_destinations),
             admin_token_ttl: over.admin_token_ttl.or(self.admin_token_ttl),
             http_header_timeout: over.http_header_timeout.or(self.http_header_timeout),
@@ -427,6 +459,10 @@ pub struct SsoConfig {
     pub rate_limit_per_address: u32,
     /// Token requests a minute per link credential; 0: no limit.
     pub rate_limit_per_credential: u32,
+    /// Redemptions a minute per source address; 0: no limit.
+    pub redeem_rate_limit_per_address: u32,
+    /// The reverse proxies whose `X-Forwarded-For` is believed, for every per-address limit.
+    pub trusted_proxies: crate::net::TrustedProxies,
     /// Client-area path per scope, overriding the plugins' defaults.
     pub destinations: BTreeMap<String, String>,
 }
@@ -439,6 +475,8 @@ impl Default for SsoConfig {
             console_session_ttl: Duration::from_secs(8 * 3600),
             rate_limit_per_address: 6000,
             rate_limit_per_credential: 60,
+            redeem_rate_limit_per_address: 120,
+            trusted_proxies: crate::net::TrustedProxies::default(),
             destinations: BTreeMap::new(),
         }
     }
@@ -504,6 +542,18 @@ impl SsoConfig {
                 layer.sso_rate_limit_per_credential,
                 defaults.rate_limit_per_credential,
             )?,
+            redeem_rate_limit_per_address: per_minute(
+                "sso_redeem_rate_limit_per_address",
+                layer.sso_redeem_rate_limit_per_address,
+                defaults.redeem_rate_limit_per_address,
+            )?,
+            trusted_proxies: crate::net::TrustedProxies::parse(
+                layer.trusted_proxies.as_deref().unwrap_or_default(),
+            )
+            .map_err(|message| Error::Invalid {
+                key: "trusted_proxies",
+                message,
+            })?,
             destinations,
         })
     }

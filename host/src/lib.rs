@@ -5,6 +5,7 @@
 //! - [`model`]: domain newtypes that parse (names, e-mails, scopes, statuses, permissions).
 //! - [`storage`]: SQLite/PostgreSQL (the only module that writes SQL).
 //! - [`crypto`]: secrets at rest and API token hashing.
+//! - [`net`]: who a request comes from (trusted proxies) and the per-address rate limits' buckets.
 //! - [`catalog`]: installed plugin versions and the active one per application.
 //! - [`signing`]: plugin signatures (ed25519 over the component's digest, application and
 //!   version).
@@ -30,6 +31,7 @@ pub mod config;
 pub mod crypto;
 pub mod import;
 pub mod model;
+pub mod net;
 pub mod runtime;
 pub mod signing;
 pub mod sso;

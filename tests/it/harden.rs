@@ -2,7 +2,9 @@
 //! PostgreSQL: `/metrics` and the request log under made-up methods and paths; a server's API
 //! token bound to where the server is; what an admin may grant; admin tokens (list, rotate,
 //! revoke, expiry, last use) and deactivation; header, body and idle timeouts and the connection
-//! cap; sign-in destinations that stay in the client area.
+//! cap; sign-in destinations that stay in the client area; the secret key's form and its file's
+//! mode; the sign-in redemption's rate limit, IPv6 /64 buckets and trusted proxies; every
+//! route's statuses against the OpenAPI document.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,10 @@ on_both!(
     slow_clients_are_cut_off,
     connections_beyond_the_cap_are_turned_away,
     sign_in_stays_in_the_client_area,
+    the_secret_key_is_32_random_bytes,
+    redemptions_are_rate_limited_and_made_up_tokens_cost_no_write,
+    per_address_limits_group_ipv6_and_believe_only_trusted_proxies,
+    every_route_answers_only_statuses_it_documents,
 );
 
 fn random_word(prefix: &str) -> String {
@@ -817,4 +823,471 @@ async fn sign_in_stays_in_the_client_area(backend: Backend) {
         }]);
         assert!(refused.is_err(), "{bad} was accepted");
     }
+}
+
+/// The host's start-up with this configuration (port 0, the test database, no sync engine).
+async fn start_host(
+    test_db: &TestDb,
+    data_dir: &std::path::Path,
+    secret_key: Option<&str>,
+) -> anyhow::Result<panelink::boot::Host> {
+    let config = Config::resolve([Layer {
+        listen: Some("127.0.0.1:0".into()),
+        database_url: Some(test_db.url.clone()),
+        data_dir: Some(data_dir.to_path_buf()),
+        secret_key: secret_key.map(str::to_owned),
+        plugin_dir: Some(panelink_tests::plugin_dir()),
+        ..Layer::default()
+    }])
+    .unwrap();
+    let options = panelink::boot::Options {
+        runtime: panelink_tests::runtime_config(),
+        sync: Some(Arc::new(NoSync)),
+        ..Default::default()
+    };
+    panelink::boot::Host::start(config, options).await
+}
+
+async fn the_secret_key_is_32_random_bytes(backend: Backend) {
+    // A passphrase, a short key or a key that is not random is refused at start, saying what
+    // to give instead.
+    let test_db = TestDb::new(backend).await;
+    let data = tempfile::tempdir().unwrap();
+    for bad in [
+        "a passphrase, long enough for the old rule",
+        "short",
+        &"0".repeat(64),
+    ] {
+        let Err(e) = start_host(&test_db, data.path(), Some(bad)).await else {
+            panic!("{bad:?} was accepted as secret_key");
+        };
+        let message = format!("{e:#}");
+        assert!(
+            message.contains("32 random bytes") && message.contains("openssl rand -hex 32"),
+            "{message}"
+        );
+        assert!(!message.contains(bad), "the key is not repeated: {message}");
+    }
+    // A key file as every version writes it (32 random bytes, hex) keeps working, but one
+    // others can read is warned about at start; a hand-written short one is refused.
+    let key_file = data.path().join(panelink::crypto::KEY_FILE);
+    std::fs::write(&key_file, "0123").unwrap();
+    let Err(e) = start_host(&test_db, data.path(), None).await else {
+        panic!("a short key file was accepted");
+    };
+    let message = format!("{e:#}");
+    assert!(
+        message.contains("secret.key") && message.contains("32 random bytes"),
+        "{message}"
+    );
+    std::fs::write(&key_file, hex::encode(rand::random::<[u8; 32]>())).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let capture = LogCapture::default();
+    let host = {
+        let _guard = capture.install();
+        start_host(&test_db, data.path(), None)
+            .await
+            .expect("a key file of 32 random bytes starts")
+    };
+    #[cfg(unix)]
+    {
+        let logs = capture.text();
+        assert!(
+            logs.contains("WARN") && logs.contains("secret.key") && logs.contains("chmod 600"),
+            "{logs}"
+        );
+    }
+    drop(host);
+}
+
+/// A shaped access token no one issued.
+fn made_up_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())[..43].to_owned()
+}
+
+/// A connection of its own that holds the database's write lock until dropped or released
+/// (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the SSO tokens locked against writes, not reads).
+struct WriteLock(sqlx::AnyConnection);
+
+impl WriteLock {
+    async fn take(url: &str, backend: Backend) -> WriteLock {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+        let statements: &[&str] = match backend {
+            Backend::Sqlite => &["BEGIN IMMEDIATE"],
+            Backend::Postgres => &["BEGIN", "LOCK TABLE sso_tokens IN EXCLUSIVE MODE"],
+        };
+        for statement in statements {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+        WriteLock(conn)
+    }
+
+    async fn release(mut self) {
+        sqlx::query("ROLLBACK").execute(&mut self.0).await.unwrap();
+    }
+}
+
+async fn redemptions_are_rate_limited_and_made_up_tokens_cost_no_write(backend: Backend) {
+    // Limits of one a minute: a bucket refills only after a minute, whatever the machine's load.
+    let live = Live::start(backend, |l| l.sso_redeem_rate_limit_per_address = Some(0)).await;
+    let redeem = async |live: &Live, token: &str| {
+        let response = tokio::time::timeout(
+            BOUND,
+            live.http
+                .get(format!("{}/oauth/sso?access_token={token}", live.base))
+                .send(),
+        )
+        .await
+        .expect("a made-up token is answered without waiting for the database's write lock")
+        .unwrap();
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, retry_after, response.text().await.unwrap())
+    };
+    // While another connection holds the write lock, made-up tokens are still refused: their
+    // refusal needs no write.
+    let lock = WriteLock::take(&live.url, backend).await;
+    for _ in 0..3 {
+        let (status, _, page) = redeem(&live, &made_up_token()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+        assert!(page.contains("not valid"), "{page}");
+    }
+    lock.release().await;
+    live.stop().await;
+    // One a minute from one address, then 429 with Retry-After, before any lookup.
+    let live = Live::start(backend, |l| l.sso_redeem_rate_limit_per_address = Some(1)).await;
+    assert_eq!(
+        redeem(&live, &made_up_token()).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let (status, retry_after, page) = redeem(&live, &made_up_token()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
+    let seconds: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&seconds), "{seconds}");
+    assert!(page.contains("Too many sign-in attempts"), "{page}");
+    live.stop().await;
+}
+
+/// A request to `path` (GET, or POST with an empty form when `post`) as if forwarded for
+/// `forwarded` (no header when `None`); the status.
+async fn from_address(live: &Live, post: bool, path: &str, forwarded: Option<&str>) -> StatusCode {
+    let url = format!("{}{path}", live.base);
+    let mut request = if post {
+        live.http.post(url).form(&[("attempt", "1")])
+    } else {
+        live.http.get(url)
+    };
+    if let Some(forwarded) = forwarded {
+        request = request.header("x-forwarded-for", forwarded);
+    }
+    request.send().await.unwrap().status()
+}
+
+async fn per_address_limits_group_ipv6_and_believe_only_trusted_proxies(backend: Backend) {
+    const LIMITED: StatusCode = StatusCode::TOO_MANY_REQUESTS;
+    const REDEEM: &str = "/oauth/sso?access_token=x";
+    // Without trusted proxies (the default), X-Forwarded-For is anyone's to write: ignored.
+    // Limits of one a minute: a bucket refills only after a minute, whatever the machine's load.
+    let live = Live::start(backend, |l| l.sso_redeem_rate_limit_per_address = Some(1)).await;
+    assert_eq!(
+        from_address(&live, false, REDEEM, Some("2001:db8::1")).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        from_address(&live, false, REDEEM, Some("203.0.113.77")).await,
+        LIMITED,
+        "a made-up X-Forwarded-For does not buy a fresh bucket"
+    );
+    live.stop().await;
+
+    // Behind a trusted proxy: the rightmost address that is not a proxy, IPv6 by /64.
+    let live = Live::start(backend, |l| {
+        l.sso_redeem_rate_limit_per_address = Some(1);
+        l.sso_rate_limit_per_address = Some(1);
+        l.trusted_proxies = Some(vec!["127.0.0.0/8".into(), "10.0.0.0/8".into()]);
+    })
+    .await;
+    let expect = async |forwarded: &str, token_endpoint: bool, status: StatusCode| {
+        let (post, path) = if token_endpoint {
+            (
+                true,
+                "/oauth/token?scope=clientarea%3Asso+clientarea%3Ainvoices&module=cpanel",
+            )
+        } else {
+            (false, REDEEM)
+        };
+        assert_eq!(
+            from_address(&live, post, path, Some(forwarded)).await,
+            status,
+            "{path} for {forwarded}"
+        );
+    };
+    let fresh = StatusCode::BAD_REQUEST;
+    // Two addresses of one /64 share a bucket; the next /64 has its own.
+    expect("2001:db8:1:2::1", false, fresh).await;
+    expect("2001:db8:1:2:ffff:ffff:ffff:fffe", false, LIMITED).await;
+    expect("2001:db8:1:3::1", false, fresh).await;
+    // A spoofed left part is not believed: the client is the rightmost untrusted hop.
+    expect("6.6.6.6, 198.51.100.7, 10.1.2.3", false, fresh).await;
+    expect("7.7.7.7, 198.51.100.7", false, LIMITED).await;
+    expect("198.51.100.8", false, fresh).await;
+    // The token endpoint's per-address limit follows the same rule.
+    expect("203.0.113.1", true, fresh).await;
+    expect("9.9.9.9, 203.0.113.1", true, LIMITED).await;
+    expect("2001:db8:9:9::1, 203.0.113.2", true, fresh).await;
+    expect("::ffff:203.0.113.2", true, LIMITED).await;
+    live.stop().await;
+
+    let refused = Config::resolve([Layer {
+        trusted_proxies: Some(vec!["proxy.example".into()]),
+        ..Layer::default()
+    }]);
+    assert!(
+        refused.is_err(),
+        "a trusted proxy must be an address or a block"
+    );
+}
+
+/// Fill each `{param}` of a documented path with `value`.
+fn fill_path(path: &str, value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = start + rest[start..].find('}').unwrap();
+        out.push_str(value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One request of the status check.
+struct Probe {
+    what: String,
+    token: Option<String>,
+    path: String,
+    content_type: Option<String>,
+    body: Option<Vec<u8>>,
+}
+
+async fn every_route_answers_only_statuses_it_documents(backend: Backend) {
+    const BODY_LIMIT: usize = 2048;
+    const PLUGIN_LIMIT: usize = 4096;
+    let live = Live::start(backend, |l| {
+        l.max_body_bytes = Some(BODY_LIMIT as u64);
+        l.max_plugin_bytes = Some(PLUGIN_LIMIT as u64);
+    })
+    .await;
+    let (_, powerless) = live.admin_with("Nobody", &[]).await;
+    let doc: Value = live
+        .http
+        .get(format!("{}/api/v1/openapi.json", live.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let contract = std::fs::read_to_string(panelink_tests::repo_root().join("docs/api.md"))
+        .expect("docs/api.md");
+    let bad_ids = [
+        "0".to_owned(),
+        "-1".to_owned(),
+        "abc".to_owned(),
+        "99999999999999999999999".to_owned(),
+        "%20".to_owned(),
+        "x".repeat(300),
+    ];
+    let mut operations = 0;
+    let mut probes_sent = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().unwrap() {
+            if !["get", "put", "post", "patch", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            operations += 1;
+            let documented: Vec<&String> = op["responses"].as_object().unwrap().keys().collect();
+            // Every documented error answer is the error body, and the contract names it.
+            for status in &documented {
+                if status.as_str() < "400" {
+                    continue;
+                }
+                let schema = &op["responses"][status.as_str()]["content"]["application/json"]["schema"]
+                    ["$ref"];
+                assert_eq!(
+                    schema, "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}: not the error body"
+                );
+                assert!(
+                    contract.contains(&format!(" {status}")),
+                    "docs/api.md never mentions {status} ({method} {path})"
+                );
+            }
+            let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            let parameters = op["parameters"].as_array().cloned().unwrap_or_default();
+            let in_path = parameters.iter().any(|p| p["in"] == "path");
+            let query: Vec<&str> = parameters
+                .iter()
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            let body_type = op["requestBody"]["content"]
+                .as_object()
+                .and_then(|c| c.keys().next().cloned());
+            let some_ids = fill_path(path, "1");
+            let admin = Some(live.admin.clone());
+            let mut probes = vec![
+                Probe {
+                    what: "no token".into(),
+                    token: None,
+                    path: some_ids.clone(),
+                    content_type: None,
+                    body: None,
+                },
+                Probe {
+                    what: "unknown token".into(),
+                    token: Some(format!("plk_{}", "0".repeat(64))),
+                    path: some_ids.clone(),
+                    content_type: None,
+                    body: None,
+                },
+                Probe {
+                    what: "not a bearer token".into(),
+                    token: Some(String::new()),
+                    path: some_ids.clone(),
+                    content_type: None,
+                    body: None,
+                },
+            ];
+            if secured {
+                probes.push(Probe {
+                    what: "a token without permissions".into(),
+                    token: Some(powerless.clone()),
+                    path: some_ids.clone(),
+                    content_type: body_type.clone(),
+                    body: None,
+                });
+            }
+            // Nothing real is touched: requests that could be served name ids that do not
+            // exist, or carry bodies that cannot be read.
+            let nowhere = fill_path(path, "987654321");
+            if let Some(body_type) = &body_type {
+                let json = body_type.contains("json");
+                let limit = if json { BODY_LIMIT } else { PLUGIN_LIMIT };
+                for (what, content_type, body) in [
+                    ("wrong content type", "text/plain", b"{}".to_vec()),
+                    (
+                        "wrong content type (a form)",
+                        "application/x-www-form-urlencoded",
+                        b"a=1".to_vec(),
+                    ),
+                    (
+                        "malformed body",
+                        body_type.as_str(),
+                        b"{\"unterminated".to_vec(),
+                    ),
+                    ("oversized body", body_type.as_str(), vec![b' '; limit + 1]),
+                    ("wrong shape", body_type.as_str(), b"[]".to_vec()),
+                    (
+                        "unknown field",
+                        body_type.as_str(),
+                        b"{\"nope\": 1}".to_vec(),
+                    ),
+                ] {
+                    probes.push(Probe {
+                        what: what.into(),
+                        token: admin.clone(),
+                        path: nowhere.clone(),
+                        content_type: Some(content_type.into()),
+                        body: Some(body),
+                    });
+                }
+            }
+            if in_path {
+                for id in &bad_ids {
+                    probes.push(Probe {
+                        what: format!("path id {id:.20}"),
+                        token: admin.clone(),
+                        path: fill_path(path, id),
+                        content_type: body_type.clone(),
+                        body: body_type.as_ref().map(|_| b"{}".to_vec()),
+                    });
+                }
+            }
+            if !query.is_empty() && method == "get" {
+                let bad: Vec<String> = query.iter().map(|q| format!("{q}=-1x")).collect();
+                probes.push(Probe {
+                    what: "bad query".into(),
+                    token: admin.clone(),
+                    path: format!("{nowhere}?{}", bad.join("&")),
+                    content_type: None,
+                    body: None,
+                });
+            }
+            for probe in probes {
+                let mut request = live.http.request(
+                    method.to_uppercase().parse().unwrap(),
+                    format!("{}{}", live.base, probe.path),
+                );
+                match probe.token.as_deref() {
+                    None => {}
+                    Some("") => request = request.header("authorization", "Basic cm9vdDpyb290"),
+                    Some(token) => request = request.bearer_auth(token),
+                }
+                if let Some(content_type) = &probe.content_type {
+                    request = request.header("content-type", content_type);
+                }
+                if let Some(body) = probe.body {
+                    request = request.body(body);
+                }
+                let response = tokio::time::timeout(BOUND, request.send())
+                    .await
+                    .unwrap_or_else(|_| panic!("{method} {path}, {}: no answer", probe.what))
+                    .unwrap();
+                probes_sent += 1;
+                let status = response.status();
+                let is_json = response
+                    .headers()
+                    .get("content-type")
+                    .is_some_and(|v| v.to_str().unwrap_or("").starts_with("application/json"));
+                let text = response.text().await.unwrap_or_default();
+                assert!(
+                    documented.iter().any(|d| d.as_str() == status.as_str()),
+                    "{} {path}, {} ({}): answered {status}, documented {documented:?}: {text}",
+                    method.to_uppercase(),
+                    probe.what,
+                    probe.path,
+                );
+                if status.is_client_error() || status.is_server_error() {
+                    assert!(
+                        is_json,
+                        "{method} {path}, {}: {status} not JSON",
+                        probe.what
+                    );
+                    let body: Value = serde_json::from_str(&text).unwrap();
+                    assert!(
+                        body["error"]["code"].is_string() && body["error"]["message"].is_string(),
+                        "{method} {path}, {}: {text}",
+                        probe.what
+                    );
+                }
+                if secured && probe.token.is_none() {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+                }
+            }
+        }
+    }
+    assert!(operations >= 30, "only {operations} operations documented");
+    assert!(probes_sent > operations * 3);
+    live.stop().await;
 }

@@ -250,8 +250,9 @@ impl Drop for TestDb {
     }
 }
 
-/// The key material tests seal secrets with.
-pub const TEST_SECRET_KEY: &str = "panelink test secret key material 0123456789";
+/// The key tests seal secrets with (32 random bytes, as hex).
+pub const TEST_SECRET_KEY: &str =
+    "9c1e5a7f3b2d4c6e8a0f1e2d3c4b5a69788796a5b4c3d2e1f0a1b2c3d4e5f607";
 
 /// A migrated database on `backend`.
 /// Another connection pool to a test database, as a second host would have.
@@ -602,7 +603,7 @@ impl TestApp {
         }
     }
 
-    /// A request with an optional bearer token and raw body.
+    /// A request with an optional bearer token and raw body (sent as the route's media type).
     pub fn request(
         method: &str,
         path: &str,
@@ -616,7 +617,13 @@ impl TestApp {
             builder = builder.header("authorization", format!("Bearer {token}"));
         }
         if body.is_some() {
-            builder = builder.header("content-type", "application/json");
+            // Plugin uploads are components; everything else the API reads is JSON.
+            let content_type = if path == "/api/v1/plugins" {
+                "application/wasm"
+            } else {
+                "application/json"
+            };
+            builder = builder.header("content-type", content_type);
         }
         builder
             .body(body.map(Body::from).unwrap_or_else(Body::empty))

@@ -50,6 +50,7 @@ on_both!(
     token_endpoint_rate_limits,
     a_link_signs_in_from_its_first_click,
     the_token_endpoint_answers_oauth_errors_to_any_method,
+    the_owners_sso_permission_decides_panel_clicks,
 );
 
 /// Who puts the links on the panel.
@@ -1809,5 +1810,128 @@ async fn the_token_endpoint_answers_oauth_errors_to_any_method(backend: Backend)
         assert!(body["error_description"].is_string(), "{body}");
         assert!(body.get("message").is_none(), "{body}");
     }
+    world.stop().await;
+}
+
+async fn the_owners_sso_permission_decides_panel_clicks(backend: Backend) {
+    // A click signs in as the account owner (it carries the service's credential, no user), so
+    // the owner's `sso` permission is the one it is judged by: the owner revokes it in the
+    // portal and clicks are refused, grants it back and they sign in again. Another user's
+    // permission cannot make a click sign in or not, so the portal offers no control for it.
+    let world = World::start(backend, Provisioning::Engine, |_| {}).await;
+    let account = world.account("acme", &[]).await;
+    let dev = world
+        .admin_call(
+            "POST",
+            &format!("/api/v1/clients/{}/users", account.client_id),
+            json!({"email": "dev@example.com", "permissions": ["sso", "tickets"]}),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let url = world.token_url(&account, "clientarea:profile").await;
+    let (status, _, set_cookie, _) = world.redeem(&url).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let cookie = cookie_pair(&set_cookie.unwrap());
+    let (status, page) = world.get_with_cookie("/portal/users", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    let owner_form = format!("action=\"/portal/users/{}\"", account.owner_id);
+    assert!(
+        page.contains(&owner_form),
+        "the owner's row has the control: {page}"
+    );
+    assert!(
+        !page.contains(&format!("action=\"/portal/users/{dev}\"")),
+        "no control that could not change anything: {page}"
+    );
+    assert!(page.contains("sign in as the account owner"), "{page}");
+    let csrf = csrf_of(&page);
+    let owner_sso = async |grant: &str| {
+        world
+            .http
+            .post(format!("{}/portal/users/{}", world.base, account.owner_id))
+            .header("cookie", &cookie)
+            .header("origin", &world.base)
+            .form(&[("csrf", csrf.as_str()), ("sso", grant)])
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let users_path = format!("/api/v1/clients/{}/users", account.client_id);
+    let owner_permissions = async || {
+        let users = world.admin_call("GET", &users_path, Value::Null).await;
+        users["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["id"] == account.owner_id)
+            .unwrap()["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let all = owner_permissions().await;
+    assert!(all.contains(&"sso".to_owned()), "{all:?}");
+
+    // Revoked: the next click is refused with that reason, and recorded.
+    assert_eq!(owner_sso("off").await, StatusCode::SEE_OTHER);
+    let without: Vec<String> = all.iter().filter(|p| *p != "sso").cloned().collect();
+    assert_eq!(owner_permissions().await, without, "only sso is revoked");
+    let url = world.token_url(&account, "clientarea:profile").await;
+    let (status, _, set_cookie, page) = world.redeem(&url).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(set_cookie.is_none());
+    assert!(page.contains("Single Sign-On permission"), "{page}");
+    let activity = world.activity(&account).await;
+    assert!(
+        activity
+            .iter()
+            .any(|(o, d)| *o == ActivityOutcome::Refused && d.contains("lacks the sso permission")),
+        "{activity:?}"
+    );
+    // Another user's permission decides nothing: granting dev everything changes no click.
+    let (status, _) = world
+        .admin_try(
+            "PATCH",
+            &format!("{users_path}/{dev}"),
+            json!({"permissions": ["sso", "tickets", "profile"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let url = world.token_url(&account, "clientarea:profile").await;
+    assert_eq!(world.redeem(&url).await.0, StatusCode::FORBIDDEN);
+
+    // The owner may not drop their other permissions, in the JSON API either.
+    let (status, page) = world.get_with_cookie("/portal/users", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "the open session keeps working");
+    assert!(page.contains("not allowed"), "{page}");
+    let partial = world
+        .http
+        .patch(format!(
+            "{}/portal/api/v1/users/{}",
+            world.base, account.owner_id
+        ))
+        .header("cookie", &cookie)
+        .header("origin", &world.base)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"permissions": ["sso"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(partial.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        owner_permissions().await,
+        without,
+        "refused: nothing changed"
+    );
+
+    // Granted back: clicks sign in again.
+    assert_eq!(owner_sso("on").await, StatusCode::SEE_OTHER);
+    assert_eq!(owner_permissions().await, all);
+    let url = world.token_url(&account, "clientarea:profile").await;
+    assert_eq!(world.redeem(&url).await.0, StatusCode::FOUND);
     world.stop().await;
 }

@@ -376,6 +376,7 @@ on_both!(
     the_log_has_every_level_the_plugins_lines_and_each_warning_once,
     an_application_is_syncing_while_any_of_its_syncs_is_open,
     contract_0_2_plugins_leave_the_panel_state_of_0_1_with_icons_added,
+    enabling_with_no_supported_server_leaves_links_off,
 );
 
 async fn enable_gives_exactly_the_configured_links(backend: Backend) {
@@ -1269,4 +1270,71 @@ async fn contract_0_2_plugins_leave_the_panel_state_of_0_1_with_icons_added(back
             }
         }
     }
+}
+
+/// Whether the application's links are on, waited for until it is `expected` (the engine
+/// settles the application right after the sync it decides on).
+async fn wait_enabled(fleet: &Fleet, application: &str, expected: bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let app = fleet.db.application(application).await.unwrap();
+        if app.enabled == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{application}: enabled stayed {}",
+            app.enabled
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn enabling_with_no_supported_server_leaves_links_off(backend: Backend) {
+    use panelink::adapter::LogLevel;
+    // The only cPanel server runs a version too old for integration links: enabling finds no
+    // server that supports them, so they stay off, with the notice saying why (the seed: a
+    // supported server must exist first), instead of the application showing active.
+    let mut fleet = Fleet::new(backend, 1, 2, &[ServiceStatus::Active]).await;
+    fleet.sims[0].set_version("11.50.0.1");
+    fleet.start(config());
+    let s = fleet.set_enabled(true).await;
+    let done = fleet.finished(s.id).await;
+    assert_ne!(done.state, SyncState::Failed, "{done:?}");
+    wait_enabled(&fleet, "cpanel", false).await;
+    let log = fleet.db.log("cpanel").await.unwrap();
+    assert!(
+        log.iter().any(|e| e.level == LogLevel::Notice
+            && e.message
+                .contains("No server of cPanel supports Application Links")
+            && e.message.contains("stay off")),
+        "{log:#?}"
+    );
+    assert_eq!(fleet.sims[0].link_count(), 0);
+    let audit = fleet.db.audit_log(50).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "application.disable" && a.actor == "system"),
+        "{audit:#?}"
+    );
+
+    // An application with no server at all: the same.
+    let (_, change) = fleet
+        .db
+        .set_application_enabled(&Actor::system(), "wpsquared", true)
+        .await
+        .unwrap();
+    let s = fleet.request(change).await;
+    fleet.finished(s.id).await;
+    wait_enabled(&fleet, "wpsquared", false).await;
+
+    // Once a server supports them, enabling keeps them on and pushes the links.
+    fleet.sims[0].set_version(panel_sim::DEFAULT_VERSION);
+    let s = fleet.set_enabled(true).await;
+    let done = fleet.finished(s.id).await;
+    assert_eq!(done.state, SyncState::Completed, "{done:?}");
+    assert!(fleet.db.application("cpanel").await.unwrap().enabled);
+    assert_eq!(fleet.sims[0].link_count(), 2 * 14);
+    fleet.stop().await;
 }

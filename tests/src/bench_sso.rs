@@ -27,7 +27,7 @@ use panelink::storage::{Actor, Db, NewClient, NewServer, NewService};
 use panelink::sync_port::{RecordChange, RecordedLink};
 use sqlx::Connection as _;
 
-const SECRET_KEY: &str = "panelink sso benchmark secret key material";
+const SECRET_KEY: &str = "5d0c2a9e8f7b6c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d";
 const SERVICES: usize = 50;
 const WARM_UP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(4);

@@ -102,7 +102,7 @@ pub async fn run() -> anyhow::Result<()> {
     let db = Db::connect(
         &url,
         Arc::new(SecretBox::from_material(
-            "bench key material 0123456789abcdef",
+            "7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f0a1b2c3d4e5f6a7b8c9d0e1f2a3b",
         )?),
     )
     .await?;

@@ -35,8 +35,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// `unauthorized`, `forbidden`, `not_found`, `conflict`, `validation_failed`,
-    /// `payload_too_large`, `bad_request`, `method_not_allowed`, `request_timeout`,
-    /// `unavailable`, `internal`.
+    /// `payload_too_large`, `unsupported_media_type`, `bad_request`, `method_not_allowed`,
+    /// `request_timeout`, `unavailable`, `internal`.
     pub code: String,
     /// A sentence for people.
     pub message: String,
@@ -136,6 +136,15 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("The request body is larger than the limit of {limit} bytes."),
+        )
+    }
+
+    /// 415: the body is not of the media type the operation reads.
+    pub fn unsupported_media_type(expected: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("The request body must be sent as Content-Type: {expected}."),
         )
     }
 
@@ -249,6 +258,114 @@ impl From<PathRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> Self {
         ApiError::invalid_field("query", e.body_text())
+    }
+}
+
+/// Complete every operation of the document with the error answers it can give, each with the
+/// error body ([`ErrorBody`]); statuses an operation already documents keep their own
+/// description. Derived from the operation's shape, so every route, including ones added
+/// later, is covered by the same rule:
+/// - with a security requirement: 401 (no, bad, expired or revoked token), 403 (the role lacks
+///   the permission, or the admin may not act on that), 500;
+/// - with a path parameter: 404 (a value that does not parse or names nothing);
+/// - with a query parameter: 422;
+/// - with a request body: 400 (unreadable), 408 (`http_body_timeout`), 413 (over the limit),
+///   415 (another `Content-Type`), 422 (a refused field);
+/// - every operation: 503 (`http_max_connections` reached).
+pub(crate) fn document_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let answer = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+            let has = |place: ParameterIn| {
+                operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.parameter_in == place)
+            };
+            let (path, query) = (has(ParameterIn::Path), has(ParameterIn::Query));
+            let body = operation.request_body.is_some();
+            let statuses: [(bool, &str, &str); 10] = [
+                (
+                    body,
+                    "400",
+                    "The request body cannot be read (not valid JSON): `bad_request`",
+                ),
+                (
+                    secured,
+                    "401",
+                    "No API token, or one that is unknown, expired or revoked: `unauthorized`",
+                ),
+                (
+                    secured,
+                    "403",
+                    "The role lacks the operation's permission, or the admin may not act on this: `forbidden`",
+                ),
+                (
+                    path,
+                    "404",
+                    "A path parameter does not parse or names nothing that exists: `not_found`",
+                ),
+                (
+                    body,
+                    "408",
+                    "The body did not arrive within `http_body_timeout`: `request_timeout`",
+                ),
+                (
+                    body,
+                    "413",
+                    "The body is larger than the limit (`max_body_bytes`; plugins: `max_plugin_bytes`): `payload_too_large`",
+                ),
+                (
+                    body,
+                    "415",
+                    "The body's `Content-Type` is not the one the operation reads: `unsupported_media_type`",
+                ),
+                (
+                    body || query,
+                    "422",
+                    "A field, query parameter or header is refused; `fields` names each: `validation_failed`",
+                ),
+                (
+                    secured,
+                    "500",
+                    "Something failed on our side; the details are only in the server log: `internal`",
+                ),
+                (
+                    true,
+                    "503",
+                    "Starting, or `http_max_connections` connections are being served: `unavailable`",
+                ),
+            ];
+            for (applies, status, description) in statuses {
+                if applies && !operation.responses.responses.contains_key(status) {
+                    operation
+                        .responses
+                        .responses
+                        .insert(status.to_owned(), answer(description).into());
+                }
+            }
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! Extractors whose rejections are the contract's error body: [`ApiJson`], [`ApiPath`],
 //! [`ApiQuery`], and [`Authorized`], which authenticates the bearer token (or the admin
 //! console's session cookie, see [`super::console::session`]) and checks one permission before
-//! anything else of the request is looked at; and [`Source`], the connecting address, which
-//! never rejects.
+//! anything else of the request is looked at; and [`Source`], the address a request comes from,
+//! which never rejects.
 
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
@@ -18,9 +18,11 @@ use super::error::ApiError;
 use crate::model::Permission;
 use crate::storage::Principal;
 
-/// A JSON body. Reads the body under the configured limit (413 beyond it), then parses it:
-/// unreadable JSON is 400 `bad_request`; wrong types, missing or unknown fields are 422
-/// `validation_failed` naming the field. The `Content-Type` is not required.
+/// A JSON body. A `Content-Type` other than JSON (`application/json` or `…+json`) is 415
+/// before anything is read (so a page of another site cannot send a body as a plain form or
+/// text); none at all is read as JSON. Then reads the body under the configured limit (413
+/// beyond it) and parses it: unreadable JSON is 400 `bad_request`; wrong types, missing or
+/// unknown fields are 422 `validation_failed` naming the field.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -31,6 +33,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        if !content_type_is(req.headers(), |essence| {
+            essence == "application/json" || essence.ends_with("+json")
+        }) {
+            return Err(ApiError::unsupported_media_type("application/json"));
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::payload_too_large(state.limits().max_body_bytes)
@@ -40,6 +47,23 @@ where
         })?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// Whether a request's `Content-Type`, if it has one, is one `accepts` takes (given the media
+/// type without parameters, in lower case). A request without one passes.
+pub fn content_type_is(headers: &axum::http::HeaderMap, accepts: impl Fn(&str) -> bool) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return true;
+    };
+    value.to_str().is_ok_and(|v| {
+        let essence = v
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        accepts(&essence)
+    })
 }
 
 /// Parse a JSON document into `T` with the API's error mapping: first the syntax of the whole
@@ -167,22 +191,35 @@ impl<N: Need> FromRequestParts<AppState> for Authorized<N> {
     }
 }
 
-/// The connecting address: `None` unless the server records it (`api::serve` does; an app
-/// driven without a listener, as in tests, does not). It feeds the single sign-on rate limits
-/// and the client activity log.
+/// The address a request comes from: the connecting address, or behind a trusted proxy
+/// (`trusted_proxies`) the client its `X-Forwarded-For` names ([`crate::net::TrustedProxies`]).
+/// `None` unless the server records the connecting address (`api::serve` does; an app driven
+/// without a listener, as in tests, does not). It feeds every per-address rate limit and the
+/// client activity log.
 #[derive(Debug, Clone, Copy)]
 pub struct Source(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for Source {
+impl FromRequestParts<AppState> for Source {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Source(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip()),
-        ))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
+            return Ok(Source(None));
+        };
+        let proxies = &state.sso().config().trusted_proxies;
+        if proxies.is_empty() {
+            return Ok(Source(Some(peer.ip().to_canonical())));
+        }
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        Ok(Source(Some(proxies.client(peer.ip(), &forwarded))))
     }
 }
 

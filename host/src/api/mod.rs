@@ -256,9 +256,12 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(plugins::rollback))
 }
 
-/// The OpenAPI 3 document of every route [`app`] serves.
+/// The OpenAPI 3 document of every route [`app`] serves, each operation with every error
+/// status it can answer ([`error::document_errors`]).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    router().split_for_parts().1
+    let mut doc = router().split_for_parts().1;
+    error::document_errors(&mut doc);
+    doc
 }
 
 /// The whole HTTP application.

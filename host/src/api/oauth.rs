@@ -8,7 +8,8 @@
 //!   `rate_limited` (with `Retry-After`), 500 `server_error`; always `Cache-Control: no-store`.
 //! - `GET /oauth/sso?access_token=…`: a sign-in is a 302 to the destination with the session
 //!   cookie; a refusal is an HTML page, 400 when the token is missing, unknown, used or expired
-//!   (or its service is gone), 403 when the account may not sign in, 500 when storage failed.
+//!   (or its service is gone), 403 when the account may not sign in, 429 (with `Retry-After`)
+//!   when the source address opened too many, 500 when storage failed.
 
 use axum::Json;
 use axum::Router;
@@ -90,10 +91,15 @@ fn token_error(e: &TokenError) -> Response {
     let headers = response.headers_mut();
     no_store(headers);
     if let TokenError::RateLimited(wait) = e {
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        headers.insert(header::RETRY_AFTER, retry_after(*wait));
     }
     response
+}
+
+/// A `Retry-After` value: whole seconds, rounded up, at least 1.
+fn retry_after(wait: std::time::Duration) -> HeaderValue {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HeaderValue::from(seconds.max(1))
 }
 
 /// Any other method on `/oauth/token`: the token endpoint always answers the OAuth error body
@@ -164,6 +170,9 @@ async fn sso(
         .find(|(k, _)| k == "access_token")
         .map(|(_, v)| v.into_owned());
     let sso = state.sso();
+    if let Err(refusal) = redeem::admit(sso, source) {
+        return refused(refusal);
+    }
     let redemption = match redeem::redeem(sso, state.db(), access_token.as_deref(), source).await {
         Ok(redemption) => redemption,
         Err(e) => {
@@ -243,6 +252,19 @@ fn refused(refusal: Refusal) -> Response {
             "Your user does not have the Single Sign-On permission. Sign in to the client area \
              with your e-mail and password, or ask the account owner.",
         ),
+        Refusal::RateLimited(wait) => {
+            let mut response = CLIENT_AREA.message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many sign-in attempts",
+                "Too many sign-in links were opened from your network. Wait a minute, then \
+                 click the link in your control panel again.",
+                None,
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after(wait));
+            return response;
+        }
     };
     CLIENT_AREA.message(status, title, text, None)
 }

@@ -198,6 +198,11 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<PluginView>), ApiError> {
+    if !super::extract::content_type_is(&headers, |essence| {
+        essence == "application/wasm" || essence == "application/octet-stream"
+    }) {
+        return Err(ApiError::unsupported_media_type("application/wasm"));
+    }
     let signature = match headers.get(SIGNATURE_HEADER) {
         None => None,
         Some(value) => Some(value.to_str().map_err(|_| {

@@ -8,7 +8,9 @@
 //! - `GET /portal/security`: "Allow Single Sign-On" (the owner can turn it on and off with the
 //!   form, `POST /portal/security`) and the account's recent activity.
 //! - `GET /portal/users`: the account's users and their permissions; the owner can grant or
-//!   revoke a user's `sso` permission (`POST /portal/users/{id}`).
+//!   revoke their own `sso` permission, which decides whether links in the control panel sign
+//!   in (`POST /portal/users/{id}`; a click always signs in as the owner, so the page offers
+//!   the control on the owner's row only: see [`crate::sso::portal`]).
 //! - `POST /portal/logout`.
 //! - JSON, per `api.md`: `PATCH /portal/api/v1/account {"allow_sso": bool}` and
 //!   `PATCH /portal/api/v1/users/{id} {"permissions": [...]}`; errors are the admin API's error
@@ -332,8 +334,13 @@ async fn users(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let sso = state.sso();
     let base = sso.portal_path();
     let body = html! {
+        p {
+            "Links in your control panel sign in as the account owner, so the owner's Single \
+             Sign-On permission decides whether they work. Revoking it turns them off for this \
+             account until it is granted again."
+        }
         table {
-            tr { th { "User" } th { "Permissions" } th { "Single Sign-On" } }
+            tr { th { "User" } th { "Permissions" } th { "Single Sign-On from the control panel" } }
             @for user in &users {
                 @let has_sso = user.permissions.contains(&ClientPermission::Sso);
                 @let list = user.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>();
@@ -341,8 +348,12 @@ async fn users(State(state): State<AppState>, headers: HeaderMap) -> Response {
                     td { (user.email) @if user.owner { " (owner)" } }
                     td { (list.join(", ")) }
                     td {
-                        (if has_sso { "allowed" } else { "not allowed" })
-                        @if signed.session.owner && !user.owner {
+                        @if !user.owner {
+                            "not applicable: panel links sign in as the owner"
+                        } @else {
+                            (if has_sso { "allowed" } else { "not allowed" })
+                        }
+                        @if signed.session.owner && user.owner {
                             " "
                             form.inline method="post" action={ (base) "/users/" (user.id) } {
                                 input type="hidden" name="csrf" value=(signed.csrf);

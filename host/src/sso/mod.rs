@@ -11,7 +11,9 @@
 //!    server and application enabled) and was given a link of that scope; the answer is a
 //!    one-time access token (stored hashed, [`SsoConfig::token_ttl`]) and the URL to redeem it.
 //!    Rate limited per source address and per credential ([`limit`]).
-//! 2. [`redeem`] (`GET /oauth/sso`): consumes the token atomically and signs in as the owner of
+//! 2. [`redeem`] (`GET /oauth/sso`): rate limited per source address first; a token that was
+//!    never issued is refused after one read, without a write; an issued one is consumed
+//!    atomically and signs in as the owner of
 //!    the service's client unless the account is closed, has single sign-on off, or the owner
 //!    lacks the `sso` permission (all read at that moment: admin changes apply at once); a
 //!    sign-in opens a portal session (stored hashed) and lands on `client_area_url` + the
@@ -74,8 +76,11 @@ pub struct Sso {
     base_path: String,
     secure_cookie: bool,
     config: SsoConfig,
+    /// Token requests per source address ([`crate::net::rate_key`]: IPv6 by /64).
     per_address: RateLimiter<std::net::IpAddr>,
     per_credential: RateLimiter<String>,
+    /// Redemptions per source address (the same keys).
+    redeem_per_address: RateLimiter<std::net::IpAddr>,
     next_purge: AtomicI64,
 }
 
@@ -114,6 +119,7 @@ impl Sso {
             base_path,
             per_address: RateLimiter::new(config.rate_limit_per_address),
             per_credential: RateLimiter::new(config.rate_limit_per_credential),
+            redeem_per_address: RateLimiter::new(config.redeem_rate_limit_per_address),
             config,
             next_purge: AtomicI64::new(now_ms() + PURGE_EVERY_MS),
         }

@@ -8,10 +8,19 @@
 //!   where it comes from, come from this host; and only the account owner may change anything.
 //!   Signing out ([`sign_out`]) needs the first two, not ownership.
 //! - What the owner can change: whether the account allows single sign-on ([`set_allow_sso`]),
-//!   and another user's permissions ([`set_permissions`], [`set_sso_permission`]); never the
-//!   owner's own, who holds every permission. Changes go through the same storage functions as
-//!   the admin API, recorded in the audit log as `portal:<e-mail>` and in the client's activity
-//!   log.
+//!   another user's permissions ([`set_permissions`]), and their own `sso` permission
+//!   ([`set_sso_permission`]; the owner keeps every other permission). Changes go through the
+//!   same storage functions as the admin API, recorded in the audit log as `portal:<e-mail>` and
+//!   in the client's activity log.
+//!
+//! Whose `sso` permission a panel click is judged by: the owner's. A hosting account belongs to
+//! one client account and a click carries only the service's link credential, no user, so
+//! single sign-on always signs in as the owner (`panel-protocol.md`, "Who may sign in": refused
+//! when "the user being signed in lacks the `sso` permission"); revoking the owner's `sso`
+//! permission (the owner in the portal, an admin through the user) refuses every click of the
+//! account with that reason. Another user's `sso` permission is kept, and shown by the API, for
+//! a client area that signs users in itself; no panel click ever signs that user in, so the
+//! portal's page offers the control on the owner's row only and says so.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -173,7 +182,8 @@ pub async fn set_allow_sso(
     Ok(client.allow_sso)
 }
 
-/// Replace the permissions of another user of the signed-in owner's account.
+/// Replace the permissions of a user of the signed-in owner's account. The owner's own may only
+/// lose (or regain) `sso`: the owner holds every other permission.
 pub async fn set_permissions(
     db: &Db,
     signed: &SignedIn,
@@ -183,9 +193,14 @@ pub async fn set_permissions(
 ) -> Result<ClientUser, Denied> {
     let client_id = signed.session.client_id;
     let before = db.client_user(client_id, user_id).await?;
-    if before.owner {
+    if before.owner
+        && ClientPermission::ALL
+            .iter()
+            .any(|p| *p != ClientPermission::Sso && !permissions.contains(p))
+    {
         return Err(Denied::Forbidden(
-            "The account owner's permissions cannot be changed; the owner holds every permission.",
+            "The account owner holds every permission; only their Single Sign-On permission can \
+             be revoked.",
         ));
     }
     let user = db
@@ -220,7 +235,8 @@ pub async fn set_permissions(
     Ok(user)
 }
 
-/// Grant or revoke one user's `sso` permission, keeping the others.
+/// Grant or revoke one user's `sso` permission, keeping the others (the owner's own included:
+/// it decides whether panel clicks sign in).
 pub async fn set_sso_permission(
     db: &Db,
     signed: &SignedIn,

@@ -2,7 +2,9 @@
 //! browser presents the one-time token and is signed in to the client area as the owner of the
 //! service's client account, or refused and told why.
 //!
-//! One transaction ([`crate::storage::Db::redeem_sso_token`]) consumes the token, reads the
+//! The source address is rate limited first ([`admit`]), and a token that was never issued is
+//! refused after one read, so made-up tokens cost no write. Then one transaction
+//! ([`crate::storage::Db::redeem_sso_token`]) consumes the token, reads the
 //! account as it is at that moment, and writes the outcome: on a sign-in a portal session and an
 //! activity entry, on a refusal only the activity entry (when the account is known). Who signs
 //! in is decided from that read alone (`verdict`).
@@ -40,6 +42,8 @@ pub enum Refusal {
     NoOwner,
     /// The owner lacks the `sso` permission.
     NoPermission,
+    /// The source address made too many redemptions; the next is allowed after this long.
+    RateLimited(Duration),
 }
 
 impl Refusal {
@@ -54,6 +58,7 @@ impl Refusal {
             Refusal::SsoDisabled => "single sign-on is turned off for the account",
             Refusal::NoOwner => "the account has no owner",
             Refusal::NoPermission => "the owner lacks the sso permission",
+            Refusal::RateLimited(_) => "too many sign-in attempts from the address",
         }
     }
 
@@ -69,6 +74,7 @@ impl Refusal {
             Refusal::SsoDisabled => "sso_disabled",
             Refusal::NoOwner => "no_owner",
             Refusal::NoPermission => "no_sso_permission",
+            Refusal::RateLimited(_) => "rate_limited",
         }
     }
 }
@@ -207,7 +213,21 @@ pub enum Redemption {
     Refused(Refusal),
 }
 
-/// Redeem a presented access token (`None`: the request has none).
+/// Take one redemption from the source address's bucket (`sso_redeem_rate_limit_per_address`,
+/// IPv6 by /64), before anything is looked up.
+pub fn admit(sso: &Sso, source: Option<IpAddr>) -> Result<(), Refusal> {
+    let Some(addr) = source else {
+        return Ok(());
+    };
+    sso.redeem_per_address
+        .check(&crate::net::rate_key(addr))
+        .map_err(|wait| {
+            tracing::debug!(%addr, "single sign-on redemptions rate limited (address)");
+            Refusal::RateLimited(wait)
+        })
+}
+
+/// Redeem a presented access token (`None`: the request has none), after [`admit`].
 pub async fn redeem(
     sso: &Sso,
     db: &Db,
@@ -217,7 +237,7 @@ pub async fn redeem(
     let Some(token) = access_token.filter(|t| !t.is_empty()) else {
         return Ok(Redemption::Refused(Refusal::Missing));
     };
-    if !token_shaped(token) {
+    if !token_shaped(token) || !db.sso_token_issued(&hash_token(token)).await? {
         tracing::info!(reason = Refusal::Unknown.as_str(), "single sign-on refused");
         return Ok(Redemption::Refused(Refusal::Unknown));
     }

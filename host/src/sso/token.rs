@@ -178,10 +178,12 @@ pub fn admit(sso: &Sso, source: Option<IpAddr>) -> Result<(), TokenError> {
     let Some(addr) = source else {
         return Ok(());
     };
-    sso.per_address.check(&addr).map_err(|wait| {
-        tracing::debug!(%addr, "single sign-on token requests rate limited (address)");
-        TokenError::RateLimited(wait)
-    })
+    sso.per_address
+        .check(&crate::net::rate_key(addr))
+        .map_err(|wait| {
+            tracing::debug!(%addr, "single sign-on token requests rate limited (address)");
+            TokenError::RateLimited(wait)
+        })
 }
 
 /// Check a token request (after [`admit`]) and issue its access token.

@@ -142,6 +142,40 @@ impl Db {
         Ok((application_from(&row)?, queued))
     }
 
+    /// Leave Application Links off after an enable found no server that supports them (the
+    /// seed's rule: a supported server must exist first). Only while the links are on and no
+    /// other sync of the application is open (an admin's later change decides then); audited
+    /// as the `system` actor, and no change is queued (nothing was pushed). Whether it was
+    /// turned off.
+    pub async fn keep_links_off(&self, application: &str) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let turned = sqlx::query(
+            "UPDATE applications SET enabled = $2, updated_at = $3 \
+             WHERE id = $1 AND enabled = $4 AND NOT EXISTS (SELECT 1 FROM syncs \
+             WHERE application = $1 AND state IN ('queued', 'running'))",
+        )
+        .bind(application)
+        .bind(false)
+        .bind(now_ms())
+        .bind(true)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if turned {
+            audit(
+                &mut tx,
+                &Actor::system(),
+                "application.disable",
+                &format!("application:{application}"),
+                "no server supports Application Links",
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(turned)
+    }
+
     /// The saved link settings of an application in display order (empty: never saved).
     pub async fn link_settings(&self, application: &str) -> Result<Vec<LinkSetting>> {
         let rows = sqlx::query(

@@ -669,7 +669,10 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.join("w.db").display());
-        let secrets = SecretBox::from_material("writer test key material 0123456789").unwrap();
+        let secrets = SecretBox::from_material(
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0",
+        )
+        .unwrap();
         let db = Db::connect(&url, Arc::new(secrets)).await.unwrap();
         let mut pooled = Vec::new();
         while let Some(conn) = db.pool().try_acquire() {

@@ -543,6 +543,17 @@ impl Db {
         answer.await.map_err(|_| Error::WriterGone)?
     }
 
+    /// Whether an access token of this hash was issued (and not yet purged): one read, so that
+    /// a made-up token is refused without a write.
+    pub async fn sso_token_issued(&self, token_hash: &str) -> Result<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT service_id FROM sso_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(found.is_some())
+    }
+
     /// Redeem an access token, in one transaction: consume it (only if unused and unexpired:
     /// of concurrent redemptions exactly one gets [`TokenLookup::Redeemed`]), read the account
     /// signing in, let `decide` say what to write (a session, an activity entry), write it.

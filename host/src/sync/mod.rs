@@ -34,7 +34,8 @@ use crate::model::effective_links;
 use crate::runtime::{Plugin, Plugins};
 use crate::storage::{self, Db, NewLogEntry, NewSync, Server, Service, ServiceFilter, now_ms};
 use crate::sync_port::{
-    Change, ChangeId, Event, Events, SyncDetail, SyncKind, SyncRequest, SyncSummary, Unit,
+    Change, ChangeId, Event, Events, SyncDetail, SyncKind, SyncRequest, SyncState, SyncSummary,
+    Unit,
 };
 pub use plan::{AccountPlan, Desired, DesiredLink, LinkContext, plan_server};
 
@@ -428,6 +429,49 @@ impl SyncEngine {
         }
     }
 
+    /// The log's notice that no server of the application supports Application Links; after
+    /// an enable, they stay off ([`SyncEngine::keep_off_when_unsupported`]).
+    fn none_supported(sync_id: i64, name: &str, kind: SyncKind) -> NewLogEntry {
+        let message = if kind == SyncKind::Enable {
+            format!(
+                "No server of {name} supports Application Links; they stay off until a server \
+                 that supports them is added and they are enabled again"
+            )
+        } else {
+            format!("No server of {name} supports Application Links")
+        };
+        Self::entry(sync_id, LogLevel::Notice, message, None, None)
+    }
+
+    /// How many enabled servers of the application passed their last support check.
+    async fn supported_servers(&self, application: &str) -> usize {
+        self.db
+            .servers_of(application, true)
+            .await
+            .map(|s| s.iter().filter(|s| s.supported == Some(true)).count())
+            .unwrap_or(0)
+    }
+
+    /// After an enable has ended with no server that supports Application Links, they stay
+    /// off (`panel-protocol.md`: a supported server must exist first), so the application is
+    /// never shown active with nothing to serve; the notice in the log says why.
+    async fn keep_off_when_unsupported(&self, summary: &SyncSummary) {
+        if summary.kind != SyncKind::Enable
+            || matches!(summary.state, SyncState::Queued | SyncState::Running)
+            || self.supported_servers(&summary.application).await > 0
+        {
+            return;
+        }
+        match self.db.keep_links_off(&summary.application).await {
+            Ok(true) => tracing::info!(
+                application = %summary.application,
+                "no server supports Application Links: they stay off"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not leave Application Links off"),
+        }
+    }
+
     /// "This change happened": the one entry point, used by every API handler and by the
     /// engine itself (the drift check, and the outbox drain at start). Reads the queued change,
     /// asks [`work_for`] which syncs it causes, and drains it into them in one transaction;
@@ -472,6 +516,7 @@ impl SyncEngine {
         applications.dedup();
         let applications: Vec<String> = applications.into_iter().map(str::to_owned).collect();
         for summary in &summaries {
+            self.keep_off_when_unsupported(summary).await;
             self.announce(Event::Sync(summary.clone())).await;
         }
         for id in applications {
@@ -550,13 +595,7 @@ impl SyncEngine {
         }];
         let closing = if servers.is_empty() {
             vec![
-                Self::entry(
-                    0,
-                    LogLevel::Notice,
-                    format!("No server of {name} supports Application Links"),
-                    None,
-                    None,
-                ),
+                Self::none_supported(0, &name, request.kind),
                 Self::entry(0, LogLevel::Debug, "Process completed", None, None),
             ]
         } else {
@@ -856,22 +895,12 @@ impl SyncEngine {
     async fn finish(&self, unit: &Unit, failed_with: Option<&str>) {
         // What the log says if this unit closes the sync.
         let mut closing = Vec::new();
-        let supported = self
-            .db
-            .servers_of(&unit.application, true)
-            .await
-            .map(|s| s.iter().filter(|s| s.supported == Some(true)).count())
-            .unwrap_or(0);
+        let supported = self.supported_servers(&unit.application).await;
         if supported == 0 && unit.kind != SyncKind::Disable {
-            closing.push(Self::entry(
+            closing.push(Self::none_supported(
                 unit.sync_id,
-                LogLevel::Notice,
-                format!(
-                    "No server of {} supports Application Links",
-                    self.app_name(&unit.application)
-                ),
-                None,
-                None,
+                &self.app_name(&unit.application),
+                unit.kind,
             ));
         }
         closing.push(Self::entry(
@@ -894,6 +923,7 @@ impl SyncEngine {
         {
             Ok(Some(summary)) => {
                 let app = summary.application.clone();
+                self.keep_off_when_unsupported(&summary).await;
                 self.announce(Event::Sync(summary)).await;
                 self.announce(Event::Application { id: app }).await;
             }
