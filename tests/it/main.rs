@@ -7,6 +7,8 @@ mod harden;
 mod harness;
 mod plugins;
 mod sandbox;
+mod serve;
 mod sso;
 mod storage;
+mod swap;
 mod sync;
