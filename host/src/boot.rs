@@ -17,7 +17,7 @@ use crate::api::{self, AppState, Limits};
 use crate::catalog::{Catalog, Policy};
 use crate::config::{Config, redact_url};
 use crate::crypto::SecretBox;
-use crate::runtime::{Plugins, Runtime, RuntimeConfig};
+use crate::runtime::{CacheKey, Plugins, Runtime, RuntimeConfig};
 use crate::storage::Db;
 use crate::sync::SyncRequests;
 use crate::sync::{SyncConfig, SyncEngine};
@@ -198,16 +198,27 @@ impl Host {
 }
 
 /// The plugin runtime a configuration asks for: its plugin call limits
-/// (`plugin_call_timeout`, `plugin_max_host_calls`), compiled components cached next to the key
-/// file (so restarts skip compilation), the other limits at their defaults.
+/// (`plugin_call_timeout`, `plugin_max_host_calls`), compiled components cached in
+/// `plugin_cache_dir` (so restarts skip compilation; the seals' key is [`cache_key`]'s, set by
+/// [`serve`]), the other limits at their defaults.
 pub fn runtime_config(config: &Config) -> RuntimeConfig {
     RuntimeConfig {
         wall_deadline: config.plugin_call_timeout,
         max_host_calls: config.plugin_max_host_calls,
-        // wasmtime wants an absolute cache path.
-        cache_dir: std::path::absolute(config.data_dir.join("wasm-cache")).ok(),
+        cache_dir: config.plugin_cache_dir.clone(),
         ..RuntimeConfig::default()
     }
+}
+
+/// The key the plugin cache's entries are sealed with: derived from the secret key (the
+/// configured `secret_key`, else the key file in `data_dir`, created if missing), so an entry
+/// another host or anyone without the key wrote is never loaded.
+pub fn cache_key(config: &Config) -> anyhow::Result<CacheKey> {
+    let secrets = SecretBox::from_config(config.secret_key.as_ref(), &config.data_dir)
+        .context("setting up the secret key")?;
+    Ok(CacheKey::new(
+        secrets.derive_key("panelink plugin cache seals v1"),
+    ))
 }
 
 /// Run the host with this configuration until `shutdown` resolves.
@@ -216,7 +227,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let options = Options {
-        runtime: runtime_config(&config),
+        runtime: RuntimeConfig {
+            cache_key: Some(cache_key(&config)?),
+            ..runtime_config(&config)
+        },
         ..Options::default()
     };
     Host::start(config, options).await?.run(shutdown).await

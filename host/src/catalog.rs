@@ -27,20 +27,22 @@
 //!   At [`Policy::fault_threshold`] the version is flagged `failed` in storage with its last
 //!   error (logged, audited as `plugin.flag`); with [`Policy::auto_rollback`] the application
 //!   then goes back to its previous good version (audited as `plugin.rollback` by `system`).
-//!   The call path pays one relaxed atomic load on success and one atomic add on a fault; the
-//!   flagging itself runs in a task of its own.
+//!   The call path pays one relaxed atomic add and load on success (the call counter of
+//!   [`Catalog::call_counts`], `/metrics`) and two more on a fault; the flagging itself runs in
+//!   a task of its own.
 //!
 //! At start the recorded active version is loaded as it is (its signature was checked when it
 //! was activated); keys removed from `trusted_keys` since then take effect at the next
 //! activation or rollback.
 //!
-//! Multi-node note: activation swaps the plugin in this process and records it in the shared
-//! database; other nodes (and a running host, after `panelink plugin activate`) pick the
-//! recorded active version up at their next start. Fault counts are per process.
+//! Several hosts: activation swaps the plugin in this process, records it in the shared
+//! database and tells the other hosts on PostgreSQL ([`Catalog::follow_peers`]), which switch
+//! by themselves; on SQLite (one host) an activation made with `panelink plugin activate` is
+//! picked up at the next start. Fault and call counts are per process.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::adapter::Description;
@@ -273,7 +275,7 @@ impl std::fmt::Debug for Catalog {
     }
 }
 
-/// Counts a version's consecutive faulting calls (see the module docs).
+/// Counts a version's consecutive faulting calls (see the module docs), and its calls.
 struct Health {
     digest: String,
     label: String,
@@ -281,6 +283,23 @@ struct Health {
     faults: AtomicU32,
     flagged: AtomicBool,
     core: Weak<Core>,
+    /// Calls that ended, and those of them the runtime ended (a trap, a limit, a denial).
+    calls: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// How many calls one loaded version has served in this process ([`Catalog::call_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallCount {
+    /// Application id.
+    pub plugin: String,
+    /// Version.
+    pub version: String,
+    /// Calls that ended.
+    pub calls: u64,
+    /// Calls the runtime ended instead of the plugin answering (traps, timeouts, the memory or
+    /// host-call cap, a denied request).
+    pub failed: u64,
 }
 
 impl Health {
@@ -305,6 +324,7 @@ fn is_fault(e: &runtime::Error) -> bool {
 
 impl CallObserver for Health {
     fn call_ended(&self, fault: Option<&runtime::Error>) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let Some(e) = fault.filter(|e| is_fault(e)) else {
             // The common case: a read of a line nobody writes while the version behaves.
             if self.faults.load(Ordering::Relaxed) != 0 {
@@ -312,6 +332,7 @@ impl CallObserver for Health {
             }
             return;
         };
+        self.failed.fetch_add(1, Ordering::Relaxed);
         let count = self
             .faults
             .fetch_add(1, Ordering::Relaxed)
@@ -345,6 +366,22 @@ impl Catalog {
     /// plugin, every active version and every upload since start).
     pub fn compiled(&self, digest: &str) -> Option<Arc<Plugin>> {
         self.core.compiled(digest)
+    }
+
+    /// The calls each version this process has loaded has served, by plugin and version.
+    pub fn call_counts(&self) -> Vec<CallCount> {
+        let loaded = self.core.loaded.lock().expect("catalog lock poisoned");
+        let mut counts: Vec<CallCount> = loaded
+            .values()
+            .map(|l| CallCount {
+                plugin: l.plugin.id().to_owned(),
+                version: l.plugin.version().to_owned(),
+                calls: l.health.calls.load(Ordering::Relaxed),
+                failed: l.health.failed.load(Ordering::Relaxed),
+            })
+            .collect();
+        counts.sort_by(|a, b| (&a.plugin, &a.version).cmp(&(&b.plugin, &b.version)));
+        counts
     }
 
     /// Follow the activations other hosts sharing the database make (PostgreSQL; nothing
@@ -730,6 +767,8 @@ impl Core {
             faults: AtomicU32::new(0),
             flagged: AtomicBool::new(false),
             core: Arc::downgrade(self),
+            calls: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         });
         // A plugin reports to the first catalog that knew it (one per process, but the tests
         // share compiled plugins between catalogs).
@@ -1137,6 +1176,8 @@ mod tests {
             flagged: AtomicBool::new(false),
             // No catalog: crossing the threshold only sets the flag.
             core: Weak::new(),
+            calls: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         };
         let trapped = runtime::Error::Trapped {
             plugin: "acme".into(),
@@ -1165,6 +1206,9 @@ mod tests {
         health.reset();
         assert!(!health.flagged.load(Ordering::Acquire));
         assert_eq!(health.faults.load(Ordering::Relaxed), 0);
+        // Every call counts; only the runtime's endings count as failed.
+        assert_eq!(health.calls.load(Ordering::Relaxed), 8);
+        assert_eq!(health.failed.load(Ordering::Relaxed), 6);
     }
 
     #[test]

@@ -344,15 +344,16 @@ async fn import(id: i64, apply: bool, config: &Config) -> anyhow::Result<()> {
 }
 
 /// A plugin runtime for the command line: instances allocated on demand (a command runs a few
-/// calls), compiled components cached in `data_dir` when `cache` (as `serve` does).
+/// calls), compiled components cached in `plugin_cache_dir` when `cache` (as `serve` does).
 fn cli_runtime(config: &Config, cache: bool) -> anyhow::Result<crate::runtime::Runtime> {
+    let cache_dir = config.plugin_cache_dir.clone().filter(|_| cache);
     let runtime = crate::runtime::RuntimeConfig {
         allocator: crate::runtime::AllocatorChoice::OnDemand,
-        cache_dir: if cache {
-            std::path::absolute(config.data_dir.join("wasm-cache")).ok()
-        } else {
-            None
+        cache_key: match cache_dir {
+            Some(_) => Some(crate::boot::cache_key(config)?),
+            None => None,
         },
+        cache_dir,
         ..Default::default()
     };
     crate::runtime::Runtime::new(runtime).context("starting the plugin runtime")

@@ -37,6 +37,12 @@
 //!   waits included (default 300; a plugin's `describe` at load gets at most 10 of them);
 //! - `plugin_max_host_calls`: calls into the host (panel requests, log lines, WASI calls) one
 //!   plugin call may make (default 5000);
+//! - `plugin_cache_dir`: where compiled plugins are cached, so that a restart (or a version
+//!   activated again) does not compile them again (default `<data_dir>/wasm-cache`; an empty
+//!   value turns the cache off). Created with mode 0700. Entries are keyed by the component's
+//!   bytes and the engine's version and settings, and used only when their seal (HMAC with a
+//!   key derived from the secret key) matches; anything else there is deleted and compiled
+//!   afresh (see `runtime/cache.rs`);
 //! - `sso_destinations`: client-area paths per scope overriding the plugins' defaults, a TOML
 //!   table (`"clientarea:invoices" = "/billing/invoices"`) or, in the environment, whitespace
 //!   separated `scope=path` pairs; `{service_id}` is filled in. Each must be a path starting with
@@ -139,6 +145,8 @@ pub struct Layer {
     pub secret_key: Option<String>,
     /// `plugin_dir`.
     pub plugin_dir: Option<PathBuf>,
+    /// `plugin_cache_dir` (empty: no cache).
+    pub plugin_cache_dir: Option<PathBuf>,
     /// `log_format`.
     pub log_format: Option<String>,
     /// `log_level`.
@@ -231,6 +239,7 @@ impl Layer {
                 "DATA_DIR" => layer.data_dir = Some(value.into()),
                 "SECRET_KEY" => layer.secret_key = Some(value),
                 "PLUGIN_DIR" => layer.plugin_dir = Some(value.into()),
+                "PLUGIN_CACHE_DIR" => layer.plugin_cache_dir = Some(value.into()),
                 "LOG_FORMAT" => layer.log_format = Some(value),
                 "LOG_LEVEL" => layer.log_level = Some(value),
                 "MAX_BODY_BYTES" => {
@@ -340,6 +349,7 @@ impl Layer {
             data_dir: over.data_dir.or(self.data_dir),
             secret_key: over.secret_key.or(self.secret_key),
             plugin_dir: over.plugin_dir.or(self.plugin_dir),
+            plugin_cache_dir: over.plugin_cache_dir.or(self.plugin_cache_dir),
             log_format: over.log_format.or(self.log_format),
             log_level: over.log_level.or(self.log_level),
             max_body_bytes: over.max_body_bytes.or(self.max_body_bytes),
@@ -645,6 +655,8 @@ pub struct Config {
     pub secret_key: Option<Secret>,
     /// Directory of `.wasm` components loaded at start.
     pub plugin_dir: PathBuf,
+    /// Where compiled plugins are cached; `None`: no cache.
+    pub plugin_cache_dir: Option<PathBuf>,
     /// Log line format.
     pub log_format: LogFormat,
     /// Tracing filter.
@@ -696,6 +708,7 @@ impl std::fmt::Debug for Config {
                     .unwrap_or("(key file)"),
             )
             .field("plugin_dir", &self.plugin_dir)
+            .field("plugin_cache_dir", &self.plugin_cache_dir)
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -801,6 +814,17 @@ impl Config {
             public_url,
             client_area_url,
             database_url,
+            plugin_cache_dir: match layer.plugin_cache_dir {
+                None => Some(
+                    layer
+                        .data_dir
+                        .as_deref()
+                        .unwrap_or(Path::new("."))
+                        .join("wasm-cache"),
+                ),
+                Some(dir) if dir.as_os_str().is_empty() => None,
+                Some(dir) => Some(dir),
+            },
             data_dir: layer.data_dir.unwrap_or_else(|| PathBuf::from(".")),
             secret_key: layer.secret_key.map(Secret::new),
             plugin_dir: layer.plugin_dir.unwrap_or_else(default_plugin_dir),

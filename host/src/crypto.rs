@@ -55,6 +55,8 @@ pub enum Error {
 /// Encrypts and decrypts secrets stored in the database.
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// The root of keys for other purposes ([`SecretBox::derive_key`]), never the cipher's key.
+    root: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -73,9 +75,25 @@ impl SecretBox {
             .chain_update(b"panelink secret_key v1\0")
             .chain_update(material.as_bytes())
             .finalize();
+        let root = Sha256::new()
+            .chain_update(b"panelink derived keys v1\0")
+            .chain_update(material.as_bytes())
+            .finalize()
+            .into();
         Ok(Self {
             cipher: XChaCha20Poly1305::new(&key),
+            root,
         })
+    }
+
+    /// A key for `purpose` (e.g. the seals of the plugin cache), derived from the same key
+    /// material (HMAC-SHA256): independent of the encryption key and of other purposes' keys.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        use hmac::Mac as _;
+        let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.root)
+            .expect("HMAC takes any key size");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// The box for a configuration: the configured key material, else the key file in
@@ -316,6 +334,7 @@ mod tests {
             .finalize();
         let legacy = SecretBox {
             cipher: XChaCha20Poly1305::new(&legacy_key),
+            root: [0; 32],
         };
         let sealed = legacy.seal("server_api_token", "OLD TOKEN");
         let today = SecretBox::from_material(&format!("{KEY_A}\n")).unwrap();

@@ -1,92 +1,23 @@
 //! A real `panelink serve` process killed with SIGKILL mid-sync, then restarted: the sync resumes
 //! where it stopped and the panels end exactly in the desired state.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use panel_sim::{PanelSim, SimConfig};
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Serve {
-    child: Child,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn command(bin: &std::path::Path, dir: &std::path::Path, port: u16) -> Command {
-    let mut cmd = Command::new(bin);
-    cmd.env("PANELINK_LISTEN", format!("127.0.0.1:{port}"))
-        .env(
-            "PANELINK_DATABASE_URL",
-            format!("sqlite://{}?mode=rwc", dir.join("p.db").display()),
-        )
-        .env("PANELINK_DATA_DIR", dir)
-        .env("PANELINK_PLUGIN_DIR", panelink_tests::plugin_dir())
-        .env("PANELINK_LOG_LEVEL", "warn")
-        .stdin(Stdio::null());
-    cmd
-}
-
-async fn start(bin: &std::path::Path, dir: &std::path::Path, port: u16) -> Serve {
-    let child = command(bin, dir, port)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn panelink serve");
-    let serve = Serve { child };
-    let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            && r.status() == 200
-        {
-            return serve;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "panelink never got ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::serve::Process;
 
 #[tokio::test]
 async fn sigkill_mid_sync_then_restart_ends_exact() {
     let bin = panelink_tests::panelink_binary();
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let out = command(&bin, dir.path(), port)
-        .args(["admin", "create", "--email", "ops@example.com"])
-        .output()
-        .expect("admin create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let host = Process::new(
+        &bin,
+        dir.path(),
+        &format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display()),
     );
-    let token = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .expect("token line")
-        .trim()
-        .to_owned();
+    let token = host.admin_token("ops@example.com");
 
     let sims = [
         PanelSim::start(SimConfig::new().sample_accounts(60))
@@ -101,8 +32,8 @@ async fn sigkill_mid_sync_then_restart_ends_exact() {
         sim.set_command_latency(Duration::from_millis(2));
     }
 
-    let serve = start(&bin, dir.path(), port).await;
-    let api = |path: &str| format!("http://127.0.0.1:{port}/api/v1{path}");
+    let serve = host.start().await;
+    let api = |path: &str| format!("{}/api/v1{path}", host.base());
     let client = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, body: Value| {
         client
@@ -184,7 +115,7 @@ async fn sigkill_mid_sync_then_restart_ends_exact() {
     assert!(linked < 120, "all accounts were done before the kill");
 
     // Restart: the sync resumes and ends exact.
-    let _serve = start(&bin, dir.path(), port).await;
+    let _serve = host.start().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let s: Value = call(

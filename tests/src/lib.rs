@@ -1,10 +1,11 @@
 //! Shared helpers of the integration tests and of the benchmark and demo binaries: where the
-//! built plugins are, and a runtime with them loaded; [`bench_sso`] and
-//! [`bench_sync`] are the `sso` and `sync` benchmarks.
+//! built plugins are, and a runtime with them loaded; [`bench_sso`], [`bench_sync`] and
+//! [`bench_plugins`] are the `sso`, `sync` and `plugins` benchmarks.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod bench_plugins;
 pub mod bench_sso;
 pub mod bench_sync;
 pub mod example_panel;
@@ -44,6 +45,23 @@ pub fn runtime_config() -> RuntimeConfig {
         cache_dir: Some(repo_root().join("target/wasm-cache")),
         ..RuntimeConfig::default()
     }
+}
+
+/// A built component rewritten to describe itself as `to` instead of `from` (same length; the
+/// version must occur exactly once in its bytes, as the shipped plugins' does): another build
+/// of the same plugin, e.g. `built_at_version("cpanel", "0.1.0", "0.1.1")`, with its own digest.
+pub fn built_at_version(name: &str, from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len(), "a version is rewritten in place");
+    let mut bytes = std::fs::read(built_plugin(name)).expect("the built component");
+    let at: Vec<usize> = bytes
+        .windows(from.len())
+        .enumerate()
+        .filter(|(_, w)| *w == from.as_bytes())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "{name}.wasm holds {from:?} exactly once");
+    bytes[at[0]..at[0] + to.len()].copy_from_slice(to.as_bytes());
+    bytes
 }
 
 /// Load one built component into `runtime`.

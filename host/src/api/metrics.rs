@@ -120,7 +120,13 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, ready: bool, plugins: &[(String, String)]) -> String {
+    pub fn render(
+        &self,
+        ready: bool,
+        plugins: &[(String, String)],
+        calls: &[crate::catalog::CallCount],
+        cache: Option<crate::runtime::CacheStats>,
+    ) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP panelink_build_info Build of this process.");
         let _ = writeln!(out, "# TYPE panelink_build_info gauge");
@@ -229,6 +235,45 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP panelink_plugin_calls_total Plugin calls of each loaded version: answered by \
+             the plugin (returned) or ended by the runtime (failed: a trap, a deadline, the memory \
+             or host-call cap, a denied request)."
+        );
+        let _ = writeln!(out, "# TYPE panelink_plugin_calls_total counter");
+        for count in calls {
+            for (outcome, n) in [
+                ("returned", count.calls.saturating_sub(count.failed)),
+                ("failed", count.failed),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "panelink_plugin_calls_total{{plugin=\"{}\",version=\"{}\",outcome=\"{outcome}\"}} {n}",
+                    escape(&count.plugin),
+                    escape(&count.version)
+                );
+            }
+        }
+        if let Some(cache) = cache {
+            let _ = writeln!(
+                out,
+                "# HELP panelink_plugin_cache_total Plugin compilations answered from the compile \
+                 cache (hit) or compiled (miss), and cache entries deleted because their seal did \
+                 not match (rejected)."
+            );
+            let _ = writeln!(out, "# TYPE panelink_plugin_cache_total counter");
+            for (outcome, count) in [
+                ("hit", cache.hits),
+                ("miss", cache.misses),
+                ("rejected", cache.rejected),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "panelink_plugin_cache_total{{outcome=\"{outcome}\"}} {count}"
+                );
+            }
+        }
         out
     }
 }
@@ -288,7 +333,7 @@ mod tests {
             metrics.record("GET", &format!("/r{i}"), 200, 0.0);
         }
         metrics.record("GET", "/r0", 200, 0.0);
-        let text = metrics.render(true, &[]);
+        let text = metrics.render(true, &[], &[], None);
         assert_eq!(
             text.lines()
                 .filter(|l| l.starts_with("panelink_http_requests_total{"))

@@ -63,7 +63,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .collect();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(state.is_ready(), &plugins),
+        state.metrics().render(
+            state.is_ready(),
+            &plugins,
+            &state.catalog().call_counts(),
+            state.catalog().runtime().cache_stats(),
+        ),
     )
         .into_response()
 }

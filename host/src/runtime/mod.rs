@@ -13,6 +13,7 @@
 //! swaps it atomically, so calls in flight finish on the version they started with.
 
 mod bindings;
+mod cache;
 pub mod http;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +31,7 @@ use crate::adapter::{
     PluginLog, ServerTarget, Settings, Support,
 };
 use bindings::{Instance, Pre, ProvisionInput};
+pub use cache::{CacheKey, CacheStats};
 pub use http::HttpLimits;
 
 /// The newest contract version this host implements (`wit/0.2/adapter.wit`).
@@ -100,9 +102,12 @@ pub struct RuntimeConfig {
     pub memory_keep_resident: usize,
     /// Outbound HTTP limits.
     pub http: HttpLimits,
-    /// Where compiled components are cached, keyed by their content and the engine's settings
-    /// (a stale or damaged entry is a cache miss); `None` compiles every time.
+    /// Where compiled components are cached, keyed by their content and the engine's settings;
+    /// `None` compiles every time. Only entries this host sealed are used (see `cache.rs`).
     pub cache_dir: Option<PathBuf>,
+    /// The key of the cache's seals (`serve` derives it from the secret key); `None` seals
+    /// without a key, which detects damage but not forgery.
+    pub cache_key: Option<CacheKey>,
 }
 
 impl Default for RuntimeConfig {
@@ -119,6 +124,7 @@ impl Default for RuntimeConfig {
             memory_keep_resident: 2 * 1024 * 1024,
             http: HttpLimits::default(),
             cache_dir: None,
+            cache_key: None,
         }
     }
 }
@@ -245,6 +251,8 @@ struct Inner {
     /// hundreds of milliseconds of CPU that must not stall the async workers (sync batches,
     /// sign-ins) or run many at once.
     compiling: tokio::sync::Semaphore,
+    /// The on-disk cache of compiled components, when configured.
+    cache: Option<Arc<cache::CodeCache>>,
 }
 
 /// The process's plugin runtime. Cheap to clone.
@@ -262,16 +270,15 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-fn engine_config(config: &RuntimeConfig, pooling: bool) -> anyhow::Result<wasmtime::Config> {
+fn engine_config(
+    config: &RuntimeConfig,
+    pooling: bool,
+    cache: Option<&cache::CodeCache>,
+) -> anyhow::Result<wasmtime::Config> {
     let mut c = wasmtime::Config::new();
     c.epoch_interruption(true);
     c.wasm_component_model(true);
-    if let Some(dir) = &config.cache_dir {
-        std::fs::create_dir_all(dir)?;
-        let mut cache = wasmtime::CacheConfig::new();
-        cache.with_directory(dir);
-        c.cache(Some(wasmtime::Cache::new(cache)?));
-    }
+    c.cache(cache.map(cache::CodeCache::wasmtime));
     if pooling {
         let mut pool = wasmtime::PoolingAllocationConfig::default();
         pool.total_component_instances(config.max_instances)
@@ -304,16 +311,18 @@ impl Runtime {
 
     /// Build the runtime: the engine, the linker with the host's imports, the epoch ticker.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let cache = config
+            .cache_dir
+            .as_deref()
+            .map(|dir| cache::CodeCache::open(dir, config.cache_key.as_ref()).map(Arc::new))
+            .transpose()?;
+        let engine_config = |pooling| engine_config(&config, pooling, cache.as_deref());
         let (engine, allocator) = match config.allocator {
-            AllocatorChoice::OnDemand => (
-                Engine::new(&engine_config(&config, false)?)?,
-                Allocator::OnDemand,
-            ),
-            AllocatorChoice::Pooling => (
-                Engine::new(&engine_config(&config, true)?)?,
-                Allocator::Pooling,
-            ),
-            AllocatorChoice::Auto => match Engine::new(&engine_config(&config, true)?) {
+            AllocatorChoice::OnDemand => {
+                (Engine::new(&engine_config(false)?)?, Allocator::OnDemand)
+            }
+            AllocatorChoice::Pooling => (Engine::new(&engine_config(true)?)?, Allocator::Pooling),
+            AllocatorChoice::Auto => match Engine::new(&engine_config(true)?) {
                 Ok(engine) => (engine, Allocator::Pooling),
                 Err(e) => {
                     tracing::warn!(
@@ -321,10 +330,7 @@ impl Runtime {
                         "could not reserve the pooling allocator; FALLING BACK to on-demand \
                          instance allocation (slower instantiation)"
                     );
-                    (
-                        Engine::new(&engine_config(&config, false)?)?,
-                        Allocator::OnDemand,
-                    )
+                    (Engine::new(&engine_config(false)?)?, Allocator::OnDemand)
                 }
             },
         };
@@ -355,6 +361,7 @@ impl Runtime {
                 allocator,
                 gates: std::sync::Mutex::default(),
                 compiling: tokio::sync::Semaphore::new(1),
+                cache,
             }),
         })
     }
@@ -367,6 +374,11 @@ impl Runtime {
     /// The runtime's configuration.
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// How the compile cache has fared; `None` without one.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.inner.cache.as_ref().map(|c| c.stats())
     }
 
     /// Compile and check a component: it must link against this host's contract and describe
@@ -387,11 +399,22 @@ impl Runtime {
                 .await
                 .map_err(|_| Error::Invalid("the runtime is shutting down".into()))?;
             let engine = self.inner.engine.clone();
+            let cache = self.inner.cache.clone();
             let owned = bytes.to_vec();
-            tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
-                .await
-                .map_err(|e| Error::Invalid(format!("compiling the component stopped: {e}")))?
-                .map_err(|e| Error::Invalid(format!("the component does not compile: {e}")))?
+            let compiled = tokio::task::spawn_blocking(move || {
+                let compile = || Component::new(&engine, &owned);
+                match &cache {
+                    Some(cache) => cache.compile(compile).map(|(component, outcome)| {
+                        tracing::debug!(?outcome, "plugin compiled");
+                        component
+                    }),
+                    None => Ok(compile()),
+                }
+            })
+            .await
+            .map_err(|e| Error::Invalid(format!("compiling the component stopped: {e}")))?
+            .map_err(Error::Invalid)?;
+            compiled.map_err(|e| Error::Invalid(format!("the component does not compile: {e}")))?
         };
         let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
             Error::Invalid(format!(

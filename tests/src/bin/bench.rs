@@ -7,6 +7,8 @@
 //! - `sync`: a fleet of simulated servers driven by the sync engine (see `bench_sync`).
 //! - `sso`: complete click flows (token + redemption) per second with latencies, on SQLite and
 //!   PostgreSQL (see `bench_sso`).
+//! - `plugins`: activation → first call on the new version, and a start's plugin loading with
+//!   the compile cache vs without (see `bench_plugins`).
 //!
 //! Speed targets live here, never in timed tests.
 
@@ -35,6 +37,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("sso") {
         rt.block_on(panelink_tests::bench_sso::run())?;
+    }
+    if wants("plugins") {
+        rt.block_on(panelink_tests::bench_plugins::run())?;
     }
     Ok(())
 }
