@@ -36,7 +36,7 @@ use crate::storage::{self, Db, NewLogEntry, NewSync, Server, Service, ServiceFil
 use crate::sync_port::{
     Change, ChangeId, Event, Events, SyncDetail, SyncKind, SyncRequest, SyncSummary, Unit,
 };
-pub use plan::{AccountPlan, Desired, DesiredLink, LinkContext, plan_server};
+pub use plan::{AccountPlan, Desired, DesiredLink, LinkContext, link_handle, plan_server};
 
 /// Why the sync engine could not take or answer a request.
 #[derive(Debug, thiserror::Error)]
