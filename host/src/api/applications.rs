@@ -394,7 +394,8 @@ pub async fn update(
 ) -> Result<(StatusCode, Json<AppView>), ApiError> {
     let plugin = active_plugin(&state, &id)?;
     if body.enabled.is_none() && body.static_sign_in.is_none() {
-        return Err(ApiError::unprocessable(
+        return Err(ApiError::invalid_field(
+            "enabled",
             "give enabled, static_sign_in or both",
         ));
     }
