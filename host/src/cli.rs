@@ -1,4 +1,5 @@
-//! The `panelink` command line: `serve`, `migrate`, `admin create`, and `plugin …`.
+//! The `panelink` command line: `serve`, `migrate`, `admin create`, `plugin …`, and `server
+//! import`.
 //!
 //! Every command reads the same configuration (see [`crate::config`]): `--config FILE`, then
 //! `PANELINK_*` variables, then the flags below. Logs go to standard error, so standard output
@@ -77,6 +78,27 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// Panel servers: import their hosting accounts.
+    Server {
+        /// What to do.
+        #[command(subcommand)]
+        command: ServerCommand,
+    },
+}
+
+/// Server commands.
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// List the hosting accounts the server's panel has and what importing them would create
+    /// (a dry run), or create them with `--apply`: the same rules as `POST
+    /// /api/v1/servers/{id}/import`. A running host pushes the new services' links.
+    Import {
+        /// The server's id.
+        id: i64,
+        /// Create the missing clients and services (default: only say what would be created).
+        #[arg(long)]
+        apply: bool,
     },
 }
 
@@ -260,7 +282,65 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Plugin { command } => plugin(command, &config).await,
+        Command::Server {
+            command: ServerCommand::Import { id, apply },
+        } => import(id, apply, &config).await,
     }
+}
+
+/// `server import`: the application's active plugin as `serve` would load it, then the import.
+async fn import(id: i64, apply: bool, config: &Config) -> anyhow::Result<()> {
+    let catalog = cli_catalog(config).await?;
+    let loaded = catalog.load_dir(&config.plugin_dir).await;
+    catalog.adopt(&loaded).await?;
+    let report =
+        crate::import::import(catalog.db(), catalog.plugins(), &Actor::cli(), id, apply).await;
+    catalog.db().close().await;
+    let report = report?;
+    println!(
+        "{:<24} {:<32} {:<9} {:<16} {:<7} ERROR",
+        "USER", "DOMAIN", "SUSPENDED", "OWNER", "ACTION"
+    );
+    for a in &report.accounts {
+        println!(
+            "{:<24} {:<32} {:<9} {:<16} {:<7} {}",
+            if a.username.is_empty() {
+                "-"
+            } else {
+                &a.username
+            },
+            a.domain,
+            if a.suspended { "yes" } else { "no" },
+            a.owner.as_deref().unwrap_or("-"),
+            a.action.as_str(),
+            a.error.as_deref().unwrap_or("")
+        );
+    }
+    let count = |action| {
+        report
+            .accounts
+            .iter()
+            .filter(|a| a.action == action)
+            .count()
+    };
+    let (create, exists, errors) = (
+        count(crate::import::Action::Create),
+        count(crate::import::Action::Exists),
+        count(crate::import::Action::Error),
+    );
+    if report.applied {
+        println!(
+            "Imported server {id}: {} service(s) created, {exists} already there, {errors} \
+             error(s). A running host pushes their links.",
+            report.created
+        );
+    } else {
+        println!(
+            "Dry run for server {id}: {create} service(s) would be created, {exists} already \
+             there, {errors} error(s). Run again with --apply to create them."
+        );
+    }
+    Ok(())
 }
 
 /// A plugin runtime for the command line: instances allocated on demand (a command runs a few
@@ -460,14 +540,15 @@ async fn plugin(command: PluginCommand, config: &Config) -> anyhow::Result<()> {
             let versions = db.plugin_versions().await?;
             db.close().await;
             println!(
-                "{:<16} {:<12} {:<9} {:<16} {:<9} {:<24} DIGEST",
-                "NAME", "VERSION", "STATE", "SIGNED_BY", "SOURCE", "INSTALLED"
+                "{:<16} {:<12} {:<8} {:<9} {:<16} {:<9} {:<24} DIGEST",
+                "NAME", "VERSION", "CONTRACT", "STATE", "SIGNED_BY", "SOURCE", "INSTALLED"
             );
             for v in versions {
                 println!(
-                    "{:<16} {:<12} {:<9} {:<16} {:<9} {:<24} {}",
+                    "{:<16} {:<12} {:<8} {:<9} {:<16} {:<9} {:<24} {}",
                     v.name,
                     v.version,
+                    crate::catalog::contract_of_world(&v.world),
                     v.state().as_str(),
                     v.signed_by.as_deref().unwrap_or("-"),
                     match v.source {

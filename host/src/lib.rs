@@ -12,6 +12,8 @@
 //!   by `api`, `storage` and `sync` and depending on none of them.
 //! - [`sync`]: the sync engine: which work a change causes ([`sync::work_for`]), the one entry
 //!   point for a change ([`sync::SyncEngine::request`]), the workers that push it.
+//! - [`import`]: account import: a panel's hosting accounts as clients and services (API and
+//!   command line).
 //! - [`api`]: everything served over HTTP, and the only module that knows the web framework,
 //!   HTTP and JSON: the admin API, the single sign-on endpoints (`/oauth/token`, `/oauth/sso`)
 //!   and the client portal (`/portal`), its pages rendered with maud.
@@ -26,6 +28,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod import;
 pub mod model;
 pub mod runtime;
 pub mod signing;

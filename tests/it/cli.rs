@@ -7,7 +7,10 @@ use panelink::config::LogFormat;
 
 use crate::harness::{Backend, TestDb, on_both};
 
-on_both!(configuration_migrate_and_admin_create);
+on_both!(
+    configuration_migrate_and_admin_create,
+    server_import_from_the_command_line
+);
 
 async fn configuration_migrate_and_admin_create(backend: Backend) {
     let test_db = TestDb::new(backend).await;
@@ -275,4 +278,91 @@ async fn plugin_commands_round_trip_in_the_real_binary(backend: Backend) {
         );
     }
     db.close().await;
+}
+
+/// `panelink server import ID [--apply]`: the dry run writes nothing, `--apply` creates the
+/// panel's accounts as services (the same rules as the admin API), and again creates none.
+async fn server_import_from_the_command_line(backend: Backend) {
+    use panel_sim::{PanelSim, SimConfig};
+    use panelink::adapter::Secret;
+    use panelink::model::{ApplicationId, Hostname, Name, Port, Username};
+    use panelink::storage::{Actor, NewServer, ServiceFilter};
+
+    let test_db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = PanelSim::start(SimConfig::new().sample_accounts(3))
+        .await
+        .expect("panel-sim");
+    let run_cli = |extra: &[&str]| {
+        let mut args = vec![
+            "panelink".to_owned(),
+            "--data-dir".to_owned(),
+            dir.path().display().to_string(),
+            "--database-url".to_owned(),
+            test_db.url.clone(),
+            "--plugin-dir".to_owned(),
+            panelink_tests::plugin_dir().display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let cli = Cli::try_parse_from(args).unwrap();
+        let config = cli.configuration(Vec::new()).unwrap();
+        run(cli.command, config)
+    };
+    run_cli(&["migrate"]).await.unwrap();
+    let config = Cli::try_parse_from([
+        "panelink",
+        "--data-dir",
+        &dir.path().display().to_string(),
+        "--database-url",
+        &test_db.url,
+        "migrate",
+    ])
+    .unwrap()
+    .configuration(Vec::new())
+    .unwrap();
+    let db = panelink::boot::open_database(&config).await.unwrap();
+    let (server, _) = db
+        .create_server(
+            &Actor::cli(),
+            &NewServer {
+                name: Name::parse("sim").unwrap(),
+                module: ApplicationId::parse("cpanel").unwrap(),
+                hostname: Hostname::parse("127.0.0.1").unwrap(),
+                port: Port::new(i64::from(sim.addr().port())).unwrap(),
+                secure: false,
+                username: Username::parse(&sim.api_user()).unwrap(),
+                api_token: Secret::new(sim.api_token()),
+                enabled: true,
+            },
+            |_| None,
+        )
+        .await
+        .unwrap();
+    let id = server.id.to_string();
+    let services = || async {
+        db.services(ServiceFilter {
+            server_id: Some(server.id),
+            client_id: None,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.username)
+        .collect::<Vec<_>>()
+    };
+
+    run_cli(&["server", "import", &id]).await.unwrap();
+    assert!(services().await.is_empty(), "a dry run writes nothing");
+    run_cli(&["server", "import", &id, "--apply"])
+        .await
+        .unwrap();
+    assert_eq!(services().await, ["user1", "user2", "user3"]);
+    run_cli(&["server", "import", &id, "--apply"])
+        .await
+        .unwrap();
+    assert_eq!(services().await.len(), 3, "again: nothing new");
+    let err = run_cli(&["server", "import", "999999"]).await.unwrap_err();
+    assert!(err.to_string().contains("server not found"), "{err}");
+    db.close().await;
+    sim.shutdown().await;
 }

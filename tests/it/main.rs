@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod harden;
 mod harness;
+mod import;
 mod plesk;
 mod plugins;
 mod sandbox;

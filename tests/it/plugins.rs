@@ -1315,3 +1315,161 @@ async fn an_activation_reaches_the_other_host_by_itself() {
     stop.cancel();
     follower.await.unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Contract versions: a component built against contract 0.1.0 (`whm01`, the cPanel plugin of
+// that time) runs beside the 0.2.0 ones.
+
+/// The 0.1 component loads as contract 0.1.0, is granted exactly the WHM calls 0.1's operations
+/// map to, provisions and deprovisions through the host's 0.1 layer (templates expanded per
+/// account), and cannot list accounts.
+#[tokio::test]
+async fn a_0_1_component_still_provisions() {
+    use panelink::adapter::{HttpMethod, Tunnel};
+
+    let rt = runtime();
+    let old = load(&rt, "whm01").await;
+    assert_eq!(old.contract(), "0.1.0");
+    assert_eq!(old.description.contract_version, "0.1.0");
+    assert_eq!(old.id(), "cpanel");
+    assert_eq!(
+        old.description.sign_in,
+        panelink::adapter::SignInStyle::TokenExchange
+    );
+    assert!(old.description.links.iter().all(|l| l.icon.is_none()));
+    assert_eq!(
+        old.description.links[0].implements.as_deref(),
+        Some("upgrade")
+    );
+    assert_eq!(old.description.links[1].implements, None);
+    let granted = &old.description.allowed_requests;
+    assert_eq!(granted, &panelink::runtime::contract_0_1_grants());
+    assert!(granted.iter().all(|r| r.method == HttpMethod::Post));
+    assert!(granted.iter().any(|r| r.path == "/json-api/batch"
+        && matches!(&r.calls, Some(Tunnel::WhmBatch(f)) if f.len() == 4)));
+    assert!(!granted.iter().any(|r| r.path == "/json-api/listaccts"));
+
+    let sim = sim(Profile::Standard, 3).await;
+    let t = target(&sim);
+    let s = Settings::default();
+    assert!(old.check_server(&t).await.expect("check").value.supported);
+    let links = pushes(&old.description, &["clientarea:emails"]);
+    let users: Vec<String> = sim.accounts().keys().cloned().collect();
+    let batch: Vec<_> = users
+        .iter()
+        .map(|u| work(u, links.clone(), vec![]))
+        .collect();
+    let out = old
+        .provision(&t, &s, links.clone(), batch)
+        .await
+        .expect("provision");
+    assert!(out.value.iter().all(|o| o.errors().count() == 0), "{out:?}");
+    for user in &users {
+        let panel = sim.links(user);
+        assert_eq!(panel.len(), 13);
+        for push in &links {
+            let link = &panel[&app_name(&push.scope)];
+            assert_eq!(link.get("url"), Some(push.url_for("7", None).as_str()));
+            assert_eq!(link.get("label"), Some(push.label.as_str()));
+            assert_eq!(link.get("base64_png_image"), None, "0.1 has no icons");
+        }
+    }
+    // An account naming a scope the call has no template for fails alone, before the plugin.
+    let mut stray = work(&users[0], vec![], vec![]);
+    stray.links = vec!["clientarea:nope".into()];
+    let out = old
+        .provision(
+            &t,
+            &s,
+            links.clone(),
+            [work(&users[1], links.clone(), vec![]), stray],
+        )
+        .await
+        .expect("provision");
+    assert_eq!(out.value.len(), 2);
+    assert_eq!(out.value[0].errors().count(), 0);
+    assert!(
+        out.value[1]
+            .errors()
+            .next()
+            .unwrap()
+            .contains("clientarea:nope")
+    );
+
+    let listed = old.list_links(&t, &s, &users[0]).await.expect("list").value;
+    assert_eq!(listed.iter().filter(|l| l.scope.is_some()).count(), 13);
+    match old.list_accounts(&t).await {
+        Err(Error::Plugin {
+            error: panelink::adapter::PluginError::Unsupported(why),
+            ..
+        }) => assert!(why.contains("0.1.0"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let out = old.deprovision(&t, &s, &users).await.expect("deprovision");
+    assert!(out.value.iter().all(|o| o.errors().count() == 0));
+    assert!(
+        users
+            .iter()
+            .all(|u| sim.links(u).is_empty() && sim.groups(u).is_empty())
+    );
+}
+
+/// The 0.2 plugins list a server's accounts from `listaccts`: user, domain, suspended, e-mail
+/// and a reseller owner.
+#[tokio::test]
+async fn the_0_2_plugins_list_the_servers_accounts() {
+    use panel_sim::AccountDetails;
+
+    let rt = runtime();
+    let sim = PanelSim::start(
+        SimConfig::new()
+            .account("bob", "bob.example")
+            .account("res", "res.example")
+            .account_details(
+                "res",
+                AccountDetails {
+                    suspended: true,
+                    owner: "res".into(),
+                    email: "res@example.com".into(),
+                },
+            )
+            .account("cust", "cust.example")
+            .account_details(
+                "cust",
+                AccountDetails {
+                    suspended: false,
+                    owner: "res".into(),
+                    email: String::new(),
+                },
+            ),
+    )
+    .await
+    .expect("panel-sim");
+    let plugin = load(&rt, "cpanel").await;
+    let accounts = plugin
+        .list_accounts(&target(&sim))
+        .await
+        .expect("list")
+        .value;
+    let seen: Vec<_> = accounts
+        .iter()
+        .map(|a| {
+            (
+                a.username.as_str(),
+                a.domain.as_str(),
+                a.suspended,
+                a.email.as_deref(),
+                a.owner.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("bob", "bob.example", false, None, None),
+            ("cust", "cust.example", false, None, Some("res")),
+            ("res", "res.example", true, Some("res@example.com"), None),
+        ]
+    );
+    assert_eq!(sim.calls("listaccts"), 1);
+}

@@ -375,6 +375,7 @@ on_both!(
     a_failed_server_is_retried_by_itself,
     the_log_has_every_level_the_plugins_lines_and_each_warning_once,
     an_application_is_syncing_while_any_of_its_syncs_is_open,
+    contract_0_2_plugins_leave_the_panel_state_of_0_1_with_icons_added,
 );
 
 async fn enable_gives_exactly_the_configured_links(backend: Backend) {
@@ -1156,4 +1157,116 @@ async fn an_application_is_syncing_while_any_of_its_syncs_is_open(backend: Backe
     fleet.finished(enable.id).await;
     assert!(!fleet.engine().syncing("cpanel").await.unwrap());
     fleet.stop().await;
+}
+
+/// What the panels hold, per (server index, user): the groups, and per link app every field
+/// as given, the account's credential replaced by placeholders once checked against the record.
+type PanelState = BTreeMap<
+    (usize, String),
+    (
+        Vec<panel_sim::Group>,
+        BTreeMap<String, BTreeMap<String, String>>,
+    ),
+>;
+
+async fn panel_state(fleet: &Fleet) -> PanelState {
+    let mut out = BTreeMap::new();
+    for (service_id, (i, user, _)) in &fleet.services {
+        let sim = &fleet.sims[*i];
+        let groups: Vec<_> = sim.groups(user).into_values().collect();
+        let links = sim.links(user);
+        let mut fields = BTreeMap::new();
+        if !links.is_empty() {
+            let (subscriber, secret) = fleet
+                .db
+                .mint_sso_credential(*service_id)
+                .await
+                .expect("credential");
+            for (app, link) in links {
+                let mut f: BTreeMap<String, String> = link
+                    .fields()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect();
+                assert_eq!(f.remove("subscriber_unique_id"), Some(subscriber.clone()));
+                assert_eq!(f.remove("token").as_deref(), Some(secret.expose()));
+                assert!(link.ignored().is_empty(), "{app}: {:?}", link.ignored());
+                fields.insert(app, f);
+            }
+        }
+        out.insert((*i, user.clone()), (groups, fields));
+    }
+    out
+}
+
+/// The same fleet, the same syncs (enable, then a rename, a reorder and a hidden link) with
+/// the cPanel plugin built against contract 0.1.0 and with today's 0.2.0 build: the panels end
+/// up with exactly the same groups and links, field for field, except the icon 0.2 adds
+/// (`base64_png_image`, each link's own PNG).
+async fn contract_0_2_plugins_leave_the_panel_state_of_0_1_with_icons_added(backend: Backend) {
+    use base64::Engine as _;
+
+    let mut states = Vec::new();
+    let mut icons = BTreeMap::new();
+    for contract in ["0.1.0", "0.2.0"] {
+        let mut fleet = Fleet::new(backend, 2, 4, ALL_STATUSES).await;
+        if contract == "0.1.0" {
+            let runtime = runtime_with_timeout(Duration::from_secs(2));
+            fleet
+                .plugins
+                .activate(panelink_tests::load(&runtime, "whm01").await);
+        } else {
+            for l in &fleet.plugins.get("cpanel").unwrap().description.links {
+                icons.insert(
+                    format!("PANELINK_{}", l.scope.replace(':', "_")),
+                    base64::engine::general_purpose::STANDARD.encode(l.icon.as_deref().unwrap()),
+                );
+            }
+        }
+        assert_eq!(fleet.plugins.get("cpanel").unwrap().contract(), contract);
+        fleet.start(config());
+        let mut rounds = Vec::new();
+        let sync = fleet.set_enabled(true).await;
+        assert_eq!(fleet.finished(sync.id).await.state, SyncState::Completed);
+        rounds.push(panel_state(&fleet).await);
+        let mut links: Vec<(&str, &str, bool)> =
+            defaults().into_iter().map(|(s, l)| (s, l, true)).collect();
+        links.swap(0, 3);
+        links[1].1 = "Renamed";
+        links[5].2 = false;
+        let sync = fleet.configure(&links).await;
+        assert_eq!(fleet.finished(sync.id).await.state, SyncState::Completed);
+        rounds.push(panel_state(&fleet).await);
+        fleet.stop().await;
+        states.push(rounds);
+    }
+    let (old, new) = (&states[0], &states[1]);
+    for (round, (old, new)) in old.iter().zip(new).enumerate() {
+        assert!(
+            old.values().any(|(_, links)| links.len() >= 13),
+            "round {round}"
+        );
+        assert_eq!(
+            old.keys().collect::<Vec<_>>(),
+            new.keys().collect::<Vec<_>>()
+        );
+        for (key, (old_groups, old_links)) in old {
+            let (new_groups, new_links) = &new[key];
+            assert_eq!(old_groups, new_groups, "round {round} {key:?}");
+            assert_eq!(
+                old_links.keys().collect::<Vec<_>>(),
+                new_links.keys().collect::<Vec<_>>(),
+                "round {round} {key:?}"
+            );
+            for (app, old_fields) in old_links {
+                let mut new_fields = new_links[app].clone();
+                assert!(!old_fields.contains_key("base64_png_image"));
+                assert_eq!(
+                    new_fields.remove("base64_png_image").as_ref(),
+                    Some(&icons[app]),
+                    "round {round} {key:?} {app}: the icon"
+                );
+                assert_eq!(old_fields, &new_fields, "round {round} {key:?} {app}");
+            }
+        }
+    }
 }

@@ -234,6 +234,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(servers::create, servers::list))
         .routes(routes!(servers::get, servers::update, servers::delete))
         .routes(routes!(servers::check))
+        .routes(routes!(servers::import))
         .routes(routes!(clients::create, clients::list))
         .routes(routes!(clients::get, clients::update))
         .routes(routes!(clients::create_user, clients::list_users))

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, Check, ErrorBody};
-use super::extract::{ApiJson, ApiPath, Authorized, ManageServers};
+use super::extract::{ApiJson, ApiPath, Authorized, ManageClients, ManageServers};
 use super::{AppState, rfc3339};
 use crate::adapter::{Secret, Support};
 use crate::model::{ApplicationId, Hostname, Name, Port, Username};
@@ -337,4 +337,119 @@ pub async fn check(
         supported: server.supported.unwrap_or(false),
         detail: server.support_detail.unwrap_or_default(),
     }))
+}
+
+/// What to import.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    /// Create the missing clients and services (default `false`: a dry run that only says what
+    /// would be created).
+    #[serde(default)]
+    pub apply: bool,
+}
+
+/// One account the panel listed, and what the import did (or would do) with it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportedAccountView {
+    /// The panel's user name (empty when the panel listed none).
+    pub username: String,
+    /// The panel's main domain.
+    pub domain: String,
+    /// Suspended on the panel (imported as a suspended service).
+    pub suspended: bool,
+    /// The owning panel user (a reseller); `null` when the panel has none.
+    pub owner: Option<String>,
+    /// `create` (created, or would be on a dry run), `exists` (a service on this server has the
+    /// user name) or `error`.
+    #[schema(example = "create")]
+    pub action: String,
+    /// Why the account cannot be imported (`action` is `error`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The result of an import.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportView {
+    /// The server.
+    pub server_id: i64,
+    /// Whether anything was written (`false`: a dry run).
+    pub applied: bool,
+    /// Services created (0 on a dry run).
+    pub created: u64,
+    /// Every account the panel listed, in the panel's order.
+    pub accounts: Vec<ImportedAccountView>,
+}
+
+impl From<&crate::import::Report> for ImportView {
+    fn from(r: &crate::import::Report) -> Self {
+        Self {
+            server_id: r.server_id,
+            applied: r.applied,
+            created: r.created,
+            accounts: r
+                .accounts
+                .iter()
+                .map(|a| ImportedAccountView {
+                    username: a.username.clone(),
+                    domain: a.domain.clone(),
+                    suspended: a.suspended,
+                    owner: a.owner.clone(),
+                    action: a.action.as_str().to_owned(),
+                    error: a.error.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Import the hosting accounts the server's panel lists as clients and services: a dry run by
+/// default, listing what would be created; with `"apply": true` it creates a client and a
+/// service for every account no service on this server has the user name of (an owned
+/// account joins its owner's client), and pushes their links. Idempotent: importing again
+/// creates nothing new. Bad or partial entries are reported per account.
+#[utoipa::path(post, path = "/api/v1/servers/{id}/import", tag = "servers",
+    params(("id" = i64, Path, description = "Server id")),
+    request_body(content = ImportRequest, description = "Optional; `{}` or no body is a dry run"),
+    security(("bearer" = ["manage_clients"])),
+    responses(
+        (status = 200, body = ImportView),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "No installed plugin serves the server's application, or \
+            its plugin cannot list accounts (contract 0.1.0)", body = ErrorBody),
+        (status = 503, description = "The panel could not be asked or refused the listing",
+            body = ErrorBody),
+    ))]
+pub async fn import(
+    auth: Authorized<ManageClients>,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<ImportView>, ApiError> {
+    let request: ImportRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ImportRequest::default()
+    } else {
+        super::extract::parse_json(&body)?
+    };
+    let report = crate::import::import(
+        state.db(),
+        state.catalog().plugins(),
+        &auth.principal.actor(),
+        id,
+        request.apply,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::import::Error::NotFound => ApiError::not_found("server"),
+        e @ (crate::import::Error::NoPlugin(_) | crate::import::Error::Unsupported(_)) => {
+            ApiError::conflict(e.to_string())
+        }
+        e @ crate::import::Error::Panel(_) => ApiError::unavailable(e.to_string()),
+        crate::import::Error::Storage(e) => e.into(),
+    })?;
+    if let Some(change) = report.change {
+        state.sync().request(change).await?;
+    }
+    Ok(Json((&report).into()))
 }
