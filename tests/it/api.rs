@@ -1783,7 +1783,7 @@ async fn serve_in_process_until_shutdown(backend: Backend) {
         .await
         .unwrap();
     let apps: Value = apps.json().await.unwrap();
-    assert_eq!(apps["applications"].as_array().unwrap().len(), 2, "{apps}");
+    assert_eq!(apps["applications"].as_array().unwrap().len(), 3, "{apps}");
     let events = client
         .get(format!("{base}/api/v1/events"))
         .bearer_auth(token.expose())

@@ -19,7 +19,7 @@ use panelink::sync_port::{ChangeId, Events, SyncState, SyncSummary};
 use plesk_sim::{Button, ButtonProps, FaultKind, Owner, PleskConfig, PleskHandle, PleskSim};
 use tokio::sync::oneshot;
 
-use crate::harness::{Backend, TestDb, database, on_both};
+use crate::harness::{Backend, NoSync, TestDb, database, on_both};
 
 const PUBLIC_URL: &str = "https://billing.example";
 const APP: &str = "plesk";
@@ -27,6 +27,7 @@ const APP: &str = "plesk";
 struct Fleet {
     db: Db,
     _test_db: TestDb,
+    runtime: Runtime,
     plugins: Arc<Plugins>,
     sims: Vec<PleskHandle>,
     server_ids: Vec<i64>,
@@ -79,6 +80,7 @@ impl Fleet {
         let mut fleet = Fleet {
             db,
             _test_db: test_db,
+            runtime,
             plugins,
             sims: Vec::new(),
             server_ids: Vec::new(),
@@ -287,6 +289,7 @@ fn foreign() -> ButtonProps {
 }
 
 on_both!(
+    static_links_sign_in_only_when_the_admin_allows_it,
     enable_configure_disable_give_exact_buttons,
     an_unknown_customer_is_that_accounts_warning,
     a_server_too_old_for_custom_buttons_is_refused,
@@ -426,4 +429,143 @@ async fn faults_converge_and_a_dead_server_fails_alone(backend: Backend) {
     // each customer still has exactly one of each.
     fleet.assert_exact(&defaults());
     fleet.stop().await;
+}
+
+async fn static_links_sign_in_only_when_the_admin_allows_it(backend: Backend) {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use panelink::api::{self, AppState, Limits};
+    use panelink::catalog::Catalog;
+    use tower::ServiceExt;
+
+    let mut fleet = Fleet::new(backend, 1, 2).await;
+    fleet.start(config());
+    let s = fleet.set_enabled(true).await;
+    fleet.finished(s.id).await;
+    fleet.stop().await;
+
+    // The host's HTTP side on the same database, with the same plugin.
+    let catalog = Arc::new(Catalog::new(
+        fleet.runtime.clone(),
+        Arc::new(Plugins::new()),
+        fleet.db.clone(),
+    ));
+    catalog.adopt(&fleet.plugins.all()).await.expect("adopt");
+    let state = AppState::new(
+        fleet.db.clone(),
+        catalog,
+        Arc::new(NoSync),
+        Events::new(),
+        Limits::default(),
+    );
+    state.set_ready(true);
+    let client_area = state.sso().client_area_url().to_owned();
+    let public = state.sso().public_url().to_owned();
+    let router = api::app(state);
+    let (_, token) = fleet
+        .db
+        .create_admin(
+            &Actor::cli(),
+            &Email::parse("root@example.com").unwrap(),
+            "Full Administrator",
+        )
+        .await
+        .expect("admin");
+    let send = |request: Request<Body>| {
+        let router = router.clone();
+        async move { router.oneshot(request).await.expect("answer") }
+    };
+    let get = |path: String| send(Request::get(path).body(Body::empty()).unwrap());
+    let location = |r: &axum::response::Response| {
+        r.headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let invoices = fleet
+        .ours(0, "user1")
+        .into_iter()
+        .find(|b| b.props.text == "View Invoice History")
+        .expect("the invoices button");
+    let path = invoices
+        .props
+        .url
+        .strip_prefix(PUBLIC_URL)
+        .expect("a link to this host")
+        .to_owned();
+
+    // Off by default: the client area's own login, at the link's destination.
+    let r = get(path.clone()).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(
+        location(&r),
+        format!("{client_area}/clientarea.php?action=invoices")
+    );
+    assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+    assert_eq!(r.headers()[header::REFERRER_POLICY], "no-referrer");
+    assert!(r.headers().get(header::SET_COOKIE).is_none());
+
+    // The admin turns static sign-in on for the application.
+    let patch = Request::patch("/api/v1/applications/plesk")
+        .header(header::AUTHORIZATION, format!("Bearer {}", token.expose()))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"static_sign_in": true}"#))
+        .unwrap();
+    let r = send(patch).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body = http_body_util::BodyExt::collect(r.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let view: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(view["static_sign_in"], true);
+    assert_eq!(view["sign_in"], "static-link");
+    assert_eq!(view["enabled"], true);
+
+    // Now the link signs in: a one-time token, redeemed as the token endpoint's are.
+    let r = get(path.clone()).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let redeem = location(&r);
+    assert!(
+        redeem.starts_with(&format!("{public}/oauth/sso?access_token=")),
+        "{redeem}"
+    );
+    assert_eq!(r.headers()[header::REFERRER_POLICY], "no-referrer");
+    let r = get(redeem.strip_prefix(&public).unwrap().to_owned()).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert!(r.headers().get(header::SET_COOKIE).is_some());
+    assert_eq!(
+        location(&r),
+        format!("{client_area}/clientarea.php?action=invoices")
+    );
+
+    // A forged handle, another's scope syntax or none: the login, never a token.
+    let (prefix, query) = path.split_once('?').unwrap();
+    let last = prefix.chars().last().unwrap();
+    let forged = format!(
+        "{}{}?{query}",
+        &prefix[..prefix.len() - 1],
+        if last == 'A' { 'B' } else { 'A' }
+    );
+    for bad in [forged, format!("{prefix}?scope=nope"), prefix.to_owned()] {
+        let r = get(bad.clone()).await;
+        assert_eq!(r.status(), StatusCode::FOUND, "{bad}");
+        assert!(!location(&r).contains("access_token"), "{bad}");
+    }
+
+    // Rotating the service's credential retires the handle at once.
+    let (service_id, _) = fleet
+        .services
+        .iter()
+        .find(|(_, (_, login))| login == "user1")
+        .unwrap();
+    fleet
+        .db
+        .rotate_live_credential(&Actor::system(), *service_id)
+        .await
+        .expect("rotate");
+    let r = get(path).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert!(!location(&r).contains("access_token"), "{}", location(&r));
 }

@@ -89,6 +89,11 @@ pub struct AppView {
     pub description: String,
     /// Application Links on.
     pub enabled: bool,
+    /// How the application's panel signs customers in: `token-exchange` or `static-link`.
+    pub sign_in: String,
+    /// Whether a static link signs the customer in (only meaningful for `static-link`; off by
+    /// default, when a static link leads to the client area's login).
+    pub static_sign_in: bool,
     /// `disabled`, `syncing` or `active`.
     pub status: String,
     /// Warning entries in the log.
@@ -113,7 +118,10 @@ pub struct AppList {
 #[serde(deny_unknown_fields)]
 pub struct UpdateApp {
     /// Turn Application Links on or off.
-    pub enabled: bool,
+    pub enabled: Option<bool>,
+    /// Let the application's static links sign customers in (`static-link` plugins; off by
+    /// default: a static link then leads to the client area's login). Pushes nothing.
+    pub static_sign_in: Option<bool>,
 }
 
 /// A link as shown.
@@ -328,6 +336,8 @@ async fn app_view(state: &AppState, plugin: &Plugin) -> Result<AppView, ApiError
         name: plugin.description.name.clone(),
         description: plugin.description.description.clone(),
         enabled: row.enabled,
+        sign_in: plugin.description.sign_in.as_str().to_owned(),
+        static_sign_in: row.static_sign_in,
         status: status.to_owned(),
         warnings,
         plugin: PluginRef {
@@ -379,7 +389,8 @@ pub async fn get(
     Ok(Json(app_view(&state, &plugin).await?))
 }
 
-/// Turn Application Links on or off; the sync engine is asked to push or remove them.
+/// Turn Application Links on or off (the sync engine is asked to push or remove them), and
+/// static-link sign-in on or off. At least one of the two.
 #[utoipa::path(patch, path = "/api/v1/applications/{id}", tag = "applications",
     request_body = UpdateApp,
     params(("id" = String, Path, description = "Application id")),
@@ -396,11 +407,27 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateApp>,
 ) -> Result<(StatusCode, Json<AppView>), ApiError> {
     let plugin = active_plugin(&state, &id)?;
+    if body.enabled.is_none() && body.static_sign_in.is_none() {
+        return Err(ApiError::invalid_field(
+            "enabled",
+            "give enabled, static_sign_in or both",
+        ));
+    }
     let before = state.db().ensure_application(&id).await?;
-    if before.enabled != body.enabled {
+    if let Some(on) = body.static_sign_in
+        && before.static_sign_in != on
+    {
+        state
+            .db()
+            .set_application_static_sign_in(&auth.principal.actor(), &id, on)
+            .await?;
+    }
+    if let Some(enabled) = body.enabled
+        && before.enabled != enabled
+    {
         let (_, change) = state
             .db()
-            .set_application_enabled(&auth.principal.actor(), &id, body.enabled)
+            .set_application_enabled(&auth.principal.actor(), &id, enabled)
             .await?;
         state.sync().request(change).await?;
     }

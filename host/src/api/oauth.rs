@@ -10,6 +10,10 @@
 //!   cookie; a refusal is an HTML page, 400 when the token is missing, unknown, used or expired
 //!   (or its service is gone), 403 when the account may not sign in, 429 (with `Retry-After`)
 //!   when the source address opened too many, 500 when storage failed.
+//! - `GET /sso/link/{handle}?scope=…`: a static link ([`crate::sso::link`]): always a 302, to
+//!   `/oauth/sso?access_token=…` when the application lets static links sign in and the handle
+//!   checks out, else to the client area's login at the destination; 429 when rate limited;
+//!   `Cache-Control: no-store` and `Referrer-Policy: no-referrer` on every answer.
 
 use axum::Json;
 use axum::Router;
@@ -25,6 +29,7 @@ use super::AppState;
 use super::extract::Source;
 use super::page::no_store;
 use super::portal::CLIENT_AREA;
+use crate::sso::link::{self, LinkOutcome};
 use crate::sso::redeem::{self, Redemption, Refusal};
 use crate::sso::token::{self, IssuedToken, TokenError, TokenRequest};
 
@@ -39,6 +44,61 @@ pub fn router() -> Router<AppState> {
             post(token).fallback(token_method_not_allowed),
         )
         .route("/oauth/sso", get(sso))
+        .route("/sso/link/{handle}", get(static_link))
+}
+
+/// `GET /sso/link/{handle}`.
+async fn static_link(
+    State(state): State<AppState>,
+    Source(source): Source,
+    axum::extract::Path(handle): axum::extract::Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let scope = url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v.into_owned());
+    let outcome = link::follow(
+        state.sso(),
+        state.db(),
+        state.catalog(),
+        &handle,
+        scope.as_deref(),
+        source,
+    )
+    .await;
+    let location = match outcome {
+        Ok(LinkOutcome::SignIn(url) | LinkOutcome::Login(url)) => url,
+        Err(TokenError::RateLimited(wait)) => {
+            let mut response = CLIENT_AREA.message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many sign-in attempts",
+                "Please wait a moment, then click the link in your control panel again.",
+                None,
+            );
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            no_store(response.headers_mut());
+            return response;
+        }
+        Err(_) => {
+            return CLIENT_AREA.message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Signing you in failed on our side. Please try again from your control panel.",
+                None,
+            );
+        }
+    };
+    let Ok(location) = HeaderValue::from_str(&location) else {
+        return refused(Refusal::ServiceGone);
+    };
+    let mut response = StatusCode::FOUND.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, location);
+    no_store(headers);
+    response
 }
 
 /// A successful token answer (RFC 6749 §5.1, plus where to redeem the token).

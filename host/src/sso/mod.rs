@@ -30,6 +30,7 @@
 //! log in `api::metrics` records route templates, never query strings).
 
 pub mod limit;
+pub mod link;
 pub mod portal;
 pub mod redeem;
 pub mod token;

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::{SSO_SCOPE, Sso, new_token};
+use crate::adapter::Secret;
 use crate::catalog::Catalog;
 use crate::crypto::hash_token;
 use crate::model::{ApplicationId, Scope};
@@ -58,7 +59,7 @@ pub enum TokenError {
 
 impl TokenError {
     /// Log the cause of a failure on our side and refuse with `server_error`.
-    fn server(cause: &dyn fmt::Display) -> Self {
+    pub(crate) fn server(cause: &dyn fmt::Display) -> Self {
         tracing::error!(error = %cause, "single sign-on token request failed");
         TokenError::ServerError
     }
@@ -101,6 +102,18 @@ pub struct TokenRequest {
 }
 
 impl TokenRequest {
+    /// The request a static link stands for, once its handle has been checked: the credential
+    /// it names, the link's scope and the credential's application.
+    pub fn for_link(subscriber_id: String, secret: &Secret, scope: &str, module: String) -> Self {
+        Self {
+            subscriber_id: Some(subscriber_id),
+            secret: Some(secret.expose().to_owned()),
+            scope: Some(format!("{SSO_SCOPE} {scope}")),
+            module: Some(module),
+            attempt: None,
+        }
+    }
+
     /// Read the URL's query and the form body (both `application/x-www-form-urlencoded`).
     ///
     /// The query gives `scope` and `module` (the plugin put them in the `autologin_token_url`);

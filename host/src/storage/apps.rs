@@ -15,6 +15,9 @@ pub struct Application {
     pub id: String,
     /// Whether Application Links are on.
     pub enabled: bool,
+    /// Whether a static link (`static-link` panels) signs the customer in; off by default, when
+    /// such a link only leads to the client area's login.
+    pub static_sign_in: bool,
     /// Last changed (ms).
     pub updated_at: i64,
 }
@@ -64,6 +67,7 @@ fn application_from(row: &AnyRow) -> Result<Application> {
     Ok(Application {
         id: row.try_get("id")?,
         enabled: flag(row, "enabled")?,
+        static_sign_in: flag(row, "static_sign_in")?,
         updated_at: row.try_get("updated_at")?,
     })
 }
@@ -84,19 +88,23 @@ impl Db {
 
     /// One application.
     pub async fn application(&self, id: &str) -> Result<Application> {
-        let row = sqlx::query("SELECT id, enabled, updated_at FROM applications WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or(Error::NotFound("application"))?;
+        let row = sqlx::query(
+            "SELECT id, enabled, static_sign_in, updated_at FROM applications WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(Error::NotFound("application"))?;
         application_from(&row)
     }
 
     /// Every application, by id.
     pub async fn applications(&self) -> Result<Vec<Application>> {
-        let rows = sqlx::query("SELECT id, enabled, updated_at FROM applications ORDER BY id")
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, enabled, static_sign_in, updated_at FROM applications ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(application_from).collect()
     }
 
@@ -111,7 +119,7 @@ impl Db {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE applications SET enabled = $2, updated_at = $3 WHERE id = $1 \
-             RETURNING id, enabled, updated_at",
+             RETURNING id, enabled, static_sign_in, updated_at",
         )
         .bind(id)
         .bind(enabled)
@@ -174,6 +182,41 @@ impl Db {
         }
         tx.commit().await?;
         Ok(turned)
+    }
+
+    /// Turn static-link sign-in on or off for an application (audited). Nothing is pushed: the
+    /// links stay as they are, only what following one does changes.
+    pub async fn set_application_static_sign_in(
+        &self,
+        actor: &Actor,
+        id: &str,
+        on: bool,
+    ) -> Result<Application> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "UPDATE applications SET static_sign_in = $2, updated_at = $3 WHERE id = $1 \
+             RETURNING id, enabled, static_sign_in, updated_at",
+        )
+        .bind(id)
+        .bind(on)
+        .bind(now_ms())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound("application"))?;
+        audit(
+            &mut tx,
+            actor,
+            if on {
+                "application.static_sign_in.on"
+            } else {
+                "application.static_sign_in.off"
+            },
+            &format!("application:{id}"),
+            "",
+        )
+        .await?;
+        tx.commit().await?;
+        application_from(&row)
     }
 
     /// The saved link settings of an application in display order (empty: never saved).

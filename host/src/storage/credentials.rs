@@ -22,6 +22,20 @@ use crate::model::ServiceStatus;
 use crate::storage::SsoSubject;
 use crate::sync_port::{Change, ChangeId, StoredCredential};
 
+/// A live credential as a static link names it (by its subscriber id), for the static link's
+/// endpoint to check the link's handle against and to decide what following it does.
+#[derive(Debug, Clone)]
+pub struct LinkCredential {
+    /// The service it belongs to.
+    pub service_id: i64,
+    /// Its secret (the handle is derived from it).
+    pub secret: Secret,
+    /// The application (server module) of the service's server.
+    pub application: String,
+    /// Whether that application lets static links sign in.
+    pub static_sign_in: bool,
+}
+
 /// The sealing context of per-service SSO credential secrets.
 pub const CREDENTIAL_CONTEXT: &str = "sso_credential";
 
@@ -247,6 +261,32 @@ impl Db {
     #[cfg(any(test, feature = "test-support"))]
     pub async fn revoke_sso_credential(&self, service_id: i64) -> Result<()> {
         self.revoke_credentials(&[service_id]).await
+    }
+
+    /// The live credential of a subscriber id, with its service's application and whether that
+    /// application lets static links sign in. `None` when unknown or revoked.
+    pub async fn link_credential(&self, subscriber_id: &str) -> Result<Option<LinkCredential>> {
+        let row = sqlx::query(
+            "SELECT c.service_id, c.secret_sealed, v.module, \
+                    EXISTS (SELECT 1 FROM applications a WHERE a.id = v.module \
+                            AND a.static_sign_in = TRUE) AS static_sign_in \
+             FROM sso_credentials c JOIN services s ON s.id = c.service_id \
+             JOIN servers v ON v.id = s.server_id \
+             WHERE c.subscriber_id = $1 AND c.revoked_at IS NULL",
+        )
+        .bind(subscriber_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| {
+            let sealed: String = row.try_get("secret_sealed")?;
+            Ok(LinkCredential {
+                service_id: row.try_get("service_id")?,
+                secret: self.open_secret(CREDENTIAL_CONTEXT, &sealed)?,
+                application: row.try_get("module")?,
+                static_sign_in: flag(&row, "static_sign_in")?,
+            })
+        })
+        .transpose()
     }
 
     /// Check a presented credential (`subscriber_unique_id` + `token`) and describe what it

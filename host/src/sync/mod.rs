@@ -37,7 +37,7 @@ use crate::sync_port::{
     Change, ChangeId, Event, Events, SyncDetail, SyncKind, SyncRequest, SyncState, SyncSummary,
     Unit,
 };
-pub use plan::{AccountPlan, Desired, DesiredLink, LinkContext, plan_server};
+pub use plan::{AccountPlan, Desired, DesiredLink, LinkContext, link_handle, plan_server};
 
 /// Why the sync engine could not take or answer a request.
 #[derive(Debug, thiserror::Error)]
