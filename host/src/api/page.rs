@@ -89,8 +89,10 @@ form.inline{display:inline}";
 pub const NO_SCRIPT_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// An HTML response with the headers every page carries: not cached, not framed, no scripts, no
-/// referrer (a page's URL may hold a one-time token).
+/// An HTML response with the headers every page carries: not cached, not framed, no scripts, and
+/// `Referrer-Policy: same-origin`: no other site learns a page's URL (a refusal page's may hold a
+/// spent one-time token), while the pages' own form posts carry their true `Origin`, which the
+/// same-origin check needs (under `no-referrer` browsers send `Origin: null` with them).
 pub fn respond(status: StatusCode, page: Markup) -> Response {
     respond_with_policy(status, page, NO_SCRIPT_POLICY)
 }
@@ -105,6 +107,10 @@ pub fn respond_with_policy(status: StatusCode, page: Markup, policy: &'static st
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     no_store(headers);
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(policy),
@@ -165,7 +171,7 @@ mod tests {
         let headers = response.headers();
         assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
         assert_eq!(headers[header::CACHE_CONTROL], "no-store");
-        assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(headers[header::REFERRER_POLICY], "same-origin");
         assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
         assert!(
             headers[header::CONTENT_SECURITY_POLICY]

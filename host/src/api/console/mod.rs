@@ -47,17 +47,9 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'u
      connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; \
      base-uri 'none'";
 
-/// A console page's answer: the frame's headers with the console's policy, and
-/// `Referrer-Policy: same-origin` instead of `no-referrer` (console URLs carry no secret, and
-/// under `no-referrer` browsers send `Origin: null` with the page's own form posts and script
-/// requests, which the same-origin check must be able to tell from another site's).
+/// A console page's answer: the frame's headers with the console's policy.
 fn respond(status: StatusCode, page: Markup) -> Response {
-    let mut response = page::respond_with_policy(status, page, POLICY);
-    response.headers_mut().insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    response
+    page::respond_with_policy(status, page, POLICY)
 }
 
 const SCRIPT: &str = include_str!("console.js");
