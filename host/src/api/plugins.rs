@@ -57,6 +57,10 @@ pub struct PluginView {
     /// The requests the plugin declares it sends to its panel; the host refuses any other.
     /// `null` when this host has not loaded the version (an inactive upload of an earlier run).
     pub allowed_requests: Option<Vec<AllowedRequestView>>,
+    /// How the host presents a server's credentials to its panel, e.g. `scheme-user-token whm`,
+    /// `bearer`, `login-headers HTTP_AUTH_LOGIN HTTP_AUTH_PASSWD`. `null` when this host has
+    /// not loaded the version.
+    pub auth: Option<String>,
     /// How its panel signs customers in: `token-exchange` or `static-link`. `null` when this
     /// host has not loaded the version.
     pub sign_in: Option<String>,
@@ -114,6 +118,7 @@ fn view(state: &AppState, version: PluginVersion) -> PluginView {
     let d = compiled.as_ref().map(|plugin| &plugin.description);
     PluginView {
         allowed_requests: d.map(|d| d.allowed_requests.iter().map(Into::into).collect()),
+        auth: d.map(|d| d.auth.describe()),
         sign_in: d.map(|d| d.sign_in.as_str().to_owned()),
         limits: d.map(|d| LimitsView {
             accounts_per_call: d.limits.accounts_per_call,
@@ -146,6 +151,7 @@ impl From<PluginVersion> for PluginView {
             failed_at: v.failed_at.map(rfc3339),
             last_error: v.last_error,
             allowed_requests: None,
+            auth: None,
             sign_in: None,
             limits: None,
         }
