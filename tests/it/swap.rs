@@ -121,9 +121,10 @@ async fn a_restart_loads_compiled_plugins_from_the_cache_and_only_sealed_entries
     drop(serve);
 
     // The same entries under another host's key (another secret key): foreign, not trusted.
-    let other = host
-        .clone()
-        .env("SECRET_KEY", "another host's secret key material");
+    let other = host.clone().env(
+        "SECRET_KEY",
+        "7e3f1c9a5b2d8e4f6a0c1b3d5e7f9a2c4b6d8e0f1a3c5b7d9e2f4a6c8b0d1e3f",
+    );
     let serve = other.start().await;
     assert_eq!(counts(other.clone()).await, (0, 2, 2));
     assert_eq!(both_active(other.clone()).await, 2);
@@ -156,11 +157,15 @@ async fn hot_swap_and_rollback_under_load_on_two_hosts() {
     // trusts the other's seals): B finds what A compiled, and so do later runs of this test.
     let compiled = panelink_tests::repo_root().join("target/wasm-cache-serve");
     let configure = |p: Process| {
-        p.env("SECRET_KEY", "shared secret key material of both hosts")
-            .env("PLUGIN_CACHE_DIR", compiled.display().to_string())
-            .env("PUBLIC_URL", public_url.clone())
-            .env("TRUSTED_KEYS", format!("acme={}", vendor.public()))
-            .env("SSO_RATE_LIMIT_PER_ADDRESS", "0")
+        p.env(
+            "SECRET_KEY",
+            "3b8e1f6a9c2d5e7f0a4b6c8d1e3f5a7b9c0d2e4f6a8b1c3d5e7f9a0b2c4d6e8f",
+        )
+        .env("PLUGIN_CACHE_DIR", compiled.display().to_string())
+        .env("PUBLIC_URL", public_url.clone())
+        .env("TRUSTED_KEYS", format!("acme={}", vendor.public()))
+        .env("SSO_RATE_LIMIT_PER_ADDRESS", "0")
+        .env("SSO_REDEEM_RATE_LIMIT_PER_ADDRESS", "0")
     };
     let a = configure(a);
     let b = configure(Process::new(&bin, dirs[1].path(), &test_db.url));

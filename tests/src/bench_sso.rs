@@ -93,6 +93,7 @@ async fn backend(label: &str, database_url: &str) -> anyhow::Result<()> {
     }])?;
     config.sso.rate_limit_per_address = 0;
     config.sso.rate_limit_per_credential = 0;
+    config.sso.redeem_rate_limit_per_address = 0;
     let host = panelink::boot::Host::start(
         config,
         panelink::boot::Options {
