@@ -257,7 +257,7 @@ fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The OpenAPI 3 document of every route [`app`] serves, each operation with every error
-/// status it can answer ([`error::document_errors`]).
+/// status it can answer (`error::document_errors`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = router().split_for_parts().1;
     error::document_errors(&mut doc);
