@@ -181,12 +181,12 @@ async fn without_api_version_whm_runs_api_0() {
 #[tokio::test]
 async fn unknown_function_and_paths() {
     let sim = start().await;
-    let body = call(&sim, "listaccts", &[]).await;
+    let body = call(&sim, "createacct", &[]).await;
     assert_eq!(
         failure(&body),
-        "Unknown app (“listaccts”) requested for this version (1) of the API."
+        "Unknown app (“createacct”) requested for this version (1) of the API."
     );
-    assert_eq!(body["metadata"]["command"], "listaccts");
+    assert_eq!(body["metadata"]["command"], "createacct");
     let response = client()
         .get(format!("{}/cpsess/json-api/version", sim.base_url()))
         .header("Authorization", sim.auth_header())
