@@ -49,6 +49,34 @@ where
     }
 }
 
+/// A JSON body that may be left out: an empty (or all-whitespace) body is `T::default()`,
+/// anything else is read and checked as [`ApiJson`] does (415, 413, 400, 422).
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub T);
+
+impl<T> FromRequest<AppState> for OptionalJson<T>
+where
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        if !content_type_is(req.headers(), |essence| {
+            essence == "application/json" || essence.ends_with("+json")
+        }) {
+            return Err(ApiError::unsupported_media_type("application/json"));
+        }
+        let limit = state.limits().max_body_bytes;
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| ApiError::payload_too_large(limit))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        parse_json(&bytes).map(OptionalJson)
+    }
+}
+
 /// Whether a request's `Content-Type`, if it has one, is one `accepts` takes (given the media
 /// type without parameters, in lower case). A request without one passes.
 pub fn content_type_is(headers: &axum::http::HeaderMap, accepts: impl Fn(&str) -> bool) -> bool {

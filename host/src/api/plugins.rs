@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiPath, Authorized, ManagePlugins, parse_json};
+use super::extract::{ApiPath, Authorized, ManagePlugins};
 use super::{AppState, rfc3339};
 use crate::adapter::AllowedRequest;
 use crate::storage::PluginVersion;
@@ -269,17 +269,8 @@ pub async fn activate(
     auth: Authorized<ManagePlugins>,
     State(state): State<AppState>,
     ApiPath((name, version)): ApiPath<(String, String)>,
-    body: Body,
+    super::extract::OptionalJson(request): super::extract::OptionalJson<ActivateRequest>,
 ) -> Result<Json<PluginView>, ApiError> {
-    let limit = state.limits().max_body_bytes;
-    let body = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::payload_too_large(limit))?;
-    let request: ActivateRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ActivateRequest::default()
-    } else {
-        parse_json(&body)?
-    };
     let version = state
         .catalog()
         .activate(

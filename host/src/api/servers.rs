@@ -425,13 +425,8 @@ pub async fn import(
     auth: Authorized<ManageClients>,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
-    body: axum::body::Bytes,
+    super::extract::OptionalJson(request): super::extract::OptionalJson<ImportRequest>,
 ) -> Result<Json<ImportView>, ApiError> {
-    let request: ImportRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ImportRequest::default()
-    } else {
-        super::extract::parse_json(&body)?
-    };
     let report = crate::import::import(
         state.db(),
         state.catalog().plugins(),
