@@ -135,7 +135,10 @@ test('leaving the page mid-sync and coming back shows the finished sync', async 
   const toggle = card.getByRole('switch', { name: 'cPanel Application Links' });
   await expect(toggle).toHaveAttribute('aria-checked', 'true');
   await toggle.click();
-  await expect(card.getByText('SYNCING', { exact: true })).toBeVisible();
+  // Leave as soon as the switch has answered: on a loaded machine the short disable may already
+  // be over by the time the badge could show SYNCING, and what matters is what the page shows
+  // on return.
+  await expect(toggle).toHaveAttribute('aria-checked', 'false');
   await page.getByRole('link', { name: 'Servers' }).click();
   await expect(page.getByRole('heading', { level: 1, name: 'Servers' })).toBeVisible();
   // The sync finishes while the admin is elsewhere.
