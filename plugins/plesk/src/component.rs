@@ -7,7 +7,8 @@
 
 use panelink_whm::api::{HttpError, HttpResponse};
 use panelink_whm::bindings::exports::panelink::adapter::plugin as exports;
-use panelink_whm::bindings::panelink::adapter::{http, log, types};
+use panelink_whm::bindings::panelink::adapter::{log, types};
+use panelink_whm::server;
 
 use crate::plugin::{self, Transport};
 use crate::{describe, model};
@@ -22,38 +23,11 @@ struct Host;
 
 impl Transport for Host {
     fn post_xml(&mut self, url: &str, body: Vec<u8>) -> Result<HttpResponse, HttpError> {
-        let request = http::Request {
-            method: http::Method::Post,
-            url: url.to_owned(),
-            headers: vec![
-                ("content-type".to_owned(), "text/xml".to_owned()),
-                ("accept".to_owned(), "text/xml".to_owned()),
-            ],
-            body,
-        };
-        match http::send(&request) {
-            Ok(response) => Ok(HttpResponse {
-                status: response.status,
-                body: response.body,
-            }),
-            Err(http::Error::Timeout) => Err(HttpError::Timeout),
-            Err(http::Error::Connection(m)) => Err(HttpError::Connection(m)),
-            Err(http::Error::TooLarge(cap)) => Err(HttpError::TooLarge(cap)),
-            Err(http::Error::Invalid(m)) => Err(HttpError::Invalid(m)),
-        }
+        panelink_whm::post(url, "text/xml", "text/xml", body)
     }
 
     fn debug(&mut self, message: &str) {
         log::write(log::Level::Debug, message);
-    }
-}
-
-fn server(s: types::Server) -> model::Server {
-    model::Server {
-        hostname: s.hostname,
-        port: s.port,
-        secure: s.secure,
-        username: s.username,
     }
 }
 

@@ -25,28 +25,12 @@ struct Host;
 
 impl Transport for Host {
     fn post_form(&mut self, url: &str, body: Vec<u8>) -> Result<HttpResponse, HttpError> {
-        let request = http::Request {
-            method: http::Method::Post,
-            url: url.to_owned(),
-            headers: vec![
-                (
-                    "content-type".to_owned(),
-                    "application/x-www-form-urlencoded".to_owned(),
-                ),
-                ("accept".to_owned(), "application/json".to_owned()),
-            ],
+        post(
+            url,
+            "application/x-www-form-urlencoded",
+            "application/json",
             body,
-        };
-        match http::send(&request) {
-            Ok(response) => Ok(HttpResponse {
-                status: response.status,
-                body: response.body,
-            }),
-            Err(http::Error::Timeout) => Err(HttpError::Timeout),
-            Err(http::Error::Connection(m)) => Err(HttpError::Connection(m)),
-            Err(http::Error::TooLarge(cap)) => Err(HttpError::TooLarge(cap)),
-            Err(http::Error::Invalid(m)) => Err(HttpError::Invalid(m)),
-        }
+        )
     }
 
     fn debug(&mut self, message: &str) {
@@ -54,7 +38,36 @@ impl Transport for Host {
     }
 }
 
-fn server(s: types::Server) -> model::Server {
+/// POSTs `body` through the host's `http` import (the host adds the server's credentials).
+pub fn post(
+    url: &str,
+    content_type: &str,
+    accept: &str,
+    body: Vec<u8>,
+) -> Result<HttpResponse, HttpError> {
+    let request = http::Request {
+        method: http::Method::Post,
+        url: url.to_owned(),
+        headers: vec![
+            ("content-type".to_owned(), content_type.to_owned()),
+            ("accept".to_owned(), accept.to_owned()),
+        ],
+        body,
+    };
+    match http::send(&request) {
+        Ok(response) => Ok(HttpResponse {
+            status: response.status,
+            body: response.body,
+        }),
+        Err(http::Error::Timeout) => Err(HttpError::Timeout),
+        Err(http::Error::Connection(m)) => Err(HttpError::Connection(m)),
+        Err(http::Error::TooLarge(cap)) => Err(HttpError::TooLarge(cap)),
+        Err(http::Error::Invalid(m)) => Err(HttpError::Invalid(m)),
+    }
+}
+
+/// The contract's server as the model's.
+pub fn server(s: types::Server) -> model::Server {
     model::Server {
         hostname: s.hostname,
         port: s.port,
