@@ -1317,8 +1317,8 @@ async fn an_activation_reaches_the_other_host_by_itself() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Contract versions: a component built against contract 0.1.0 (`whm01`, the cPanel plugin of
-// that time) runs beside the 0.2.0 ones.
+// Contract versions: a component built against contract 0.1.0 (`tests/fixtures/cpanel-contract-0.1.wasm`,
+// the cPanel plugin of that time) runs beside the 0.2.0 ones.
 
 /// The 0.1 component loads as contract 0.1.0, is granted exactly the WHM calls 0.1's operations
 /// map to, provisions and deprovisions through the host's 0.1 layer (templates expanded per
@@ -1327,8 +1327,14 @@ async fn an_activation_reaches_the_other_host_by_itself() {
 async fn a_0_1_component_still_provisions() {
     use panelink::adapter::{HttpMethod, Tunnel};
 
+    // The pinned binary, exactly as `tests/fixtures/README.md` describes it.
+    let fixture = std::fs::read(panelink_tests::built_plugin("cpanel-contract-0.1")).unwrap();
+    assert_eq!(
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&fixture)),
+        "28d3c9019d412c8342fe4828ffdf41c6c68f935f709648566f6fa27301d6130e"
+    );
     let rt = runtime();
-    let old = load(&rt, "whm01").await;
+    let old = load(&rt, "cpanel-contract-0.1").await;
     assert_eq!(old.contract(), "0.1.0");
     assert_eq!(old.description.contract_version, "0.1.0");
     assert_eq!(old.id(), "cpanel");

@@ -698,6 +698,41 @@ async fn two_hosts_share_the_work_and_survive_one_dying() {
     fleet.stop().await;
 }
 
+/// A batch whose panel answers slower than a lease lasts: the host working the server keeps
+/// its lease renewed while the call runs, so the other host never takes the server over
+/// mid-call and pushes the same batch again (each link is created exactly once).
+#[tokio::test]
+async fn a_call_longer_than_the_lease_keeps_the_server_with_its_host() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let mut fleet = Fleet::new(backend, 2, 2, &[ServiceStatus::Active]).await;
+    // Every panel request takes more than three leases.
+    for sim in &fleet.sims {
+        sim.set_request_latency(Duration::from_millis(1000));
+    }
+    let host = |name: &str| SyncConfig {
+        batch_accounts: 1,
+        per_server_concurrency: 1,
+        lease: Duration::from_millis(300),
+        node_id: name.to_owned(),
+        ..config()
+    };
+    let other_db = crate::harness::connect(&fleet._test_db).await;
+    let a = fleet.start_on(other_db, host("host-a"));
+    let running_a = fleet.engine.take().unwrap();
+    let b = fleet.start(host("host-b"));
+    let s = fleet.set_enabled(true).await;
+    let done = fleet.finished(s.id).await;
+    assert_eq!(done.state, SyncState::Completed, "{done:?}");
+    fleet.assert_exact(&defaults());
+    assert_eq!(fleet.calls("create_integration_link"), 4 * 14);
+    assert_eq!(a.batches_pushed() + b.batches_pushed(), 4);
+    let _ = running_a.stop.send(());
+    let _ = running_a.task.await;
+    fleet.stop().await;
+}
+
 #[tokio::test]
 async fn work_queued_through_one_host_is_shared_with_the_other() {
     let Some(backend) = Backend::postgres() else {
@@ -1214,7 +1249,7 @@ async fn contract_0_2_plugins_leave_the_panel_state_of_0_1_with_icons_added(back
             let runtime = runtime_with_timeout(Duration::from_secs(2));
             fleet
                 .plugins
-                .activate(panelink_tests::load(&runtime, "whm01").await);
+                .activate(panelink_tests::load(&runtime, "cpanel-contract-0.1").await);
         } else {
             for l in &fleet.plugins.get("cpanel").unwrap().description.links {
                 icons.insert(

@@ -25,11 +25,12 @@ pub fn plugin_dir() -> PathBuf {
     repo_root().join("target/plugins")
 }
 
-/// The path of a built component: a shipped plugin (`cpanel`, `wpsquared`) or a test component
-/// (`misbehave`). Panics with the command to run when it has not been built.
+/// The path of a component: a shipped plugin (`cpanel`, `wpsquared`), a test component
+/// (`misbehave`) or a pinned binary fixture (`cpanel-contract-0.1`, see `tests/fixtures`).
+/// Panics with the command to run when it has not been built.
 pub fn built_plugin(name: &str) -> PathBuf {
     let root = repo_root();
-    for dir in ["target/plugins", "target/test-plugins"] {
+    for dir in ["target/plugins", "target/test-plugins", "tests/fixtures"] {
         let path = root.join(dir).join(format!("{name}.wasm"));
         if path.exists() {
             return path;

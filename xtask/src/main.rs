@@ -27,7 +27,7 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 /// Plugins that ship: laid out in `target/plugins/`, the host's default plugin directory.
 const SHIPPED: &[&str] = &["cpanel", "wpsquared", "plesk"];
 /// Purpose-built test components: laid out in `target/test-plugins/`.
-const TEST_ONLY: &[&str] = &["misbehave", "sleepy", "specimen", "whm01"];
+const TEST_ONLY: &[&str] = &["misbehave", "sleepy", "specimen"];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

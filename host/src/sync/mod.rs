@@ -719,7 +719,22 @@ impl SyncEngine {
 
     async fn work_server(&self, server_id: i64, token: &tokio_util::sync::CancellationToken) {
         let owner = &self.config.node_id;
+        // The lease is renewed for as long as this host works the server, not only when a batch
+        // is recorded: one plugin call may take longer than a lease (a slow panel, up to the
+        // runtime's wall deadline), and another host must not take the server over mid-call
+        // and push the same batch again. A lost lease stops the work at the next batch.
+        let keeper = LeaseKeeper::start(
+            self.db.clone(),
+            server_id,
+            owner.clone(),
+            self.config.lease,
+            token.child_token(),
+        );
+        let token = &keeper.token;
         loop {
+            if keeper.lost() {
+                return;
+            }
             if token.is_cancelled() {
                 break;
             }
@@ -733,10 +748,12 @@ impl SyncEngine {
             };
             match self.run_unit(&unit, token).await {
                 UnitEnd::LeaseLost => return,
+                UnitEnd::Stopped if keeper.lost() => return,
                 UnitEnd::Stopped => break,
                 UnitEnd::Done | UnitEnd::Retry | UnitEnd::Failed => {}
             }
         }
+        drop(keeper);
         if let Err(e) = self.db.release_lease(server_id, owner).await {
             tracing::warn!(server_id, error = %e, "could not release a lease");
         }
@@ -1561,5 +1578,66 @@ impl SyncRequests for SyncEngine {
                 .await
                 .context(|| format!("reading whether {application} is syncing"))
         })
+    }
+}
+
+/// Renews a server's lease in the background while a worker holds it (every third of a lease),
+/// on a task of its own: it never waits on the worker's futures, so a batch suspended inside a
+/// SQLite transaction cannot hold it up. When the lease turns out lost (another host took the
+/// server after this one stalled), `token` is cancelled and the worker stops at its next batch.
+/// Dropping it stops the renewals.
+struct LeaseKeeper {
+    token: tokio_util::sync::CancellationToken,
+    lost: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    fn start(
+        db: Db,
+        server_id: i64,
+        owner: String,
+        lease: Duration,
+        token: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let every = (lease / 3).max(Duration::from_millis(10));
+        let task = tokio::spawn({
+            let (token, lost) = (token.clone(), lost.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        () = token.cancelled() => return,
+                        () = tokio::time::sleep(every) => {}
+                    }
+                    let until = now_ms() + lease.as_millis() as i64;
+                    match db.renew_lease(server_id, &owner, until).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(server_id, "lost the lease of a server mid-work");
+                            lost.store(true, std::sync::atomic::Ordering::Relaxed);
+                            token.cancel();
+                            return;
+                        }
+                        // The database is unreachable: try again at the next tick; a lease that
+                        // expires meanwhile is found lost then (or by the batch's own record).
+                        Err(e) => {
+                            tracing::warn!(server_id, error = %e, "could not renew a lease");
+                        }
+                    }
+                }
+            }
+        });
+        Self { token, lost, task }
+    }
+
+    fn lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
