@@ -143,8 +143,6 @@ const SLOW: Duration = Duration::from_millis(1500);
 /// batch, no plugin call and no click fails, the panels end exact with each link created once,
 /// and both hosts report the right active version after each step.
 #[tokio::test]
-#[ignore = "not yet passing: one host is never seen calling the rolled-back version (swap.rs:308); \
-            issue 12 stays open until it does (`cargo test -p panelink-tests --test it -- --ignored swap::`)"]
 async fn hot_swap_and_rollback_under_load_on_two_hosts() {
     let Some(backend) = crate::harness::Backend::postgres() else {
         return;
