@@ -51,7 +51,9 @@ async fn activation() -> anyhow::Result<()> {
         "sqlite://{}?mode=rwc",
         dir.path().join("bench.db").display()
     );
-    let secrets = SecretBox::from_material("panelink plugins benchmark secret key material")?;
+    let secrets = SecretBox::from_material(
+        "8c1f4a7e2b9d6c3f0e5a8b1d4c7f2e9a6b3d0c5f8e1a4b7d2c9f6e3a0b5d8c1f",
+    )?;
     let db = Db::connect(&url, std::sync::Arc::new(secrets)).await?;
     db.migrate().await?;
     let runtime = Runtime::new(crate::runtime_config())?;
