@@ -4,6 +4,12 @@
 //! Size from the environment: `PANELINK_BENCH_SERVERS` (default 50), `PANELINK_BENCH_ACCOUNTS`
 //! (default 1000), `PANELINK_BENCH_LATENCY_MS` (default 20). `PANELINK_BENCH_FULL_ONLY` stops
 //! after the full push (for profiling it).
+//!
+//! `PANELINK_BENCH_DATABASE=postgres` runs it on a fresh PostgreSQL database (see `bench_db`)
+//! instead of SQLite, and `PANELINK_BENCH_HOSTS=2` (PostgreSQL only) with two sync engines,
+//! each with its own connection pool and node id, sharing the work as two `panelink serve`
+//! hosts do (they run in this one process: the host CPU figure covers both; the database
+//! server's CPU is reported apart).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,20 +33,7 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// User + system time from a `/proc/.../stat` text (clock ticks of 1/100 s).
-fn stat_cpu(stat: &str) -> Duration {
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
+use crate::bench_db::{BenchDb, processes_cpu_time, stat_cpu};
 
 /// CPU time of this whole process.
 fn cpu_time() -> Duration {
@@ -94,18 +87,28 @@ pub async fn run() -> anyhow::Result<()> {
         latency.as_millis()
     );
 
-    let dir = tempfile::tempdir()?;
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("bench.db").display()
-    );
-    let db = Db::connect(
-        &url,
-        Arc::new(SecretBox::from_material(
-            "7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f0a1b2c3d4e5f6a7b8c9d0e1f2a3b",
-        )?),
-    )
-    .await?;
+    let hosts = env("PANELINK_BENCH_HOSTS", 1).max(1);
+    let bench_db = match std::env::var("PANELINK_BENCH_DATABASE").as_deref() {
+        Ok("postgres") => BenchDb::postgres()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("PostgreSQL is off (PANELINK_TEST_POSTGRES=off)"))?,
+        Ok("sqlite") | Err(_) => BenchDb::sqlite()?,
+        Ok(other) => anyhow::bail!("PANELINK_BENCH_DATABASE is sqlite or postgres, not {other}"),
+    };
+    let backend = if bench_db.url.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    if hosts > 1 && backend == "SQLite" {
+        anyhow::bail!("PANELINK_BENCH_HOSTS > 1 needs PANELINK_BENCH_DATABASE=postgres");
+    }
+    println!("  on {backend}, {hosts} host(s)");
+    let secrets = || {
+        SecretBox::from_material("7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f0a1b2c3d4e5f6a7b8c9d0e1f2a3b")
+            .map(Arc::new)
+    };
+    let db = Db::connect(&bench_db.url, secrets()?).await?;
     db.migrate().await?;
     // One request in flight per server, as the limit below counts them.
     let mut runtime_config = crate::runtime_config();
@@ -200,12 +203,40 @@ pub async fn run() -> anyhow::Result<()> {
         db.clone(),
         plugins.clone(),
         events.clone(),
-        config.clone(),
+        SyncConfig {
+            node_id: "bench-0".into(),
+            ..config.clone()
+        },
     ));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(engine.clone().run(async move {
         let _ = stopped.await;
     }));
+    // The other hosts: engines of their own, on pools of their own.
+    let mut others = Vec::new();
+    for i in 1..hosts {
+        let other_db = Db::connect(&bench_db.url, secrets()?).await?;
+        let other = Arc::new(SyncEngine::new(
+            other_db.clone(),
+            plugins.clone(),
+            Events::new(),
+            SyncConfig {
+                node_id: format!("bench-{i}"),
+                ..config.clone()
+            },
+        ));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(other.clone().run(async move {
+            let _ = stopped.await;
+        }));
+        others.push((other, other_db, stop, task));
+    }
+    // Every host counts among the live ones before the work is queued.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.live_hosts(0).await? < hosts as i64 {
+        anyhow::ensure!(Instant::now() < deadline, "the hosts never all came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Waits for a sync to finish: on the engine's events (its closing summary), so that the
     // benchmark itself does not poll the database while it measures the host's CPU; the
@@ -235,7 +266,12 @@ pub async fn run() -> anyhow::Result<()> {
 
     // 1. Full push (enable).
     let (_, enabled) = db.set_application_enabled(&actor, "cpanel", true).await?;
-    let (cpu0, sim0, t0) = (cpu_time(), threads_cpu_time(SIM_THREADS), Instant::now());
+    let (cpu0, sim0, db0, t0) = (
+        cpu_time(),
+        threads_cpu_time(SIM_THREADS),
+        processes_cpu_time("postgres"),
+        Instant::now(),
+    );
     let sync = engine
         .request(enabled)
         .await?
@@ -246,6 +282,7 @@ pub async fn run() -> anyhow::Result<()> {
     let full_wall = t0.elapsed();
     let sim_cpu = threads_cpu_time(SIM_THREADS) - sim0;
     let host_cpu = (cpu_time() - cpu0).saturating_sub(sim_cpu);
+    let db_cpu = processes_cpu_time("postgres").saturating_sub(db0);
     let calls: u64 = sims.iter().map(|s| s.counters().total_calls()).sum();
     let requests: u64 = sims.iter().map(|s| s.http_requests()).sum();
     let per_server_requests = (accounts * 15).div_ceil(commands_per_request) + 3;
@@ -294,10 +331,32 @@ pub async fn run() -> anyhow::Result<()> {
         sim_cpu.as_secs_f64() * 1e6 / calls.max(1) as f64
     );
 
+    if backend == "PostgreSQL" {
+        println!(
+            "    the PostgreSQL server's CPU: {:.2} s, {:.1} µs per panel call",
+            db_cpu.as_secs_f64(),
+            db_cpu.as_secs_f64() * 1e6 / calls.max(1) as f64
+        );
+    }
+    if hosts > 1 {
+        let pushed: Vec<String> = std::iter::once(&engine)
+            .chain(others.iter().map(|(e, ..)| e))
+            .map(|e| e.batches_pushed().to_string())
+            .collect();
+        println!("    batches pushed by each host: {}", pushed.join(" / "));
+    }
+    // The other hosts stop here; the rest runs on the first.
+    for (_, other_db, stop, task) in others {
+        let _ = stop.send(());
+        task.await?;
+        other_db.close().await;
+    }
+
     if std::env::var_os("PANELINK_BENCH_FULL_ONLY").is_some() {
         let _ = stop.send(());
         task.await?;
-        return Ok(());
+        db.close().await;
+        return bench_db.drop_now().await;
     }
     // 2. A one-label change.
     for sim in &sims {
@@ -368,7 +427,8 @@ pub async fn run() -> anyhow::Result<()> {
         seq_wall.as_secs_f64() / label_wall.as_secs_f64(),
         seq_calls as f64 / label_calls.max(1) as f64
     );
-    Ok(())
+    db.close().await;
+    bench_db.drop_now().await
 }
 
 fn sequential_work(

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod bench_db;
 pub mod bench_plugins;
 pub mod bench_sso;
 pub mod bench_sync;
