@@ -506,19 +506,50 @@ fn check_batch_form(where_: &str, form: &[u8], allowed: &HashSet<String>) -> Res
         }
         Ok(())
     };
+    if let Some(at) = first_not_strict(form) {
+        return Err(format!(
+            "the batch {where_} is not strictly form-encoded (byte {:#04x} at {at})",
+            form[at]
+        ));
+    }
     let mut field_start = 0;
-    for (at, &b) in form.iter().enumerate() {
-        if !STRICT_FORM[usize::from(b)] {
-            return Err(format!(
-                "the batch {where_} is not strictly form-encoded (byte {b:#04x} at {at})"
-            ));
-        }
-        if b == b'&' {
-            check_field(&form[field_start..at])?;
-            field_start = at + 1;
-        }
+    for at in memchr::memchr_iter(b'&', form) {
+        check_field(&form[field_start..at])?;
+        field_start = at + 1;
     }
     check_field(&form[field_start..])
+}
+
+/// The position of the first byte of `form` that [`STRICT_FORM`] refuses. A sync batch's body
+/// is up to a few hundred KiB, so this is checked 32 bytes at a time with comparisons the
+/// compiler turns into vector instructions; only a chunk that fails is looked at byte by byte.
+fn first_not_strict(form: &[u8]) -> Option<usize> {
+    #[inline(always)]
+    fn strict(c: u8) -> bool {
+        let lower = c | 0x20;
+        (lower >= b'a') & (lower <= b'z')
+            | (c >= b'0') & (c <= b'9')
+            | (c == b'-')
+            | (c == b'.')
+            | (c == b'_')
+            | (c == b'~')
+            | (c == b'%')
+            | (c == b'+')
+            | (c == b'=')
+            | (c == b'&')
+    }
+    const CHUNK: usize = 32;
+    let chunks = form.chunks_exact(CHUNK);
+    let tail = chunks.remainder();
+    for (i, chunk) in chunks.enumerate() {
+        if !chunk.iter().fold(true, |ok, &c| ok & strict(c)) {
+            let at = chunk.iter().position(|&c| !STRICT_FORM[usize::from(c)]);
+            return at.map(|at| i * CHUNK + at);
+        }
+    }
+    tail.iter()
+        .position(|&c| !STRICT_FORM[usize::from(c)])
+        .map(|at| form.len() - tail.len() + at)
 }
 
 /// The outcome of one guest request: an answer for the guest, or a violation that ends the call.
@@ -645,6 +676,27 @@ fn transport_error(e: &reqwest::Error) -> http::Error {
 mod tests {
     use super::*;
     use crate::adapter::Secret;
+
+    /// The vectorised strictness check finds exactly the byte the table refuses, for every
+    /// byte value, in a chunk, at a chunk's edges and in the tail.
+    #[test]
+    fn the_fast_strictness_check_agrees_with_the_table() {
+        let clean = b"api.version=1&command=create_integration_link%3Fuser%3Dbob".repeat(3);
+        assert_eq!(first_not_strict(&clean), None);
+        for byte in 0..=255u8 {
+            for at in [0, 1, 31, 32, 33, 63, 64, clean.len() - 1] {
+                let mut form = clean.clone();
+                form[at] = byte;
+                let expected = (!STRICT_FORM[usize::from(byte)]).then_some(at);
+                assert_eq!(
+                    first_not_strict(&form),
+                    expected,
+                    "byte {byte:#04x} at {at}"
+                );
+            }
+        }
+        assert_eq!(first_not_strict(b""), None);
+    }
 
     fn grant() -> Grant {
         Grant::for_server(

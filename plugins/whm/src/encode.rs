@@ -62,6 +62,29 @@ pub fn encoded(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A parameter of a `batch` command, for [`FormBody::command_parts`].
+#[derive(Debug, Clone, Copy)]
+pub enum Part<'a> {
+    /// `name=value`, encoded as the command is written.
+    Param(&'a str, &'a str),
+    /// Parameters encoded beforehand by [`encoded_params`] (never the command's first).
+    Encoded(&'a [u8]),
+}
+
+/// `params` as they are written inside a `batch` command after its first parameter (each with
+/// its `&` separator, all encoded twice), for [`Part::Encoded`].
+#[must_use]
+pub fn encoded_params(params: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in params {
+        out.extend_from_slice(b"%26");
+        push_encoded_twice(&mut out, name.as_bytes());
+        out.extend_from_slice(b"%3D");
+        push_encoded_twice(&mut out, value.as_bytes());
+    }
+    out
+}
+
 /// Builds a WHM API 1 form body; it always starts with `api.version=1`.
 #[derive(Debug, Clone)]
 pub struct FormBody {
@@ -116,6 +139,30 @@ impl FormBody {
             push_encoded_twice(&mut self.body, name.as_bytes());
             self.body.extend_from_slice(b"%3D");
             push_encoded_twice(&mut self.body, value.as_bytes());
+        }
+        self
+    }
+
+    /// Like [`FormBody::command`], with some parameters already encoded by
+    /// [`encoded_params`]: a call's link templates are the same for every account, so their
+    /// parameters (an icon is a kilobyte of base64) are encoded once per call, not per command.
+    /// The first part must be a [`Part::Param`]. The body is byte for byte what `command` gives.
+    pub fn command_parts(&mut self, function: &str, parts: &[Part<'_>]) -> &mut Self {
+        self.body.extend_from_slice(b"&command=");
+        push_encoded(&mut self.body, function.as_bytes());
+        let mut first = true;
+        for part in parts {
+            match part {
+                Part::Param(name, value) => {
+                    self.body
+                        .extend_from_slice(if first { b"%3F" } else { b"%26" });
+                    push_encoded_twice(&mut self.body, name.as_bytes());
+                    self.body.extend_from_slice(b"%3D");
+                    push_encoded_twice(&mut self.body, value.as_bytes());
+                }
+                Part::Encoded(bytes) => self.body.extend_from_slice(bytes),
+            }
+            first = false;
         }
         self
     }
@@ -190,6 +237,32 @@ mod tests {
                 assert_eq!(std::str::from_utf8(body.as_bytes()).unwrap(), want);
             }
         }
+    }
+
+    #[test]
+    fn commands_with_parameters_encoded_beforehand_are_the_same_bytes() {
+        let params = [
+            ("user", "bob smith"),
+            ("app", "PANELINK_clientarea_upgrade"),
+            ("label", "Upgrade & Downgrade"),
+            ("token", "a+b/c="),
+            ("url", "https://billing.example/x?a=1&b=2"),
+        ];
+        let mut whole = FormBody::new();
+        whole.command("create_integration_link", &params);
+        let middle = encoded_params(&params[1..3]);
+        let end = encoded_params(&params[4..]);
+        let mut parts = FormBody::new();
+        parts.command_parts(
+            "create_integration_link",
+            &[
+                Part::Param(params[0].0, params[0].1),
+                Part::Encoded(&middle),
+                Part::Param(params[3].0, params[3].1),
+                Part::Encoded(&end),
+            ],
+        );
+        assert_eq!(whole.as_bytes(), parts.as_bytes());
     }
 
     #[test]

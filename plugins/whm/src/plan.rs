@@ -2,8 +2,8 @@
 //! per-command answers back to accounts.
 
 use crate::api::CommandAnswer;
-use crate::encode::FormBody;
-use crate::links::{self, LINKS, Link};
+use crate::encode::{FormBody, Part, encoded_params};
+use crate::links::{self, LINKS};
 use crate::model::{
     AccountOutcome, AccountWork, Credential, LinkTemplate, Operation, OperationResult, PluginError,
     SERVICE_ID_PLACEHOLDER, Settings,
@@ -93,6 +93,25 @@ impl Packer {
             self.flush();
         }
         self.body.command(function, params);
+        self.record(account, op, function);
+    }
+
+    /// Like [`Packer::push`], with parameters partly encoded beforehand.
+    fn push_parts(
+        &mut self,
+        account: usize,
+        op: Operation,
+        function: &'static str,
+        parts: &[Part<'_>],
+    ) {
+        if self.slots.len() >= self.cap {
+            self.flush();
+        }
+        self.body.command_parts(function, parts);
+        self.record(account, op, function);
+    }
+
+    fn record(&mut self, account: usize, op: Operation, function: &'static str) {
         self.slots.push(Slot {
             account,
             op,
@@ -136,10 +155,12 @@ pub fn no_template_message(domain: &str, scope: &str) -> String {
 #[derive(Debug)]
 struct Resolved<'a> {
     template: &'a LinkTemplate,
-    link: &'static Link,
-    app: String,
-    order: String,
-    icon: String,
+    /// `app`, `label` and `implements` of its `create_integration_link` commands, encoded.
+    head: Vec<u8>,
+    /// `autologin_token_url`, encoded.
+    token_url: Vec<u8>,
+    /// `base64_png_image`, `group_id` and `order`, encoded.
+    tail: Vec<u8>,
     url_parts: Vec<&'a str>,
 }
 
@@ -161,12 +182,21 @@ fn resolve<'a>(
                     t.scope
                 )));
             };
+            let app = links::app_name(&settings.app_prefix, link.scope);
+            let icon = base64::engine::general_purpose::STANDARD.encode(link.icon);
             Ok(Resolved {
                 template: t,
-                link,
-                app: links::app_name(&settings.app_prefix, link.scope),
-                order: t.order.to_string(),
-                icon: base64::engine::general_purpose::STANDARD.encode(link.icon),
+                head: encoded_params(&[
+                    ("app", &app),
+                    ("label", &t.label),
+                    ("implements", links::implements_for(link, &app)),
+                ]),
+                token_url: encoded_params(&[("autologin_token_url", &t.token_url)]),
+                tail: encoded_params(&[
+                    ("base64_png_image", &icon),
+                    ("group_id", &settings.group_id),
+                    ("order", &t.order.to_string()),
+                ]),
                 url_parts: t.url.split(SERVICE_ID_PLACEHOLDER).collect(),
             })
         })
@@ -246,22 +276,18 @@ pub fn build_provision_batches(
                 }
                 url.push_str(part);
             }
-            packer.push(
+            packer.push_parts(
                 index,
                 Operation::UpsertLink(scope.clone()),
                 "create_integration_link",
                 &[
-                    ("user", user),
-                    ("app", &r.app),
-                    ("label", &r.template.label),
-                    ("implements", links::implements_for(r.link, &r.app)),
-                    ("subscriber_unique_id", subscriber_id),
-                    ("token", secret),
-                    ("autologin_token_url", &r.template.token_url),
-                    ("url", &url),
-                    ("base64_png_image", &r.icon),
-                    ("group_id", &settings.group_id),
-                    ("order", &r.order),
+                    Part::Param("user", user),
+                    Part::Encoded(&r.head),
+                    Part::Param("subscriber_unique_id", subscriber_id),
+                    Part::Param("token", secret),
+                    Part::Encoded(&r.token_url),
+                    Part::Param("url", &url),
+                    Part::Encoded(&r.tail),
                 ],
             );
         }
