@@ -4,6 +4,7 @@ mod api;
 mod cli;
 mod console;
 mod crash;
+mod fleet;
 mod harden;
 mod harness;
 mod import;

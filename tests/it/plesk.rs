@@ -3,279 +3,145 @@
 //! faults) end in exact button states, one customer's error never stops the others, and a server
 //! too old for custom buttons is refused.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use panelink::adapter::{LogLevel, Secret};
-use panelink::model::{
-    ApplicationId, ClientStatus, DisplayName, Email, Hostname, LinkSetting, Name, Port, Scope,
-    ServiceStatus, Username,
-};
-use panelink::runtime::{Plugins, Runtime};
-use panelink::storage::{Actor, Db, NewClient, NewServer, NewService};
-use panelink::sync::{SyncConfig, SyncEngine};
-use panelink::sync_port::{ChangeId, Events, SyncState, SyncSummary};
+use panelink::adapter::LogLevel;
+use panelink::model::{Email, ServiceStatus};
+use panelink::runtime::Plugins;
+use panelink::storage::Actor;
+use panelink::sync::SyncConfig;
+use panelink::sync_port::{Events, SyncState};
 use plesk_sim::{Button, ButtonProps, FaultKind, Owner, PleskConfig, PleskHandle, PleskSim};
-use tokio::sync::oneshot;
 
-use crate::harness::{Backend, NoSync, TestDb, database, on_both};
+use crate::fleet::{self, PUBLIC_URL, Panel, defaults};
+use crate::harness::{Backend, NoSync, on_both};
 
-const PUBLIC_URL: &str = "https://billing.example";
 const APP: &str = "plesk";
 
-struct Fleet {
-    db: Db,
-    _test_db: TestDb,
-    runtime: Runtime,
-    plugins: Arc<Plugins>,
-    sims: Vec<PleskHandle>,
-    server_ids: Vec<i64>,
-    /// service id → (server index, customer login)
-    services: BTreeMap<i64, (usize, String)>,
-    engine: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
-    engine_handle: Option<Arc<SyncEngine>>,
-}
+type Fleet = fleet::Fleet<PleskHandle>;
 
-fn config() -> SyncConfig {
-    SyncConfig {
-        workers: 4,
-        batch_accounts: 3,
-        per_server_concurrency: 2,
-        lease: Duration::from_secs(2),
-        poll_interval: Duration::from_millis(50),
-        retry_base: Duration::from_millis(20),
-        retry_max: Duration::from_millis(200),
-        retry_window: Duration::from_secs(3),
-        public_url: PUBLIC_URL.into(),
-        client_area_url: format!("{PUBLIC_URL}/portal"),
-        ..SyncConfig::default()
-    }
-}
+/// Plesk, simulated by plesk-sim, provisioned by the Plesk plugin; an account is a customer
+/// (username = login), and calls are counted per XML API operation (`packet`: per request).
+impl Panel for PleskHandle {
+    const APP: &'static str = APP;
+    const PLUGINS: &'static [&'static str] = &[APP];
+    const SERVER_NAME: &'static str = "plesk";
 
-impl Fleet {
-    /// `servers` plesk-sim servers with customers `user1…user<customers>`; every customer a
-    /// service (username = login) of one client.
-    async fn new(backend: Backend, servers: usize, customers: usize) -> Fleet {
-        let (db, test_db) = database(backend).await;
-        let mut c = panelink_tests::runtime_config();
-        c.http.request_timeout = Duration::from_secs(2);
-        let runtime = Runtime::new(c).expect("runtime");
-        let plugins = Arc::new(Plugins::new());
-        plugins.activate(panelink_tests::load(&runtime, APP).await);
-        db.ensure_application(APP).await.expect("application");
-        let actor = Actor::system();
-        let client = db
-            .create_client(
-                &actor,
-                &NewClient {
-                    name: Name::parse("Acme").unwrap(),
-                    email: Email::parse("owner@acme.example").unwrap(),
-                    status: ClientStatus::Active,
-                    allow_sso: true,
-                },
-            )
-            .await
-            .expect("client");
-        let mut fleet = Fleet {
-            db,
-            _test_db: test_db,
-            runtime,
-            plugins,
-            sims: Vec::new(),
-            server_ids: Vec::new(),
-            services: BTreeMap::new(),
-            engine: None,
-            engine_handle: None,
-        };
-        for i in 0..servers {
-            let sim = PleskSim::start(
-                PleskConfig::new()
-                    .sample_customers(customers)
-                    .hang_for(Duration::from_secs(10)),
-            )
-            .await
-            .expect("plesk-sim");
-            let (login, password) = sim.admin();
-            let server = fleet
-                .db
-                .create_server(
-                    &actor,
-                    &NewServer {
-                        name: Name::parse(&format!("plesk{i}")).unwrap(),
-                        module: ApplicationId::parse(APP).unwrap(),
-                        hostname: Hostname::parse("127.0.0.1").unwrap(),
-                        port: Port::new(i64::from(sim.addr().port())).unwrap(),
-                        secure: false,
-                        username: Username::parse(&login).unwrap(),
-                        api_token: Secret::new(password),
-                        enabled: true,
-                    },
-                    |_| None,
-                )
-                .await
-                .expect("server")
-                .0;
-            for customer in sim.customers() {
-                let domain = format!("{}.example.test", customer.login);
-                let service = fleet
-                    .db
-                    .create_service(
-                        &actor,
-                        &NewService {
-                            client_id: client.id,
-                            server_id: server.id,
-                            username: Username::parse(&customer.login).unwrap(),
-                            domain: Hostname::parse(&domain).unwrap(),
-                            status: ServiceStatus::Active,
-                        },
-                        |_| None,
-                    )
-                    .await
-                    .expect("service")
-                    .0;
-                fleet.services.insert(service.id, (i, customer.login));
-            }
-            fleet.sims.push(sim);
-            fleet.server_ids.push(server.id);
-        }
-        fleet
+    async fn start(customers: usize) -> PleskHandle {
+        PleskSim::start(
+            PleskConfig::new()
+                .sample_customers(customers)
+                .hang_for(Duration::from_secs(10)),
+        )
+        .await
+        .expect("plesk-sim")
     }
 
-    fn start(&mut self, config: SyncConfig) {
-        let engine = Arc::new(SyncEngine::new(
-            self.db.clone(),
-            self.plugins.clone(),
-            Events::new(),
-            config,
-        ));
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(engine.clone().run(async move {
-            let _ = rx.await;
-        }));
-        self.engine = Some((stop, task));
-        self.engine_handle = Some(engine);
+    fn addr(&self) -> std::net::SocketAddr {
+        PleskHandle::addr(self)
     }
 
-    async fn stop(&mut self) {
-        if let Some((stop, task)) = self.engine.take() {
-            let _ = stop.send(());
-            task.await.expect("engine task");
-        }
+    fn credentials(&self) -> (String, String) {
+        self.admin()
     }
 
-    async fn request(&self, change: ChangeId) -> SyncSummary {
-        let engine = self.engine_handle.as_ref().expect("engine");
-        let mut syncs = engine.request(change).await.expect("request");
-        assert_eq!(syncs.len(), 1, "{syncs:?}");
-        syncs.remove(0)
-    }
-
-    async fn set_enabled(&self, enabled: bool) -> SyncSummary {
-        let (_, change) = self
-            .db
-            .set_application_enabled(&Actor::system(), APP, enabled)
-            .await
-            .expect("enable");
-        self.request(change).await
-    }
-
-    async fn configure(&self, links: &[(&str, &str)]) -> SyncSummary {
-        let settings: Vec<LinkSetting> = links
-            .iter()
-            .map(|(scope, name)| LinkSetting {
-                scope: Scope::parse(scope).unwrap(),
-                display_name: DisplayName::parse(name).unwrap(),
-                enabled: true,
-            })
-            .collect();
-        let change = self
-            .db
-            .save_link_settings(&Actor::system(), APP, &settings)
-            .await
-            .expect("save links");
-        self.request(change).await
-    }
-
-    async fn finished(&self, id: i64) -> SyncSummary {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let s = self.db.sync_summary(id).await.unwrap().unwrap();
-            if s.finished_at.is_some() {
-                return s;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "sync {id}: {s:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Panelink's buttons of one customer, by id (its marker in the context help).
-    fn ours(&self, i: usize, login: &str) -> Vec<Button> {
-        self.sims[i]
-            .buttons_of(login)
+    fn accounts(&self) -> Vec<(String, String)> {
+        self.customers()
             .into_iter()
-            .filter(|b| {
-                b.props
-                    .conhelp
-                    .as_deref()
-                    .is_some_and(|h| h.ends_with(')') && h.contains("(PANELINK_"))
+            .map(|c| {
+                let domain = format!("{}.example.test", c.login);
+                (c.login, domain)
             })
             .collect()
     }
 
-    /// Every service's customer has exactly `expected` (scope, label) as buttons of its own,
-    /// in display order, each a static link carrying that service's handle.
-    fn assert_exact(&self, expected: &[(&str, &str)]) {
-        for (i, login) in self.services.values() {
-            let customer = self.sims[*i].customer_id(login).expect("customer");
-            let mut buttons = self.ours(*i, login);
-            buttons.sort_by_key(|b| b.props.sort_key);
-            let have: Vec<(String, String)> = buttons
-                .iter()
-                .map(|b| {
-                    let scope = b
-                        .props
-                        .url
-                        .split_once("?scope=")
-                        .map(|(_, s)| s.replace("%3A", ":"))
-                        .unwrap_or_default();
-                    (scope, b.props.text.clone())
-                })
-                .collect();
-            let want: Vec<(String, String)> = expected
-                .iter()
-                .map(|(s, l)| ((*s).to_owned(), (*l).to_owned()))
-                .collect();
-            assert_eq!(have, want, "{login}");
-            let handles: Vec<&str> = buttons
-                .iter()
-                .map(|b| {
-                    b.props
-                        .url
-                        .strip_prefix(&format!("{PUBLIC_URL}/sso/link/"))
-                        .and_then(|rest| rest.split('?').next())
-                        .expect("a static link")
-                })
-                .collect();
-            assert!(
-                handles.windows(2).all(|w| w[0] == w[1]),
-                "{login}: {handles:?}"
-            );
-            for (pos, b) in buttons.iter().enumerate() {
-                assert_eq!(b.owner, Owner::Customer(customer), "{login}");
-                assert_eq!(b.props.sort_key, Some(pos as i64 + 1), "{login}");
-                assert_eq!(b.props.public, Some(false), "{login}");
-                assert_eq!(b.props.place, "client", "{login}");
-            }
+    fn calls(&self, operation: &str) -> u64 {
+        self.counters().calls(operation)
+    }
+
+    fn reset_counters(&self) {
+        PleskHandle::reset_counters(self)
+    }
+
+    fn set_request_latency(&self, latency: Duration) {
+        PleskHandle::set_request_latency(self, latency)
+    }
+
+    fn set_down(&self, down: bool) {
+        PleskHandle::set_down(self, down)
+    }
+
+    /// The customer has exactly `expected` (scope, label) as buttons of ours, in display order,
+    /// each a static link carrying that service's handle.
+    fn assert_links(&self, login: &str, expected: &[(&str, &str)]) {
+        let customer = self.customer_id(login).expect("customer");
+        let mut buttons = ours(self, login);
+        buttons.sort_by_key(|b| b.props.sort_key);
+        let have: Vec<(String, String)> = buttons
+            .iter()
+            .map(|b| {
+                let scope = b
+                    .props
+                    .url
+                    .split_once("?scope=")
+                    .map(|(_, s)| s.replace("%3A", ":"))
+                    .unwrap_or_default();
+                (scope, b.props.text.clone())
+            })
+            .collect();
+        let want: Vec<(String, String)> = expected
+            .iter()
+            .map(|(s, l)| ((*s).to_owned(), (*l).to_owned()))
+            .collect();
+        assert_eq!(have, want, "{login}");
+        let handles: Vec<&str> = buttons
+            .iter()
+            .map(|b| {
+                b.props
+                    .url
+                    .strip_prefix(&format!("{PUBLIC_URL}/sso/link/"))
+                    .and_then(|rest| rest.split('?').next())
+                    .expect("a static link")
+            })
+            .collect();
+        assert!(
+            handles.windows(2).all(|w| w[0] == w[1]),
+            "{login}: {handles:?}"
+        );
+        for (pos, b) in buttons.iter().enumerate() {
+            assert_eq!(b.owner, Owner::Customer(customer), "{login}");
+            assert_eq!(b.props.sort_key, Some(pos as i64 + 1), "{login}");
+            assert_eq!(b.props.public, Some(false), "{login}");
+            assert_eq!(b.props.place, "client", "{login}");
         }
     }
 }
 
-fn defaults() -> Vec<(&'static str, &'static str)> {
-    panelink_whm::links::LINKS
-        .iter()
-        .map(|l| (l.scope, l.default_label))
+/// Panelink's buttons of one customer, by id (its marker in the context help).
+fn ours(sim: &PleskHandle, login: &str) -> Vec<Button> {
+    sim.buttons_of(login)
+        .into_iter()
+        .filter(|b| {
+            b.props
+                .conhelp
+                .as_deref()
+                .is_some_and(|h| h.ends_with(')') && h.contains("(PANELINK_"))
+        })
         .collect()
+}
+
+fn config() -> SyncConfig {
+    SyncConfig {
+        retry_window: Duration::from_secs(3),
+        ..fleet::config()
+    }
+}
+
+/// `servers` plesk-sim servers with customers `user1…user<customers>`; every customer an
+/// active service of one client.
+async fn new_fleet(backend: Backend, servers: usize, customers: usize) -> Fleet {
+    Fleet::new(backend, servers, customers, &[ServiceStatus::Active]).await
 }
 
 fn foreign() -> ButtonProps {
@@ -298,7 +164,7 @@ on_both!(
 );
 
 async fn enable_configure_disable_give_exact_buttons(backend: Backend) {
-    let mut fleet = Fleet::new(backend, 2, 5).await;
+    let mut fleet = new_fleet(backend, 2, 5).await;
     let user1 = fleet.sims[0].customer_id("user1").unwrap();
     let mine = fleet.sims[0].add_button(Owner::Customer(user1), foreign());
     fleet.start(config());
@@ -313,21 +179,13 @@ async fn enable_configure_disable_give_exact_buttons(backend: Backend) {
     // Rename one link: that button is deleted and created again on every account, nothing else.
     let mut links = defaults();
     links[13].1 = "Invoices";
-    for sim in &fleet.sims {
-        sim.reset_counters();
-    }
-    let s = fleet.configure(&links).await;
+    fleet.reset_counters();
+    let settings: Vec<_> = links.iter().map(|&(s, l)| (s, l, true)).collect();
+    let s = fleet.configure(&settings).await;
     fleet.finished(s.id).await;
     fleet.assert_exact(&links);
-    let calls = |op: &str| {
-        fleet
-            .sims
-            .iter()
-            .map(|s| s.counters().calls(op))
-            .sum::<u64>()
-    };
-    assert_eq!(calls("ui/create-custombutton"), 10);
-    assert_eq!(calls("ui/delete-custombutton"), 10);
+    assert_eq!(fleet.calls("ui/create-custombutton"), 10);
+    assert_eq!(fleet.calls("ui/delete-custombutton"), 10);
 
     // Disable: every button of ours goes, the customer's own stays.
     let s = fleet.set_enabled(false).await;
@@ -341,8 +199,8 @@ async fn enable_configure_disable_give_exact_buttons(backend: Backend) {
 }
 
 async fn an_unknown_customer_is_that_accounts_warning(backend: Backend) {
-    let mut fleet = Fleet::new(backend, 1, 4).await;
-    let (&gone, (_, login)) = fleet.services.iter().next().unwrap();
+    let mut fleet = new_fleet(backend, 1, 4).await;
+    let (&gone, (_, login, _)) = fleet.services.iter().next().unwrap();
     let login = login.clone();
     assert!(fleet.sims[0].remove_customer(&login));
     fleet.start(config());
@@ -366,7 +224,7 @@ async fn an_unknown_customer_is_that_accounts_warning(backend: Backend) {
 }
 
 async fn a_server_too_old_for_custom_buttons_is_refused(backend: Backend) {
-    let mut fleet = Fleet::new(backend, 2, 2).await;
+    let mut fleet = new_fleet(backend, 2, 2).await;
     fleet.sims[1].set_version(plesk_sim::OLD_VERSION, ["1.6.3.4", "1.6.3.0"]);
     fleet.start(config());
     let s = fleet.set_enabled(true).await;
@@ -379,55 +237,29 @@ async fn a_server_too_old_for_custom_buttons_is_refused(backend: Backend) {
     );
     assert!(fleet.sims[1].buttons().is_empty());
     assert_eq!(fleet.sims[1].counters().calls("ui/create-custombutton"), 0);
-    fleet.services.retain(|_, (i, _)| *i == 0);
+    fleet.services.retain(|_, (i, _, _)| *i == 0);
     fleet.assert_exact(&defaults());
     fleet.stop().await;
 }
 
 async fn stopped_mid_sync_resumes_exactly(backend: Backend) {
-    let mut fleet = Fleet::new(backend, 2, 8).await;
-    for sim in &fleet.sims {
-        sim.set_request_latency(Duration::from_millis(30));
-    }
-    let mut c = config();
-    c.per_server_concurrency = 1;
-    c.batch_accounts = 1;
-    fleet.start(c.clone());
-    let s = fleet.set_enabled(true).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while fleet.db.sync_summary(s.id).await.unwrap().unwrap().done < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "no progress");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    fleet.stop().await;
-    let stopped = fleet.db.sync_summary(s.id).await.unwrap().unwrap();
-    assert!(stopped.finished_at.is_none(), "{stopped:?}");
-    fleet.start(c);
-    let done = fleet.finished(s.id).await;
-    assert_eq!(done.state, SyncState::Completed, "{done:?}");
-    fleet.assert_exact(&defaults());
-    fleet.stop().await;
+    fleet::stopped_mid_sync_resumes_exactly::<PleskHandle>(backend, 8).await;
 }
 
 async fn faults_converge_and_a_dead_server_fails_alone(backend: Backend) {
-    let mut fleet = Fleet::new(backend, 3, 4).await;
-    fleet.sims[0].set_fault_kinds([FaultKind::Http500, FaultKind::Http500AfterWork]);
-    fleet.sims[0].set_fault_rate(0.25);
-    fleet.sims[1].inject_faults(FaultKind::DropConnection, 2);
-    fleet.sims[2].set_down(true);
-    fleet.start(config());
-    let s = fleet.set_enabled(true).await;
-    let done = fleet.finished(s.id).await;
-    assert_eq!(done.state, SyncState::Failed, "{done:?}");
-    let detail = fleet.db.sync_detail(s.id).await.unwrap().unwrap();
-    let by_server: BTreeMap<i64, _> = detail.servers.iter().map(|p| (p.server_id, p)).collect();
-    assert_eq!(by_server[&fleet.server_ids[0]].state, SyncState::Completed);
-    assert_eq!(by_server[&fleet.server_ids[1]].state, SyncState::Completed);
-    assert_eq!(by_server[&fleet.server_ids[2]].state, SyncState::Failed);
-    fleet.services.retain(|_, (i, _)| *i != 2);
     // A 500 after the work left buttons the record does not know: the retry replaced them, so
     // each customer still has exactly one of each.
-    fleet.assert_exact(&defaults());
+    let mut fleet = fleet::faults_converge_and_a_dead_server_fails_alone::<PleskHandle>(
+        backend,
+        4,
+        config(),
+        |sims| {
+            sims[0].set_fault_kinds([FaultKind::Http500, FaultKind::Http500AfterWork]);
+            sims[0].set_fault_rate(0.25);
+            sims[1].inject_faults(FaultKind::DropConnection, 2);
+        },
+    )
+    .await;
     fleet.stop().await;
 }
 
@@ -438,7 +270,7 @@ async fn static_links_sign_in_only_when_the_admin_allows_it(backend: Backend) {
     use panelink::catalog::Catalog;
     use tower::ServiceExt;
 
-    let mut fleet = Fleet::new(backend, 1, 2).await;
+    let mut fleet = new_fleet(backend, 1, 2).await;
     fleet.start(config());
     let s = fleet.set_enabled(true).await;
     fleet.finished(s.id).await;
@@ -483,8 +315,7 @@ async fn static_links_sign_in_only_when_the_admin_allows_it(backend: Backend) {
             .unwrap_or_default()
             .to_owned()
     };
-    let invoices = fleet
-        .ours(0, "user1")
+    let invoices = ours(&fleet.sims[0], "user1")
         .into_iter()
         .find(|b| b.props.text == "View Invoice History")
         .expect("the invoices button");
@@ -558,7 +389,7 @@ async fn static_links_sign_in_only_when_the_admin_allows_it(backend: Backend) {
     let (service_id, _) = fleet
         .services
         .iter()
-        .find(|(_, (_, login))| login == "user1")
+        .find(|(_, (_, login, _))| login == "user1")
         .unwrap();
     fleet
         .db

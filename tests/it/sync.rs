@@ -6,349 +6,111 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use panel_sim::{FaultKind, PanelSim, SimConfig, SimHandle};
-use panelink::adapter::Secret;
-use panelink::model::{
-    ApplicationId, ClientStatus, DisplayName, Email, Hostname, LinkSetting, Name, Port, Scope,
-    ServiceStatus, Username,
-};
-use panelink::runtime::{Plugins, Runtime};
-use panelink::storage::{Actor, Db, NewClient, NewServer, NewService, ServicePatch};
-use panelink::sync::{SyncConfig, SyncEngine};
+use panelink::model::{Email, ServiceStatus};
+use panelink::storage::{Actor, ServicePatch};
+use panelink::sync::SyncConfig;
 use panelink::sync_port::{Change, ChangeId, Event, Events, SyncKind, SyncState, SyncSummary};
-use tokio::sync::oneshot;
 
-use crate::harness::{Backend, TestDb, database, on_both};
+use crate::fleet::{self, PUBLIC_URL, Panel, config, defaults};
+use crate::harness::{Backend, on_both};
 
-const PUBLIC_URL: &str = "https://billing.example";
+type Fleet = fleet::Fleet<SimHandle>;
 
-/// A fleet: panel-sim servers, their services in storage, and a running sync engine.
-struct Fleet {
-    db: Db,
-    _test_db: TestDb,
-    plugins: Arc<Plugins>,
-    sims: Vec<SimHandle>,
-    server_ids: Vec<i64>,
-    /// service id → (server index, username, status)
-    services: BTreeMap<i64, (usize, String, ServiceStatus)>,
-    engine: Option<Running>,
-}
+/// cPanel & WHM, simulated by panel-sim, provisioned by the cPanel plugin (the WP Squared one
+/// is loaded too, with no server).
+impl Panel for SimHandle {
+    const APP: &'static str = "cpanel";
+    const PLUGINS: &'static [&'static str] = &["cpanel", "wpsquared"];
+    const SERVER_NAME: &'static str = "sim";
 
-struct Running {
-    engine: Arc<SyncEngine>,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-fn config() -> SyncConfig {
-    SyncConfig {
-        workers: 4,
-        batch_accounts: 3,
-        per_server_concurrency: 2,
-        lease: Duration::from_secs(2),
-        poll_interval: Duration::from_millis(50),
-        retry_base: Duration::from_millis(20),
-        retry_max: Duration::from_millis(200),
-        retry_window: Duration::from_secs(2),
-        public_url: PUBLIC_URL.into(),
-        client_area_url: format!("{PUBLIC_URL}/portal"),
-        ..SyncConfig::default()
-    }
-}
-
-fn runtime_with_timeout(timeout: Duration) -> Runtime {
-    let mut c = panelink_tests::runtime_config();
-    c.http.request_timeout = timeout;
-    Runtime::new(c).expect("runtime")
-}
-
-async fn plugins(runtime: &Runtime) -> Arc<Plugins> {
-    let plugins = Arc::new(Plugins::new());
-    for name in ["cpanel", "wpsquared"] {
-        plugins.activate(panelink_tests::load(runtime, name).await);
-    }
-    plugins
-}
-
-impl Fleet {
-    /// `servers` panel-sim servers with `accounts` accounts each, every account a service of one
-    /// client. Service statuses cycle through `statuses`.
-    async fn new(
-        backend: Backend,
-        servers: usize,
-        accounts: usize,
-        statuses: &[ServiceStatus],
-    ) -> Fleet {
-        let (db, test_db) = database(backend).await;
-        let runtime = runtime_with_timeout(Duration::from_secs(2));
-        let plugins = plugins(&runtime).await;
-        for p in plugins.all() {
-            db.ensure_application(p.id()).await.expect("application");
-        }
-        let actor = Actor::system();
-        let client = db
-            .create_client(
-                &actor,
-                &NewClient {
-                    name: Name::parse("Acme").unwrap(),
-                    email: Email::parse("owner@acme.example").unwrap(),
-                    status: ClientStatus::Active,
-                    allow_sso: true,
-                },
-            )
-            .await
-            .expect("client");
-        let mut fleet = Fleet {
-            db,
-            _test_db: test_db,
-            plugins,
-            sims: Vec::new(),
-            server_ids: Vec::new(),
-            services: BTreeMap::new(),
-            engine: None,
-        };
-        let mut n = 0;
-        for i in 0..servers {
-            let sim = PanelSim::start(
-                SimConfig::new()
-                    .sample_accounts(accounts)
-                    .hang_for(Duration::from_secs(10)),
-            )
-            .await
-            .expect("panel-sim");
-            let server = fleet
-                .db
-                .create_server(
-                    &actor,
-                    &NewServer {
-                        name: Name::parse(&format!("sim{i}")).unwrap(),
-                        module: ApplicationId::parse("cpanel").unwrap(),
-                        hostname: Hostname::parse("127.0.0.1").unwrap(),
-                        port: Port::new(i64::from(sim.addr().port())).unwrap(),
-                        secure: false,
-                        username: Username::parse(&sim.api_user()).unwrap(),
-                        api_token: Secret::new(sim.api_token()),
-                        enabled: true,
-                    },
-                    |_| None,
-                )
-                .await
-                .expect("server")
-                .0;
-            for (user, domain) in sim.accounts() {
-                let status = statuses[n % statuses.len()];
-                n += 1;
-                let service = fleet
-                    .db
-                    .create_service(
-                        &actor,
-                        &NewService {
-                            client_id: client.id,
-                            server_id: server.id,
-                            username: Username::parse(&user).unwrap(),
-                            domain: Hostname::parse(&domain).unwrap(),
-                            status,
-                        },
-                        |_| None,
-                    )
-                    .await
-                    .expect("service")
-                    .0;
-                fleet.services.insert(service.id, (i, user, status));
-            }
-            fleet.sims.push(sim);
-            fleet.server_ids.push(server.id);
-        }
-        fleet
+    async fn start(accounts: usize) -> SimHandle {
+        PanelSim::start(
+            SimConfig::new()
+                .sample_accounts(accounts)
+                .hang_for(Duration::from_secs(10)),
+        )
+        .await
+        .expect("panel-sim")
     }
 
-    fn start(&mut self, config: SyncConfig) -> Arc<SyncEngine> {
-        self.start_on(self.db.clone(), config)
+    fn addr(&self) -> std::net::SocketAddr {
+        SimHandle::addr(self)
     }
 
-    /// Start an engine on its own connection pool, as another host would.
-    fn start_on(&mut self, db: Db, config: SyncConfig) -> Arc<SyncEngine> {
-        let engine = Arc::new(SyncEngine::new(
-            db,
-            self.plugins.clone(),
-            Events::new(),
-            config,
-        ));
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(engine.clone().run(async move {
-            let _ = rx.await;
-        }));
-        self.engine = Some(Running {
-            engine: engine.clone(),
-            stop,
-            task,
-        });
-        engine
+    fn credentials(&self) -> (String, String) {
+        (self.api_user(), self.api_token())
     }
 
-    fn engine(&self) -> &Arc<SyncEngine> {
-        &self.engine.as_ref().expect("engine running").engine
+    fn accounts(&self) -> Vec<(String, String)> {
+        SimHandle::accounts(self).into_iter().collect()
     }
 
-    /// Stop the engine through its shutdown future and wait for it.
-    async fn stop(&mut self) {
-        if let Some(running) = self.engine.take() {
-            let _ = running.stop.send(());
-            running.task.await.expect("engine task");
-        }
-    }
-
-    /// Hand a queued change to the engine; the one sync it causes.
-    async fn request(&self, change: ChangeId) -> SyncSummary {
-        let mut syncs = self.engine().request(change).await.expect("request");
-        assert_eq!(syncs.len(), 1, "{syncs:?}");
-        syncs.remove(0)
-    }
-
-    /// An admin's repair request.
-    async fn repair(&self) -> SyncSummary {
-        let change = Change::RepairRequested {
-            application: "cpanel".into(),
-        };
-        let queued = self.db.enqueue_change(&change, None).await.expect("queue");
-        self.request(queued).await
-    }
-
-    async fn set_enabled(&self, enabled: bool) -> SyncSummary {
-        let (_, change) = self
-            .db
-            .set_application_enabled(&Actor::system(), "cpanel", enabled)
-            .await
-            .expect("enable");
-        self.request(change).await
-    }
-
-    async fn configure(&self, links: &[(&str, &str, bool)]) -> SyncSummary {
-        let settings: Vec<LinkSetting> = links
-            .iter()
-            .map(|(scope, name, enabled)| LinkSetting {
-                scope: Scope::parse(scope).unwrap(),
-                display_name: DisplayName::parse(name).unwrap(),
-                enabled: *enabled,
-            })
-            .collect();
-        let change = self
-            .db
-            .save_link_settings(&Actor::system(), "cpanel", &settings)
-            .await
-            .expect("save links");
-        self.request(change).await
-    }
-
-    /// Wait (bounded) until a sync has finished.
-    async fn finished(&self, id: i64) -> SyncSummary {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let s = self
-                .db
-                .sync_summary(id)
-                .await
-                .expect("summary")
-                .expect("sync");
-            if s.finished_at.is_some() {
-                return s;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "sync {id} did not finish: {s:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    fn calls(&self, function: &str) -> u64 {
+        SimHandle::calls(self, function)
     }
 
     fn reset_counters(&self) {
-        for sim in &self.sims {
-            sim.reset_counters();
+        SimHandle::reset_counters(self)
+    }
+
+    fn set_request_latency(&self, latency: Duration) {
+        SimHandle::set_request_latency(self, latency)
+    }
+
+    fn set_down(&self, down: bool) {
+        SimHandle::set_down(self, down)
+    }
+
+    /// One integration group and exactly the expected links, in this order, each pointing at
+    /// the client area with its placeholders filled in; no group and no link when none expected.
+    fn assert_links(&self, user: &str, expected: &[(&str, &str)]) {
+        let links = self.links(user);
+        let groups = self.groups(user);
+        if expected.is_empty() {
+            assert!(links.is_empty(), "{user} has links {links:?}");
+            assert!(groups.is_empty(), "{user} has a group");
+            return;
         }
-    }
-
-    /// Panel calls of one function since the last reset. A sync whose unit needed a retry
-    /// (the test machine was too slow for the request timeout) repeats a batch, so the counts
-    /// are only compared for syncs that needed none.
-    fn calls(&self, function: &str) -> u64 {
-        self.sims.iter().map(|s| s.calls(function)).sum()
-    }
-
-    fn accounts_with_links(&self) -> usize {
-        self.services
-            .values()
-            .filter(|(_, _, st)| st.gets_links())
-            .count()
-    }
-
-    /// Every account has exactly `expected` (scope, label) in this order, or nothing at all when
-    /// its service does not get links.
-    fn assert_exact(&self, expected: &[(&str, &str)]) {
-        for (service_id, (i, user, status)) in &self.services {
-            let sim = &self.sims[*i];
-            let links = sim.links(user);
-            let groups = sim.groups(user);
-            if !status.gets_links() || expected.is_empty() {
-                assert!(links.is_empty(), "{user} ({status:?}) has links {links:?}");
-                assert!(groups.is_empty(), "{user} ({status:?}) has a group");
-                continue;
-            }
-            assert_eq!(groups.len(), 1, "{user}: groups {groups:?}");
-            let want: Vec<String> = expected
-                .iter()
-                .map(|(s, _)| format!("PANELINK_{}", s.replace(':', "_")))
-                .collect();
-            let mut have: Vec<&String> = links.keys().collect();
-            have.sort();
-            let mut want_sorted: Vec<&String> = want.iter().collect();
-            want_sorted.sort();
-            assert_eq!(have, want_sorted, "{user}: links");
-            for (pos, ((scope, label), app)) in expected.iter().zip(&want).enumerate() {
-                let link = &links[app];
-                assert_eq!(link.get("label"), Some(*label), "{user} {scope}");
-                assert_eq!(
-                    link.get("order"),
-                    Some((pos + 1).to_string().as_str()),
-                    "{user} {scope}"
-                );
-                assert!(
-                    link.get("url")
-                        .is_some_and(|u| u.starts_with(&format!("{PUBLIC_URL}/portal/"))),
-                    "{user} {scope}: {:?}",
-                    link.get("url")
-                );
-                assert!(
-                    link.get("url").is_some_and(|u| !u.contains("{service_id}")),
-                    "{service_id}"
-                );
-            }
+        assert_eq!(groups.len(), 1, "{user}: groups {groups:?}");
+        let want: Vec<String> = expected
+            .iter()
+            .map(|(s, _)| format!("PANELINK_{}", s.replace(':', "_")))
+            .collect();
+        let mut have: Vec<&String> = links.keys().collect();
+        have.sort();
+        let mut want_sorted: Vec<&String> = want.iter().collect();
+        want_sorted.sort();
+        assert_eq!(have, want_sorted, "{user}: links");
+        for (pos, ((scope, label), app)) in expected.iter().zip(&want).enumerate() {
+            let link = &links[app];
+            assert_eq!(link.get("label"), Some(*label), "{user} {scope}");
+            assert_eq!(
+                link.get("order"),
+                Some((pos + 1).to_string().as_str()),
+                "{user} {scope}"
+            );
+            assert!(
+                link.get("url")
+                    .is_some_and(|u| u.starts_with(&format!("{PUBLIC_URL}/portal/"))),
+                "{user} {scope}: {:?}",
+                link.get("url")
+            );
+            assert!(
+                link.get("url").is_some_and(|u| !u.contains("{service_id}")),
+                "{user} {scope}: {:?}",
+                link.get("url")
+            );
         }
     }
 }
 
-/// The 14 default links as (scope, label).
-fn defaults() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("clientarea:upgrade", "Upgrade/Downgrade"),
-        (
-            "clientarea:shopping_cart_domain_register",
-            "Register New Domain",
-        ),
-        (
-            "clientarea:shopping_cart_domain_transfer",
-            "Transfer a Domain",
-        ),
-        ("clientarea:submit_ticket", "Open Ticket"),
-        ("clientarea:tickets", "View Ticket History"),
-        ("clientarea:announcements", "News & Announcements"),
-        ("clientarea:downloads", "Download Resources"),
-        ("clientarea:knowledgebase", "Search our Knowledgebase"),
-        ("clientarea:network_status", "Check Network Status"),
-        ("clientarea:profile", "Manage Profile"),
-        ("clientarea:product_details", "View Billing Information"),
-        ("clientarea:billing_info", "Manage Billing Information"),
-        ("clientarea:emails", "View Email History"),
-        ("clientarea:invoices", "View Invoice History"),
-    ]
+/// Accounts whose service gets links.
+fn accounts_with_links(fleet: &Fleet) -> usize {
+    fleet
+        .services
+        .values()
+        .filter(|(_, _, st)| st.gets_links())
+        .count()
 }
 
 const ALL_STATUSES: &[ServiceStatus] = &[
@@ -387,7 +149,7 @@ async fn enable_gives_exactly_the_configured_links(backend: Backend) {
     let done = fleet.finished(sync.id).await;
     assert_eq!(done.state, SyncState::Completed, "{done:?}");
     assert_eq!(done.done, done.total);
-    assert_eq!(done.total as usize, fleet.accounts_with_links());
+    assert_eq!(done.total as usize, accounts_with_links(&fleet));
     assert!(!fleet.db.application_syncing("cpanel").await.unwrap());
     fleet.assert_exact(&defaults());
 
@@ -423,7 +185,7 @@ async fn changes_cost_exactly_the_difference(backend: Backend) {
     fleet.start(config());
     let s = fleet.set_enabled(true).await;
     fleet.finished(s.id).await;
-    let n = fleet.accounts_with_links() as u64;
+    let n = accounts_with_links(&fleet) as u64;
     let mut links = defaults();
     let as_settings = |links: &[(&'static str, &'static str)], hidden: &[&str]| {
         links
@@ -549,75 +311,26 @@ async fn service_changes_follow_by_themselves(backend: Backend) {
 }
 
 async fn stopped_mid_sync_resumes_exactly(backend: Backend) {
-    let mut fleet = Fleet::new(backend, 2, 12, &[ServiceStatus::Active]).await;
-    for sim in &fleet.sims {
-        sim.set_request_latency(Duration::from_millis(30));
-    }
-    let mut c = config();
-    c.per_server_concurrency = 1;
-    c.batch_accounts = 1;
-    fleet.start(c.clone());
-    let s = fleet.set_enabled(true).await;
-    // Wait until the sync is part-way, then stop the engine through its shutdown future.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let now = fleet.db.sync_summary(s.id).await.unwrap().unwrap();
-        if now.done >= 3 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no progress: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    fleet.stop().await;
-    let stopped = fleet.db.sync_summary(s.id).await.unwrap().unwrap();
-    assert!(
-        stopped.finished_at.is_none(),
-        "finished before the stop: {stopped:?}"
-    );
-    assert!(stopped.done < 24);
-
-    // A new engine (another node id) resumes it: the stopped one gave its leases back.
-    fleet.start(c);
-    let done = fleet.finished(s.id).await;
-    assert_eq!(done.state, SyncState::Completed);
-    fleet.assert_exact(&defaults());
-    fleet.stop().await;
+    fleet::stopped_mid_sync_resumes_exactly::<SimHandle>(backend, 12).await;
 }
 
 async fn transient_faults_converge_and_a_dead_server_fails_alone(backend: Backend) {
-    let mut fleet = Fleet::new(backend, 3, 5, &[ServiceStatus::Active]).await;
-    // Server 0: 20% HTTP 500s and timeouts. Server 2: down for good.
-    fleet.sims[0].set_fault_kinds([FaultKind::Http500, FaultKind::Timeout]);
-    fleet.sims[0].reseed(Some(7));
-    fleet.sims[0].set_fault_rate(0.2);
-    fleet.sims[2].set_down(true);
-    let mut c = config();
-    c.retry_window = Duration::from_secs(5);
-    fleet.start(c);
-    let s = fleet.set_enabled(true).await;
-    let done = fleet.finished(s.id).await;
-    assert_eq!(done.state, SyncState::Failed, "{done:?}");
-    let detail = fleet.db.sync_detail(s.id).await.unwrap().unwrap();
-    let by_server: BTreeMap<i64, _> = detail.servers.iter().map(|p| (p.server_id, p)).collect();
-    assert_eq!(by_server[&fleet.server_ids[0]].state, SyncState::Completed);
-    assert_eq!(by_server[&fleet.server_ids[1]].state, SyncState::Completed);
-    let dead = by_server[&fleet.server_ids[2]];
-    assert_eq!(dead.state, SyncState::Failed);
-    assert!(
-        dead.last_error.as_deref().is_some_and(|e| !e.is_empty()),
-        "{dead:?}"
-    );
+    // Server 0: 20% HTTP 500s and timeouts.
+    let mut fleet = fleet::faults_converge_and_a_dead_server_fails_alone::<SimHandle>(
+        backend,
+        5,
+        SyncConfig {
+            retry_window: Duration::from_secs(5),
+            ..config()
+        },
+        |sims| {
+            sims[0].set_fault_kinds([FaultKind::Http500, FaultKind::Timeout]);
+            sims[0].reseed(Some(7));
+            sims[0].set_fault_rate(0.2);
+        },
+    )
+    .await;
     assert!(fleet.sims[0].faults_injected() > 0);
-    // The two live servers are exact; the dead one has nothing.
-    fleet.services.retain(|_, (i, _, _)| *i != 2);
-    fleet.assert_exact(&defaults());
-    let log = fleet.db.log("cpanel").await.unwrap();
-    assert!(log.iter().any(
-        |e| e.level == panelink::adapter::LogLevel::Warning && e.message.starts_with("sim2: ")
-    ));
     fleet.stop().await;
 }
 
@@ -663,7 +376,7 @@ async fn two_hosts_share_the_work_and_survive_one_dying() {
     c.workers = 2;
     c.batch_accounts = 1;
     c.per_server_concurrency = 1;
-    let other_db = crate::harness::connect(&fleet._test_db).await;
+    let other_db = crate::harness::connect(&fleet.test_db).await;
     let a = fleet.start_on(
         other_db,
         SyncConfig {
@@ -718,7 +431,7 @@ async fn a_call_longer_than_the_lease_keeps_the_server_with_its_host() {
         node_id: name.to_owned(),
         ..config()
     };
-    let other_db = crate::harness::connect(&fleet._test_db).await;
+    let other_db = crate::harness::connect(&fleet.test_db).await;
     let a = fleet.start_on(other_db, host("host-a"));
     let running_a = fleet.engine.take().unwrap();
     let b = fleet.start(host("host-b"));
@@ -752,7 +465,7 @@ async fn work_queued_through_one_host_is_shared_with_the_other() {
         node_id: name.to_owned(),
         ..config()
     };
-    let other_db = crate::harness::connect(&fleet._test_db).await;
+    let other_db = crate::harness::connect(&fleet.test_db).await;
     let a = fleet.start_on(other_db, host("host-a"));
     let running_a = fleet.engine.take().unwrap();
     let mut a_events = a.events().subscribe();
@@ -1246,10 +959,8 @@ async fn contract_0_2_plugins_leave_the_panel_state_of_0_1_with_icons_added(back
     for contract in ["0.1.0", "0.2.0"] {
         let mut fleet = Fleet::new(backend, 2, 4, ALL_STATUSES).await;
         if contract == "0.1.0" {
-            let runtime = runtime_with_timeout(Duration::from_secs(2));
-            fleet
-                .plugins
-                .activate(panelink_tests::load(&runtime, "cpanel-contract-0.1").await);
+            let old = panelink_tests::load(&fleet.runtime, "cpanel-contract-0.1").await;
+            fleet.plugins.activate(old);
         } else {
             for l in &fleet.plugins.get("cpanel").unwrap().description.links {
                 icons.insert(

@@ -96,6 +96,11 @@ fn template(t: types::LinkTemplate) -> model::LinkTemplate {
     }
 }
 
+/// The call's link templates as the model's.
+pub fn templates(t: Vec<types::LinkTemplate>) -> Vec<model::LinkTemplate> {
+    t.into_iter().map(template).collect()
+}
+
 fn account(a: types::AccountWork) -> model::AccountWork {
     model::AccountWork {
         username: a.username,
@@ -112,6 +117,11 @@ fn account(a: types::AccountWork) -> model::AccountWork {
         links: a.links,
         remove: a.remove,
     }
+}
+
+/// The call's accounts as the model's.
+pub fn accounts(a: Vec<types::AccountWork>) -> Vec<model::AccountWork> {
+    a.into_iter().map(account).collect()
 }
 
 fn outcome(o: model::AccountOutcome) -> types::AccountOutcome {
@@ -142,6 +152,59 @@ fn error(e: model::PluginError) -> types::PluginError {
     }
 }
 
+/// `check-server`'s answer in the contract's types.
+pub fn support(
+    r: Result<model::Support, model::PluginError>,
+) -> Result<exports::Support, types::PluginError> {
+    r.map(|s| exports::Support {
+        supported: s.supported,
+        detail: s.detail,
+    })
+    .map_err(error)
+}
+
+/// `provision`'s and `deprovision`'s answer in the contract's types.
+pub fn outcomes(
+    r: Result<Vec<model::AccountOutcome>, model::PluginError>,
+) -> Result<Vec<types::AccountOutcome>, types::PluginError> {
+    r.map(|o| o.into_iter().map(outcome).collect())
+        .map_err(error)
+}
+
+/// `list-links`' answer in the contract's types.
+pub fn listed_links(
+    r: Result<Vec<model::ListedLink>, model::PluginError>,
+) -> Result<Vec<types::ListedLink>, types::PluginError> {
+    r.map(|l| {
+        l.into_iter()
+            .map(|l| types::ListedLink {
+                app: l.app,
+                scope: l.scope,
+            })
+            .collect()
+    })
+    .map_err(error)
+}
+
+/// `list-accounts`' answer in the contract's types.
+pub fn panel_accounts(
+    r: Result<Vec<model::PanelAccount>, model::PluginError>,
+) -> Result<Vec<types::PanelAccount>, types::PluginError> {
+    r.map(|accounts| {
+        accounts
+            .into_iter()
+            .map(|a| types::PanelAccount {
+                username: a.username,
+                domain: a.domain,
+                suspended: a.suspended,
+                email: a.email,
+                owner: a.owner,
+            })
+            .collect()
+    })
+    .map_err(error)
+}
+
 fn group(g: model::LinkGroup) -> types::LinkGroup {
     match g {
         model::LinkGroup::Ordering => types::LinkGroup::Ordering,
@@ -156,25 +219,22 @@ impl<A: Application> exports::Guest for WhmPlugin<A> {
     }
 
     fn check_server(s: types::Server) -> Result<exports::Support, types::PluginError> {
-        plugin::check_server(&mut Host, &A::FLAVOR, &server(s))
-            .map(|s| exports::Support {
-                supported: s.supported,
-                detail: s.detail,
-            })
-            .map_err(error)
+        support(plugin::check_server(&mut Host, &A::FLAVOR, &server(s)))
     }
 
     fn provision(
         s: types::Server,
         set: types::Settings,
-        templates: Vec<types::LinkTemplate>,
-        accounts: Vec<types::AccountWork>,
+        t: Vec<types::LinkTemplate>,
+        a: Vec<types::AccountWork>,
     ) -> Result<Vec<types::AccountOutcome>, types::PluginError> {
-        let templates: Vec<model::LinkTemplate> = templates.into_iter().map(template).collect();
-        let accounts: Vec<model::AccountWork> = accounts.into_iter().map(account).collect();
-        plugin::provision(&mut Host, &server(s), &settings(set), &templates, &accounts)
-            .map(|o| o.into_iter().map(outcome).collect())
-            .map_err(error)
+        outcomes(plugin::provision(
+            &mut Host,
+            &server(s),
+            &settings(set),
+            &templates(t),
+            &accounts(a),
+        ))
     }
 
     fn deprovision(
@@ -182,9 +242,12 @@ impl<A: Application> exports::Guest for WhmPlugin<A> {
         set: types::Settings,
         usernames: Vec<String>,
     ) -> Result<Vec<types::AccountOutcome>, types::PluginError> {
-        plugin::deprovision(&mut Host, &server(s), &settings(set), &usernames)
-            .map(|o| o.into_iter().map(outcome).collect())
-            .map_err(error)
+        outcomes(plugin::deprovision(
+            &mut Host,
+            &server(s),
+            &settings(set),
+            &usernames,
+        ))
     }
 
     fn list_links(
@@ -192,33 +255,16 @@ impl<A: Application> exports::Guest for WhmPlugin<A> {
         set: types::Settings,
         username: String,
     ) -> Result<Vec<types::ListedLink>, types::PluginError> {
-        plugin::list_links(&mut Host, &server(s), &settings(set), &username)
-            .map(|l| {
-                l.into_iter()
-                    .map(|l| types::ListedLink {
-                        app: l.app,
-                        scope: l.scope,
-                    })
-                    .collect()
-            })
-            .map_err(error)
+        listed_links(plugin::list_links(
+            &mut Host,
+            &server(s),
+            &settings(set),
+            &username,
+        ))
     }
 
     fn list_accounts(s: types::Server) -> Result<Vec<types::PanelAccount>, types::PluginError> {
-        plugin::list_accounts(&mut Host, &server(s))
-            .map(|accounts| {
-                accounts
-                    .into_iter()
-                    .map(|a| types::PanelAccount {
-                        username: a.username,
-                        domain: a.domain,
-                        suspended: a.suspended,
-                        email: a.email,
-                        owner: a.owner,
-                    })
-                    .collect()
-            })
-            .map_err(error)
+        panel_accounts(plugin::list_accounts(&mut Host, &server(s)))
     }
 }
 

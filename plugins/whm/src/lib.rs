@@ -34,7 +34,10 @@ pub use wit_bindgen as __wit_bindgen;
 
 pub use api::{HttpError, HttpResponse, Transport};
 #[cfg(target_arch = "wasm32")]
-pub use component::{Application, WhmPlugin, post, server, wit_description};
+pub use component::{
+    Application, WhmPlugin, accounts, listed_links, outcomes, panel_accounts, post, server,
+    support, templates, wit_description,
+};
 pub use flavor::{CONTRACT_VERSION, Flavor, ProfileRule};
 pub use model::*;
 pub use plan::{Batch, Slot, build_deprovision_batches, build_provision_batches};

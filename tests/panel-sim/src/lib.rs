@@ -21,6 +21,8 @@
 //! - [`metrics`]: [`Counters`] and waiting on them.
 //! - [`faults`]: latency, the seeded fault lottery, queued faults, the down switch (plesk-sim uses
 //!   them too, with [`metrics`]).
+//! - [`http`]: the HTTP plumbing both simulators share: accept loop, connections, graceful
+//!   shutdown, and per request the down switch, latency and faults before the panel's answer.
 //! - [`click`]: the click ([`ClickOutcome`], [`ClickError`]).
 //!
 //! ```no_run
@@ -38,6 +40,7 @@
 pub mod click;
 pub mod config;
 pub mod faults;
+pub mod http;
 pub mod metrics;
 pub mod server;
 pub mod state;

@@ -12,8 +12,8 @@
 //! ([`crate::whm`]). One more route stands for the customer's side of cPanel: `GET /sim/click?user=U&app=A`
 //! clicks `U`'s link `A` as cPanel does ([`crate::click`]) and answers 303 to where the click
 //! leads (404 with cPanel's message when there is no such link), so a browser can follow a link
-//! into the client area. Closing a connection without an answer is done by returning an error from the
-//! service future, which makes hyper drop the connection.
+//! into the client area. The accept loop, the connections, the down switch, the latency and the
+//! faults are [`crate::http`]'s plumbing, which plesk-sim serves with too.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -26,26 +26,15 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
 
 use crate::click::{self, ClickError, ClickOutcome};
 use crate::config::{FaultKind, Profile, SimConfig, clamp_rate};
 use crate::faults::Behaviour;
-use crate::metrics::{Counters, Metrics};
+use crate::http::{Admission, Answer, BODY_LIMIT, Plumbing, Running, Service, respond};
+use crate::metrics::Counters;
 use crate::state::{AccountDetails, Group, Link, ServerState, UserIntegration};
 use crate::whm::{self, Params, texts};
-
-/// The largest request body the server reads.
-const BODY_LIMIT: usize = 64 * 1024 * 1024;
-
-/// How long shutdown lets in-flight requests finish before closing their connections.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// The body real WHM answers (with HTTP 403) for a missing or invalid API token.
 fn access_denied_body() -> Value {
@@ -63,9 +52,7 @@ fn access_denied_body() -> Value {
 #[derive(Debug)]
 pub(crate) struct Shared {
     state: Mutex<ServerState>,
-    behaviour: Mutex<Behaviour>,
-    pub(crate) metrics: Metrics,
-    shutdown: watch::Sender<bool>,
+    pub(crate) plumbing: Plumbing,
     client: reqwest::Client,
     click_max_wait: Mutex<Duration>,
 }
@@ -74,9 +61,7 @@ impl Shared {
     fn new(config: &SimConfig, client: reqwest::Client) -> Self {
         Shared {
             state: Mutex::new(ServerState::new(config)),
-            behaviour: Mutex::new(Behaviour::new(config)),
-            metrics: Metrics::default(),
-            shutdown: watch::Sender::new(false),
+            plumbing: Plumbing::new(Behaviour::new(config)),
             client,
             click_max_wait: Mutex::new(config.click_max_wait),
         }
@@ -112,27 +97,7 @@ impl Shared {
     pub(crate) fn lock_state(&self) -> MutexGuard<'_, ServerState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    pub(crate) fn lock_behaviour(&self) -> MutexGuard<'_, Behaviour> {
-        self.behaviour.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn is_down(&self) -> bool {
-        self.lock_behaviour().down
-    }
-
-    /// Resolves once shutdown has been requested.
-    async fn shutdown_requested(&self) {
-        let mut rx = self.shutdown.subscribe();
-        // The sender lives in `self`, so this only ends when the flag is set.
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
 }
-
-/// The error a service future returns to make hyper close the connection without answering.
-#[derive(Debug, thiserror::Error)]
-#[error("panel-sim closed the connection: {0}")]
-struct CloseConnection(&'static str);
 
 /// Entry point: starts simulated servers.
 #[derive(Debug, Clone, Copy)]
@@ -142,82 +107,15 @@ impl PanelSim {
     /// Binds `config.listen` and starts serving on the current Tokio runtime. The server runs
     /// until [`SimHandle::shutdown`] or until the handle is dropped.
     pub async fn start(config: SimConfig) -> io::Result<SimHandle> {
-        let listener = TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(config.click_timeout)
             .build()
             .map_err(io::Error::other)?;
         let shared = Arc::new(Shared::new(&config, client));
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
-        tracing::debug!(%addr, "panel-sim listening");
-        Ok(SimHandle {
-            shared,
-            addr,
-            task: Mutex::new(Some(task)),
-        })
+        let server = Running::start(config.listen, Arc::clone(&shared)).await?;
+        Ok(SimHandle { shared, server })
     }
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = shared.shutdown_requested() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    if shared.is_down() {
-                        shared.metrics.update(|c| c.down_rejections += 1);
-                        drop(stream);
-                        continue;
-                    }
-                    connections.spawn(serve_connection(stream, Arc::clone(&shared)));
-                }
-                Err(error) => {
-                    // Out of file descriptors or similar: back off instead of spinning.
-                    tracing::warn!(%error, "panel-sim accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        connections.abort_all();
-    }
-}
-
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
-    let service_shared = Arc::clone(&shared);
-    let service = service_fn(move |request| handle(Arc::clone(&service_shared), request));
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        () = shared.shutdown_requested() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        }
-    }
-}
-
-fn respond(
-    status: StatusCode,
-    content_type: &str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    if let Ok(value) = content_type.parse() {
-        response.headers_mut().insert(CONTENT_TYPE, value);
-    }
-    response
 }
 
 fn respond_json(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
@@ -229,54 +127,35 @@ fn respond_text(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
     respond(status, "text/plain; charset=utf-8", text.to_owned())
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, CloseConnection> {
-    let _in_flight = shared.metrics.request_started();
+impl Service for Shared {
+    const NAME: &'static str = "panel-sim";
+
+    fn plumbing(&self) -> &Plumbing {
+        &self.plumbing
+    }
+
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Answer {
+        handle(self, request).await
+    }
+}
+
+async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
+    let _in_flight = shared.plumbing.metrics.request_started();
 
     if request.uri().path() == "/sim/click" {
         return Ok(customer_click(&shared, request.uri().query()).await);
     }
-    let (latency, fault, hang_for) = {
-        let mut behaviour = shared.lock_behaviour();
-        if behaviour.down {
-            drop(behaviour);
-            shared.metrics.update(|c| c.down_rejections += 1);
-            return Err(CloseConnection("the server is down"));
+    let fail_after_work = match shared.plumbing.admit().await? {
+        Admission::Proceed {
+            fail_after_work, ..
+        } => fail_after_work,
+        Admission::Http500 => {
+            return Ok(respond_text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error\n\npanel-sim injected an HTTP 500 fault.\n",
+            ));
         }
-        (
-            behaviour.request_latency,
-            behaviour.decide(),
-            behaviour.hang_for,
-        )
     };
-    if latency > Duration::ZERO {
-        tokio::time::sleep(latency).await;
-    }
-    let mut fail_after_work = false;
-    if let Some(kind) = fault {
-        shared.metrics.count_fault(kind);
-        match kind {
-            FaultKind::Http500AfterWork => fail_after_work = true,
-            FaultKind::Http500 => {
-                return Ok(respond_text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal Server Error\n\npanel-sim injected an HTTP 500 fault.\n",
-                ));
-            }
-            FaultKind::DropConnection => {
-                return Err(CloseConnection("injected fault: dropped connection"));
-            }
-            FaultKind::Timeout => {
-                tokio::select! {
-                    () = tokio::time::sleep(hang_for) => {}
-                    () = shared.shutdown_requested() => {}
-                }
-                return Err(CloseConnection("injected fault: timeout"));
-            }
-        }
-    }
 
     let Some(function) = request
         .uri()
@@ -295,7 +174,7 @@ async fn handle(
     }
 
     if !authorized(&shared, &request) {
-        shared.metrics.update(|c| c.auth_failures += 1);
+        shared.plumbing.metrics.update(|c| c.auth_failures += 1);
         let mut response = respond_json(StatusCode::FORBIDDEN, &access_denied_body());
         response
             .extensions_mut()
@@ -396,7 +275,7 @@ async fn answer(
 /// WHM API 0, as far as simulated: `version` answers the legacy `{"version": …}` shape (what a
 /// real server answers to a call without `api.version`); everything else is an error envelope.
 fn api0(shared: &Shared, function: &str) -> Value {
-    shared.metrics.count_call(function);
+    shared.plumbing.metrics.count_call(function);
     if function == "version" {
         return json!({ "version": shared.lock_state().version });
     }
@@ -438,13 +317,12 @@ fn authorized(shared: &Shared, request: &Request<Incoming>) -> bool {
 #[derive(Debug)]
 pub struct SimHandle {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    task: Mutex<Option<JoinHandle<()>>>,
+    server: Running,
 }
 
 impl Drop for SimHandle {
     fn drop(&mut self) {
-        self.shared.shutdown.send_replace(true);
+        self.shared.plumbing.request_shutdown();
     }
 }
 
@@ -453,12 +331,12 @@ impl SimHandle {
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://<addr>` (no trailing slash).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// `http://<addr>/json-api/<function>`.
@@ -602,7 +480,7 @@ impl SimHandle {
 
     /// A snapshot of the counters.
     pub fn counters(&self) -> Counters {
-        self.shared.metrics.snapshot()
+        self.shared.plumbing.metrics.snapshot()
     }
 
     /// Calls of one function so far (batch commands counted individually).
@@ -622,69 +500,70 @@ impl SimHandle {
 
     /// Zeroes every counter.
     pub fn reset_counters(&self) {
-        self.shared.metrics.reset();
+        self.shared.plumbing.metrics.reset();
     }
 
     /// Waits (without polling) until `pred` holds for the counters or `timeout` passes; returns
     /// whether it held.
     pub async fn wait_for(&self, timeout: Duration, pred: impl FnMut(&Counters) -> bool) -> bool {
-        self.shared.metrics.wait_for(timeout, pred).await
+        self.shared.plumbing.metrics.wait_for(timeout, pred).await
     }
 
     // ---- behaviour --------------------------------------------------------------------------
 
     /// Changes the per-request latency.
     pub fn set_request_latency(&self, latency: Duration) {
-        self.shared.lock_behaviour().request_latency = latency;
+        self.shared.plumbing.behaviour().request_latency = latency;
     }
 
     /// Changes the per-command latency.
     pub fn set_command_latency(&self, latency: Duration) {
-        self.shared.lock_behaviour().command_latency = latency;
+        self.shared.plumbing.behaviour().command_latency = latency;
     }
 
     /// Changes the fault rate (clamped to 0.0–1.0).
     pub fn set_fault_rate(&self, rate: f64) {
-        self.shared.lock_behaviour().fault_rate = clamp_rate(rate);
+        self.shared.plumbing.behaviour().fault_rate = clamp_rate(rate);
     }
 
     /// Changes the fault kinds drawn from.
     pub fn set_fault_kinds(&self, kinds: impl IntoIterator<Item = FaultKind>) {
-        self.shared.lock_behaviour().fault_kinds = kinds.into_iter().collect();
+        self.shared.plumbing.behaviour().fault_kinds = kinds.into_iter().collect();
     }
 
     /// Changes how long a timeout fault hangs.
     pub fn set_hang_for(&self, hang_for: Duration) {
-        self.shared.lock_behaviour().hang_for = hang_for;
+        self.shared.plumbing.behaviour().hang_for = hang_for;
     }
 
     /// Reseeds the fault RNG (`None`: from the OS).
     pub fn reseed(&self, seed: Option<u64>) {
-        self.shared.lock_behaviour().reseed(seed);
+        self.shared.plumbing.behaviour().reseed(seed);
     }
 
     /// Forces `kind` onto the next `count` HTTP requests (before the random draw is consulted).
     pub fn inject_faults(&self, kind: FaultKind, count: usize) {
         self.shared
-            .lock_behaviour()
+            .plumbing
+            .behaviour()
             .queued
             .extend(std::iter::repeat_n(kind, count));
     }
 
     /// Forgets faults forced by [`SimHandle::inject_faults`] that have not happened yet.
     pub fn clear_injected_faults(&self) {
-        self.shared.lock_behaviour().queued.clear();
+        self.shared.plumbing.behaviour().queued.clear();
     }
 
     /// Switches the server down (every new connection and every request is closed without an
     /// answer) or back up.
     pub fn set_down(&self, down: bool) {
-        self.shared.lock_behaviour().down = down;
+        self.shared.plumbing.behaviour().down = down;
     }
 
     /// True when the server is switched down.
     pub fn is_down(&self) -> bool {
-        self.shared.is_down()
+        self.shared.plumbing.is_down()
     }
 
     /// Changes the longest wait between click attempts.
@@ -717,11 +596,8 @@ impl SimHandle {
     /// Stops accepting, lets in-flight requests finish (up to 2 s; hanging faults end at once) and
     /// waits until the server task is gone.
     pub async fn shutdown(self) {
-        self.shared.shutdown.send_replace(true);
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        self.shared.plumbing.request_shutdown();
+        self.server.join().await;
     }
 }
 

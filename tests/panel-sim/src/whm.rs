@@ -408,14 +408,14 @@ pub(crate) async fn dispatch(shared: &Shared, function: &str, params: &Params) -
     if function == "batch" {
         return run_batch(shared, params).await;
     }
-    shared.metrics.count_call(function);
+    shared.plumbing.metrics.count_call(function);
     sleep_command_latency(shared).await;
     let mut state = shared.lock_state();
     envelope_text(function, &run_command(&mut state, function, params))
 }
 
 async fn sleep_command_latency(shared: &Shared) {
-    let latency = shared.lock_behaviour().command_latency;
+    let latency = shared.plumbing.behaviour().command_latency;
     if latency > Duration::ZERO {
         tokio::time::sleep(latency).await;
     }
@@ -435,13 +435,13 @@ async fn run_batch(shared: &Shared, params: &Params) -> String {
         None => calls.push((function, 1)),
     };
     if commands.is_empty() {
-        shared.metrics.count_call("batch");
+        shared.plumbing.metrics.count_call("batch");
         return envelope_text("batch", &Err(texts::missing_parameter("command", "batch")));
     }
     let abort_on_error = params
         .get("abort_on_error")
         .is_some_and(|v| v.trim() == "1");
-    let latency = shared.lock_behaviour().command_latency;
+    let latency = shared.plumbing.behaviour().command_latency;
 
     // What `envelope` would give, with `data` set on failure too; the results are written in
     // place. A successful command's envelope is its name plus about 75 bytes.
@@ -488,7 +488,7 @@ async fn run_batch(shared: &Shared, params: &Params) -> String {
             }
         }
     }
-    shared.metrics.update(|c| {
+    shared.plumbing.metrics.update(|c| {
         for (function, n) in &calls {
             *c.calls.entry((*function).to_owned()).or_default() += n;
         }

@@ -8,25 +8,20 @@
 //! 404, other methods 405); require `Content-Type: text/xml`; read the credentials
 //! (`HTTP_AUTH_LOGIN` + `HTTP_AUTH_PASSWD`, or `KEY`) and answer the packet ([`crate::agent`]).
 //! Checkup failures are answered with HTTP 200 and a `<system>` error, as Plesk does.
+//! The accept loop, the connections and everything before the route are panel-sim's
+//! [`panel_sim::http`] plumbing.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use panel_sim::faults::Behaviour;
-use panel_sim::metrics::{Counters, Metrics};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use panel_sim::http::{Admission, Answer, BODY_LIMIT, Plumbing, Running, Service, respond};
+use panel_sim::metrics::Counters;
 
 use crate::agent::{self, Credentials, codes};
 use crate::config::{FaultKind, PleskConfig};
@@ -35,35 +30,17 @@ use crate::state::{Button, Customer, PleskState, Subscription};
 /// The one path of the XML API.
 pub const AGENT_PATH: &str = "/enterprise/control/agent.php";
 
-const BODY_LIMIT: usize = 64 * 1024 * 1024;
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
 #[derive(Debug)]
 struct Shared {
     state: Mutex<PleskState>,
-    behaviour: Mutex<Behaviour>,
-    metrics: Metrics,
-    shutdown: watch::Sender<bool>,
+    plumbing: Plumbing,
 }
 
 impl Shared {
     fn state(&self) -> MutexGuard<'_, PleskState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    fn behaviour(&self) -> MutexGuard<'_, Behaviour> {
-        self.behaviour.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    async fn shutdown_requested(&self) {
-        let mut rx = self.shutdown.subscribe();
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("plesk-sim closed the connection: {0}")]
-struct CloseConnection(&'static str);
 
 /// Entry point: starts simulated Plesk servers.
 #[derive(Debug, Clone, Copy)]
@@ -73,80 +50,25 @@ impl PleskSim {
     /// Binds `config.listen` and serves on the current Tokio runtime until
     /// [`PleskHandle::shutdown`] or until the handle is dropped.
     pub async fn start(config: PleskConfig) -> io::Result<PleskHandle> {
-        let listener = TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(PleskState::new(&config)),
-            behaviour: Mutex::new(Behaviour::new(&config.behaviour_config())),
-            metrics: Metrics::default(),
-            shutdown: watch::Sender::new(false),
+            plumbing: Plumbing::new(Behaviour::new(&config.behaviour_config())),
         });
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
-        Ok(PleskHandle {
-            shared,
-            addr,
-            task: Mutex::new(Some(task)),
-        })
+        let server = Running::start(config.listen, Arc::clone(&shared)).await?;
+        Ok(PleskHandle { shared, server })
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = shared.shutdown_requested() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    if shared.behaviour().down {
-                        shared.metrics.update(|c| c.down_rejections += 1);
-                        continue;
-                    }
-                    connections.spawn(serve_connection(stream, Arc::clone(&shared)));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "plesk-sim accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        connections.abort_all();
-    }
-}
+impl Service for Shared {
+    const NAME: &'static str = "plesk-sim";
 
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
-    let service_shared = Arc::clone(&shared);
-    let service = service_fn(move |request| handle(Arc::clone(&service_shared), request));
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        () = shared.shutdown_requested() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        }
+    fn plumbing(&self) -> &Plumbing {
+        &self.plumbing
     }
-}
 
-fn respond(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, http::HeaderValue::from_static(content_type));
-    response
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Answer {
+        handle(self, request).await
+    }
 }
 
 fn header(request: &Request<Incoming>, name: &str) -> Option<String> {
@@ -157,50 +79,21 @@ fn header(request: &Request<Incoming>, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, CloseConnection> {
-    let _in_flight = shared.metrics.request_started();
-    let (latency, operation_latency, fault, hang_for) = {
-        let mut behaviour = shared.behaviour();
-        if behaviour.down {
-            drop(behaviour);
-            shared.metrics.update(|c| c.down_rejections += 1);
-            return Err(CloseConnection("the server is down"));
+async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
+    let _in_flight = shared.plumbing.metrics.request_started();
+    let (fail_after_work, operation_latency) = match shared.plumbing.admit().await? {
+        Admission::Proceed {
+            fail_after_work,
+            command_latency,
+        } => (fail_after_work, command_latency),
+        Admission::Http500 => {
+            return Ok(respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                "plesk-sim injected an HTTP 500 fault\n",
+            ));
         }
-        (
-            behaviour.request_latency,
-            behaviour.command_latency,
-            behaviour.decide(),
-            behaviour.hang_for,
-        )
     };
-    if latency > Duration::ZERO {
-        tokio::time::sleep(latency).await;
-    }
-    let mut fail_after_work = false;
-    if let Some(kind) = fault {
-        shared.metrics.count_fault(kind);
-        match kind {
-            FaultKind::Http500AfterWork => fail_after_work = true,
-            FaultKind::Http500 => {
-                return Ok(respond(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain",
-                    "plesk-sim injected an HTTP 500 fault\n",
-                ));
-            }
-            FaultKind::DropConnection => return Err(CloseConnection("injected fault: drop")),
-            FaultKind::Timeout => {
-                tokio::select! {
-                    () = tokio::time::sleep(hang_for) => {}
-                    () = shared.shutdown_requested() => {}
-                }
-                return Err(CloseConnection("injected fault: timeout"));
-            }
-        }
-    }
     if request.uri().path() != AGENT_PATH {
         return Ok(respond(StatusCode::NOT_FOUND, "text/plain", "Not Found\n"));
     }
@@ -248,7 +141,7 @@ async fn handle(
             calls.push(call.to_owned());
         });
         for call in calls {
-            shared.metrics.count_call(&call);
+            shared.plumbing.metrics.count_call(&call);
         }
         answer
     } else {
@@ -263,9 +156,12 @@ async fn handle(
         Ok(body) => body,
         Err((code, body)) => {
             if code == codes::AUTH || code == codes::KEY {
-                shared.metrics.update(|c| c.auth_failures += 1);
+                shared.plumbing.metrics.update(|c| c.auth_failures += 1);
             }
-            shared.metrics.count_call(&format!("system/{code}"));
+            shared
+                .plumbing
+                .metrics
+                .count_call(&format!("system/{code}"));
             body
         }
     };
@@ -283,25 +179,24 @@ async fn handle(
 #[derive(Debug)]
 pub struct PleskHandle {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    task: Mutex<Option<JoinHandle<()>>>,
+    server: Running,
 }
 
 impl Drop for PleskHandle {
     fn drop(&mut self) {
-        self.shared.shutdown.send_replace(true);
+        self.shared.plumbing.request_shutdown();
     }
 }
 
 impl PleskHandle {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://<addr>`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// `http://<addr>/enterprise/control/agent.php`.
@@ -397,47 +292,48 @@ impl PleskHandle {
     /// A snapshot of the counters: `calls` holds `packet` (packets that passed the checkups),
     /// `<operator>/<operation>` per operation run, and `system/<code>` per checkup failure.
     pub fn counters(&self) -> Counters {
-        self.shared.metrics.snapshot()
+        self.shared.plumbing.metrics.snapshot()
     }
 
     /// Zeroes the counters.
     pub fn reset_counters(&self) {
-        self.shared.metrics.reset();
+        self.shared.plumbing.metrics.reset();
     }
 
     /// Waits until `pred` holds for the counters or `timeout` passes; returns whether it held.
     pub async fn wait_for(&self, timeout: Duration, pred: impl FnMut(&Counters) -> bool) -> bool {
-        self.shared.metrics.wait_for(timeout, pred).await
+        self.shared.plumbing.metrics.wait_for(timeout, pred).await
     }
 
     /// Changes the per-request latency.
     pub fn set_request_latency(&self, latency: Duration) {
-        self.shared.behaviour().request_latency = latency;
+        self.shared.plumbing.behaviour().request_latency = latency;
     }
 
     /// Changes the per-operation latency.
     pub fn set_operation_latency(&self, latency: Duration) {
-        self.shared.behaviour().command_latency = latency;
+        self.shared.plumbing.behaviour().command_latency = latency;
     }
 
     /// Changes the fault rate (clamped to 0.0–1.0).
     pub fn set_fault_rate(&self, rate: f64) {
-        self.shared.behaviour().fault_rate = panel_sim::config::clamp_rate(rate);
+        self.shared.plumbing.behaviour().fault_rate = panel_sim::config::clamp_rate(rate);
     }
 
     /// Changes the fault kinds drawn from.
     pub fn set_fault_kinds(&self, kinds: impl IntoIterator<Item = FaultKind>) {
-        self.shared.behaviour().fault_kinds = kinds.into_iter().collect();
+        self.shared.plumbing.behaviour().fault_kinds = kinds.into_iter().collect();
     }
 
     /// Changes how long a timeout fault hangs.
     pub fn set_hang_for(&self, hang_for: Duration) {
-        self.shared.behaviour().hang_for = hang_for;
+        self.shared.plumbing.behaviour().hang_for = hang_for;
     }
 
     /// Forces `kind` onto the next `count` requests.
     pub fn inject_faults(&self, kind: FaultKind, count: usize) {
         self.shared
+            .plumbing
             .behaviour()
             .queued
             .extend(std::iter::repeat_n(kind, count));
@@ -445,15 +341,12 @@ impl PleskHandle {
 
     /// Switches the server down (connections closed without an answer) or back up.
     pub fn set_down(&self, down: bool) {
-        self.shared.behaviour().down = down;
+        self.shared.plumbing.behaviour().down = down;
     }
 
     /// Stops accepting, lets in-flight requests finish (up to 2 s) and waits for the server task.
     pub async fn shutdown(self) {
-        self.shared.shutdown.send_replace(true);
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        self.shared.plumbing.request_shutdown();
+        self.server.join().await;
     }
 }
