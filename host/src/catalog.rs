@@ -870,11 +870,13 @@ impl Core {
             }
             Switch::Rollback { reason: None } => {}
         }
+        self.db.ensure_application(&version.application).await?;
+        // Recorded, then swapped at once: nothing awaits between the two, so the API's listing
+        // and the version calls run on differ for no longer than it takes to return here.
         let recorded = self
             .db
             .activate_plugin_version(actor, version.id, how.action(), &detail.join(" "))
             .await?;
-        self.db.ensure_application(&version.application).await?;
         if let Some(health) = self.health(&plugin.digest) {
             health.reset();
         }

@@ -1058,7 +1058,15 @@ mod trust {
             if auto_rollback {
                 let back = wait_for(&app, "specimen", "1.0.0", |v| v["active"] == true).await;
                 assert_eq!(back["state"], "active");
-                assert_eq!(active_version(&app, "specimen").as_deref(), Some("1.0.0"));
+                // The rollback is recorded, then swapped in (the listing may show it first).
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+                while active_version(&app, "specimen").as_deref() != Some("1.0.0") {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "the rolled-back version never ran"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 assert_eq!(listed(&app, "specimen", "2.0.0").await["active"], false);
                 assert!(
                     audit(&app)

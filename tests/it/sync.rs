@@ -420,14 +420,15 @@ async fn a_call_longer_than_the_lease_keeps_the_server_with_its_host() {
         return;
     };
     let mut fleet = Fleet::new(backend, 2, 2, &[ServiceStatus::Active]).await;
-    // Every panel request takes more than three leases.
+    // Every panel request takes more than three leases. (A lease of a second leaves the
+    // renewals two thirds of a second of slack on a loaded machine.)
     for sim in &fleet.sims {
-        sim.set_request_latency(Duration::from_millis(1000));
+        sim.set_request_latency(Duration::from_millis(3500));
     }
     let host = |name: &str| SyncConfig {
         batch_accounts: 1,
         per_server_concurrency: 1,
-        lease: Duration::from_millis(300),
+        lease: Duration::from_secs(1),
         node_id: name.to_owned(),
         ..config()
     };

@@ -52,6 +52,28 @@ fn threads_cpu_time(name: &str) -> Duration {
         .sum()
 }
 
+/// Context switches (voluntary and not) of this process's threads other than the simulators':
+/// threads that hand work to each other (the sqlx SQLite workers, tokio's) switch for it.
+fn host_context_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            !std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == SIM_THREADS)
+        })
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 /// The simulated fleet runs on its own runtime, so that its CPU time (a real fleet's, spent on
 /// other machines) can be told apart from the host's.
 const SIM_THREADS: &str = "panel-sim";
@@ -266,6 +288,7 @@ pub async fn run() -> anyhow::Result<()> {
 
     // 1. Full push (enable).
     let (_, enabled) = db.set_application_enabled(&actor, "cpanel", true).await?;
+    let switches0 = host_context_switches();
     let (cpu0, sim0, db0, t0) = (
         cpu_time(),
         threads_cpu_time(SIM_THREADS),
@@ -283,6 +306,8 @@ pub async fn run() -> anyhow::Result<()> {
     let sim_cpu = threads_cpu_time(SIM_THREADS) - sim0;
     let host_cpu = (cpu_time() - cpu0).saturating_sub(sim_cpu);
     let db_cpu = processes_cpu_time("postgres").saturating_sub(db0);
+    // Threads that ended meanwhile take their switches with them: a lower bound.
+    let switches = host_context_switches().saturating_sub(switches0);
     let calls: u64 = sims.iter().map(|s| s.counters().total_calls()).sum();
     let requests: u64 = sims.iter().map(|s| s.http_requests()).sum();
     let per_server_requests = (accounts * 15).div_ceil(commands_per_request) + 3;
@@ -331,6 +356,10 @@ pub async fn run() -> anyhow::Result<()> {
         sim_cpu.as_secs_f64() * 1e6 / calls.max(1) as f64
     );
 
+    println!(
+        "    the host's threads switched {switches} times ({:.0} per HTTP request)",
+        switches as f64 / requests.max(1) as f64
+    );
     if backend == "PostgreSQL" {
         println!(
             "    the PostgreSQL server's CPU: {:.2} s, {:.1} µs per panel call",
