@@ -43,7 +43,7 @@ fn stat_cpu(stat: &str) -> Duration {
 }
 
 /// CPU time of this whole process.
-fn cpu_time() -> Duration {
+pub(crate) fn cpu_time() -> Duration {
     stat_cpu(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
 }
 
