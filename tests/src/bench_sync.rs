@@ -36,7 +36,7 @@ fn env(name: &str, default: usize) -> usize {
 use crate::bench_db::{BenchDb, processes_cpu_time, stat_cpu};
 
 /// CPU time of this whole process.
-fn cpu_time() -> Duration {
+pub(crate) fn cpu_time() -> Duration {
     stat_cpu(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
 }
 

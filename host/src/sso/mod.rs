@@ -83,6 +83,47 @@ pub struct Sso {
     /// Redemptions per source address (the same keys).
     redeem_per_address: RateLimiter<std::net::IpAddr>,
     next_purge: AtomicI64,
+    /// The tokens this process issued and nobody presented yet.
+    issued: IssuedTokens,
+}
+
+/// The access tokens this process issued that were not presented yet, by the first 128 bits of
+/// their hash: a redemption of one of them needs no read to tell it from a made-up token (which
+/// is refused after that one read, costing no write). Only a shortcut: a token not found here
+/// (issued by another host on the same database, or before a restart, or forgotten) takes the
+/// read. Bounded: when [`IssuedTokens::MAX`] are held, all are forgotten.
+#[derive(Debug, Default)]
+struct IssuedTokens(std::sync::Mutex<std::collections::HashSet<u128>>);
+
+impl IssuedTokens {
+    /// The most remembered at once (16 bytes each).
+    const MAX: usize = 1 << 17;
+
+    fn key(token_hash: &str) -> Option<u128> {
+        token_hash
+            .get(..32)
+            .and_then(|h| u128::from_str_radix(h, 16).ok())
+    }
+
+    fn insert(&self, token_hash: &str) {
+        let Some(key) = Self::key(token_hash) else {
+            return;
+        };
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if set.len() >= Self::MAX {
+            set.clear();
+        }
+        set.insert(key);
+    }
+
+    fn take(&self, token_hash: &str) -> bool {
+        Self::key(token_hash).is_some_and(|key| {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key)
+        })
+    }
 }
 
 impl Default for Sso {
@@ -123,6 +164,7 @@ impl Sso {
             redeem_per_address: RateLimiter::new(config.redeem_rate_limit_per_address),
             config,
             next_purge: AtomicI64::new(now_ms() + PURGE_EVERY_MS),
+            issued: IssuedTokens::default(),
         }
     }
 
@@ -177,6 +219,19 @@ impl Sso {
         scope: &str,
         service_id: i64,
     ) -> String {
+        crate::model::fill_destination(
+            &self.destination_template(catalog, application, scope),
+            service_id,
+        )
+    }
+
+    /// The template of [`Sso::destination`], before the service id is filled in.
+    pub fn destination_template(
+        &self,
+        catalog: &Catalog,
+        application: &str,
+        scope: &str,
+    ) -> String {
         let plugin = catalog.plugins().get(application);
         let default = plugin.as_ref().and_then(|p| {
             p.description
@@ -185,10 +240,18 @@ impl Sso {
                 .find(|l| l.scope == scope)
                 .map(|l| l.destination.as_str())
         });
-        crate::model::fill_destination(
-            crate::model::destination_template(&self.config.destinations, scope, default),
-            service_id,
-        )
+        crate::model::destination_template(&self.config.destinations, scope, default).to_owned()
+    }
+
+    /// Remember that this process issued the token of this hash (see [`IssuedTokens`]).
+    pub(crate) fn remember_issued(&self, token_hash: &str) {
+        self.issued.insert(token_hash);
+    }
+
+    /// Whether this process issued the token of this hash and it was not presented before;
+    /// forgets it.
+    pub(crate) fn take_issued(&self, token_hash: &str) -> bool {
+        self.issued.take(token_hash)
     }
 
     /// The `Set-Cookie` value of a new session: scoped to the portal's path, lasting as long as

@@ -3,7 +3,8 @@
 //! service's client account, or refused and told why.
 //!
 //! The source address is rate limited first ([`admit`]), and a token that was never issued is
-//! refused after one read, so made-up tokens cost no write. Then one transaction
+//! refused after one read, so made-up tokens cost no write (a token this process issued and
+//! nobody presented yet is known to exist and skips that read). Then one transaction
 //! ([`crate::storage::Db::redeem_sso_token`]) consumes the token, reads the
 //! account as it is at that moment, and writes the outcome: on a sign-in a portal session and an
 //! activity entry, on a refusal only the activity entry (when the account is known). Who signs
@@ -237,7 +238,13 @@ pub async fn redeem(
     let Some(token) = access_token.filter(|t| !t.is_empty()) else {
         return Ok(Redemption::Refused(Refusal::Missing));
     };
-    if !token_shaped(token) || !db.sso_token_issued(&hash_token(token)).await? {
+    if !token_shaped(token) {
+        tracing::info!(reason = Refusal::Unknown.as_str(), "single sign-on refused");
+        return Ok(Redemption::Refused(Refusal::Unknown));
+    }
+    let token_hash = hash_token(token);
+    // A token this process issued is known to exist; any other is looked up first.
+    if !sso.take_issued(&token_hash) && !db.sso_token_issued(&token_hash).await? {
         tracing::info!(reason = Refusal::Unknown.as_str(), "single sign-on refused");
         return Ok(Redemption::Refused(Refusal::Unknown));
     }
@@ -245,7 +252,7 @@ pub async fn redeem(
     let session_ttl = sso.config().session_ttl;
     let cookie_value = session_token.clone();
     let lookup = db
-        .redeem_sso_token(&hash_token(token), move |lookup| {
+        .redeem_sso_token(&token_hash, move |lookup| {
             writes(session_ttl, lookup, &cookie_value, source)
         })
         .await?;

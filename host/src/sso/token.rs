@@ -21,7 +21,7 @@ use crate::adapter::Secret;
 use crate::catalog::Catalog;
 use crate::crypto::hash_token;
 use crate::model::{ApplicationId, Scope};
-use crate::storage::{Db, NewSsoToken, now_ms};
+use crate::storage::{CredentialCheck, Db, NewSsoToken, SsoSubject, now_ms};
 
 /// The longest subscriber id considered (ours are 36 characters).
 const MAX_SUBSCRIBER_ID: usize = 128;
@@ -199,6 +199,52 @@ pub fn admit(sso: &Sso, source: Option<IpAddr>) -> Result<(), TokenError> {
         })
 }
 
+/// Whether a valid credential's subject may have a token of `scope` for `application`: the
+/// service active or suspended, on a server of the application, that server enabled, Application
+/// Links on for the application, and a link of the scope provisioned. A refusal comes with the
+/// reason for the log.
+fn judge(
+    subject: &SsoSubject,
+    application: &ApplicationId,
+    scope: &Scope,
+) -> Result<(), (&'static str, TokenError)> {
+    let not_provisioned = || {
+        TokenError::InvalidScope(format!(
+            "The service has no {scope} link for {application}."
+        ))
+    };
+    if !subject.service_status.gets_links() {
+        return Err((
+            "service status",
+            TokenError::AccessDenied(format!(
+                "The service is {}; only active and suspended services can sign in.",
+                subject.service_status
+            )),
+        ));
+    }
+    if subject.server_module != application.as_str() {
+        return Err(("another application", not_provisioned()));
+    }
+    if !subject.server_enabled {
+        return Err((
+            "server disabled",
+            TokenError::AccessDenied("The service's server is disabled.".to_owned()),
+        ));
+    }
+    if !subject.application_enabled {
+        return Err((
+            "application disabled",
+            TokenError::AccessDenied(format!(
+                "Application Links are turned off for {application}."
+            )),
+        ));
+    }
+    if !subject.scope_provisioned {
+        return Err(("scope not provisioned", not_provisioned()));
+    }
+    Ok(())
+}
+
 /// Check a token request (after [`admit`]) and issue its access token.
 pub async fn issue(
     sso: &Sso,
@@ -232,13 +278,35 @@ pub async fn issue(
             TokenError::RateLimited(wait)
         })?;
 
+    // The credential is checked, and the token stored, in one write: `judge` decides there
+    // whether the subject may have one, and again here (it is a plain function of the subject)
+    // for the answer and the log.
+    let access_token = new_token();
+    let token_hash = hash_token(&access_token);
+    let issued_hash = token_hash.clone();
+    let ttl_ms = i64::try_from(sso.config().token_ttl.as_millis()).unwrap_or(i64::MAX);
+    let template = sso.destination_template(catalog, application.as_str(), scope.as_str());
+    let check = CredentialCheck {
+        subscriber_id,
+        presented: Secret::new(secret),
+        application: application.as_str().to_owned(),
+        scope: scope.as_str().to_owned(),
+    };
+    let (app, link) = (application.clone(), scope.clone());
+    let from = source.map(|a| a.to_string());
     let subject = db
-        .check_sso_credential(
-            &subscriber_id,
-            &secret,
-            application.as_str(),
-            scope.as_str(),
-        )
+        .issue_sso_token(check, move |subject| {
+            judge(subject, &app, &link).ok()?;
+            Some(NewSsoToken {
+                token_hash: token_hash.clone(),
+                service_id: subject.service_id,
+                application: app.as_str().to_owned(),
+                scope: link.as_str().to_owned(),
+                destination: crate::model::fill_destination(&template, subject.service_id),
+                source: from.clone(),
+                expires_at: now_ms().saturating_add(ttl_ms),
+            })
+        })
         .await
         .map_err(|e| TokenError::server(&e))?
         .ok_or_else(|| {
@@ -248,7 +316,7 @@ pub async fn issue(
             );
             TokenError::InvalidClient
         })?;
-    let refuse = |reason: &str, error: TokenError| {
+    if let Err((reason, error)) = judge(&subject, &application, &scope) {
         tracing::info!(
             service_id = subject.service_id,
             application = application.as_str(),
@@ -256,63 +324,10 @@ pub async fn issue(
             reason,
             "single sign-on token refused"
         );
-        error
-    };
-    if !subject.service_status.gets_links() {
-        return Err(refuse(
-            "service status",
-            TokenError::AccessDenied(format!(
-                "The service is {}; only active and suspended services can sign in.",
-                subject.service_status
-            )),
-        ));
+        return Err(error);
     }
-    let not_provisioned = || {
-        TokenError::InvalidScope(format!(
-            "The service has no {scope} link for {application}."
-        ))
-    };
-    if subject.server_module != application.as_str() {
-        return Err(refuse("another application", not_provisioned()));
-    }
-    if !subject.server_enabled {
-        return Err(refuse(
-            "server disabled",
-            TokenError::AccessDenied("The service's server is disabled.".to_owned()),
-        ));
-    }
-    if !subject.application_enabled {
-        return Err(refuse(
-            "application disabled",
-            TokenError::AccessDenied(format!(
-                "Application Links are turned off for {application}."
-            )),
-        ));
-    }
-    if !subject.scope_provisioned {
-        return Err(refuse("scope not provisioned", not_provisioned()));
-    }
-
+    sso.remember_issued(&issued_hash);
     let config = sso.config();
-    let destination = sso.destination(
-        catalog,
-        application.as_str(),
-        scope.as_str(),
-        subject.service_id,
-    );
-    let access_token = new_token();
-    let ttl_ms = i64::try_from(config.token_ttl.as_millis()).unwrap_or(i64::MAX);
-    db.create_sso_token(NewSsoToken {
-        token_hash: hash_token(&access_token),
-        service_id: subject.service_id,
-        application: application.as_str().to_owned(),
-        scope: scope.as_str().to_owned(),
-        destination,
-        source: source.map(|a| a.to_string()),
-        expires_at: now_ms().saturating_add(ttl_ms),
-    })
-    .await
-    .map_err(|e| TokenError::server(&e))?;
     sso.purge_when_due(db);
     tracing::info!(
         service_id = subject.service_id,

@@ -11,13 +11,14 @@
 use std::collections::HashMap;
 
 use rand::RngCore;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use subtle::ConstantTimeEq;
 
 #[cfg(any(test, feature = "test-support"))]
 use super::sso::service_missing;
-use super::{Db, Result, flag, now_ms, parsed};
+use super::{Backend, Db, Result, backend_of, flag, now_ms, parsed};
 use crate::adapter::Secret;
+use crate::crypto::SecretBox;
 use crate::model::ServiceStatus;
 use crate::storage::SsoSubject;
 use crate::sync_port::{Change, ChangeId, StoredCredential};
@@ -296,6 +297,8 @@ impl Db {
     /// secret worth hiding by timing.) The scope counts as provisioned when the record holds it
     /// for the service, or while a running unit on the service's server pushes it: a panel may
     /// show a link before the batch that creates it is recorded, and its first click must work.
+    /// (The token endpoint checks through [`Db::issue_sso_token`], which runs the same check
+    /// in the group-commit writer, many requests in one statement.)
     pub async fn check_sso_credential(
         &self,
         subscriber_id: &str,
@@ -303,35 +306,105 @@ impl Db {
         application: &str,
         scope: &str,
     ) -> Result<Option<SsoSubject>> {
-        let row = sqlx::query(
-            "SELECT c.service_id, c.secret_sealed, s.client_id, s.status, \
-                    v.module, v.enabled AS server_enabled, \
-                    EXISTS (SELECT 1 FROM applications a \
-                            WHERE a.id = $2 AND a.enabled = TRUE) AS application_enabled, \
-                    (EXISTS (SELECT 1 FROM account_records r WHERE r.service_id = c.service_id \
-                             AND r.application = $2 AND r.scopes LIKE $3 ESCAPE '\\') \
-                     OR EXISTS (SELECT 1 FROM sync_servers u JOIN syncs y ON y.id = u.sync_id \
-                             WHERE u.server_id = s.server_id AND y.application = $2 \
-                             AND u.state = 'running' AND u.pushing LIKE $3 ESCAPE '\\')) \
-                      AS scope_provisioned \
-             FROM sso_credentials c JOIN services s ON s.id = c.service_id \
-             JOIN servers v ON v.id = s.server_id \
-             WHERE c.subscriber_id = $1 AND c.revoked_at IS NULL",
-        )
-        .bind(subscriber_id)
-        .bind(application)
-        .bind(super::sync::scope_pattern(scope))
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
+        let check = CredentialCheck {
+            subscriber_id: subscriber_id.to_owned(),
+            presented: Secret::new(presented),
+            application: application.to_owned(),
+            scope: scope.to_owned(),
+        };
+        let mut conn = self.pool().acquire().await?;
+        let mut found = check_credentials(&mut conn, &self.secrets, &[&check]).await?;
+        Ok(found.pop().flatten())
+    }
+}
+
+/// A presented link credential, with the application and scope it asks a token for.
+#[derive(Debug, Clone)]
+pub struct CredentialCheck {
+    /// The presented `subscriber_unique_id`.
+    pub subscriber_id: String,
+    /// The presented secret (`token`).
+    pub presented: Secret,
+    /// The requested application.
+    pub application: String,
+    /// The requested link scope.
+    pub scope: String,
+}
+
+/// [`Db::check_sso_credential`] for several presented credentials in one statement (the
+/// requests as a `VALUES` list joined to the credentials): the subject of each valid one, in
+/// order, `None` for each unknown, revoked or wrong one. Secrets are compared in constant time.
+pub(super) async fn check_credentials(
+    conn: &mut AnyConnection,
+    secrets: &SecretBox,
+    checks: &[&CredentialCheck],
+) -> Result<Vec<Option<SsoSubject>>> {
+    let mut out = vec![None; checks.len()];
+    if checks.is_empty() {
+        return Ok(out);
+    }
+    let backend = backend_of(conn);
+    let mut values = String::with_capacity(checks.len() * 32);
+    for i in 0..checks.len() {
+        if i > 0 {
+            values.push(',');
+        }
+        match backend {
+            Backend::Sqlite => values.push_str("(CAST(? AS BIGINT),?,?,?)"),
+            Backend::Postgres => {
+                let n = i * 4;
+                values.push_str(&format!(
+                    "(CAST(${} AS BIGINT),${},${},${})",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4
+                ));
+            }
+        }
+    }
+    let sql = format!(
+        "WITH req (n, subscriber_id, application, pattern) AS (VALUES {values}) \
+         SELECT req.n, c.service_id, c.secret_sealed, s.client_id, s.status, \
+                v.module, v.enabled AS server_enabled, \
+                EXISTS (SELECT 1 FROM applications a \
+                        WHERE a.id = req.application AND a.enabled = TRUE) AS application_enabled, \
+                (EXISTS (SELECT 1 FROM account_records r WHERE r.service_id = c.service_id \
+                         AND r.application = req.application \
+                         AND r.scopes LIKE req.pattern ESCAPE '\\') \
+                 OR EXISTS (SELECT 1 FROM sync_servers u JOIN syncs y ON y.id = u.sync_id \
+                         WHERE u.server_id = s.server_id AND y.application = req.application \
+                         AND u.state = 'running' AND u.pushing LIKE req.pattern ESCAPE '\\')) \
+                  AS scope_provisioned \
+         FROM req JOIN sso_credentials c ON c.subscriber_id = req.subscriber_id \
+         JOIN services s ON s.id = c.service_id \
+         JOIN servers v ON v.id = s.server_id \
+         WHERE c.revoked_at IS NULL"
+    );
+    let mut query = sqlx::query(&sql);
+    for (i, check) in checks.iter().enumerate() {
+        query = query
+            .bind(i as i64)
+            .bind(check.subscriber_id.clone())
+            .bind(check.application.clone())
+            .bind(super::sync::scope_pattern(&check.scope));
+    }
+    for row in query.fetch_all(&mut *conn).await? {
+        let n: i64 = row.try_get("n")?;
+        let Some(check) = usize::try_from(n).ok().and_then(|n| checks.get(n)) else {
+            continue;
         };
         let sealed: String = row.try_get("secret_sealed")?;
-        let secret = self.open_secret(CREDENTIAL_CONTEXT, &sealed)?;
-        if !bool::from(secret.expose().as_bytes().ct_eq(presented.as_bytes())) {
-            return Ok(None);
+        let secret = secrets.open(CREDENTIAL_CONTEXT, &sealed)?;
+        if !bool::from(
+            secret
+                .expose()
+                .as_bytes()
+                .ct_eq(check.presented.expose().as_bytes()),
+        ) {
+            continue;
         }
-        Ok(Some(SsoSubject {
+        out[n as usize] = Some(SsoSubject {
             service_id: row.try_get("service_id")?,
             client_id: row.try_get("client_id")?,
             service_status: parsed(
@@ -343,6 +416,7 @@ impl Db {
             server_enabled: flag(&row, "server_enabled")?,
             application_enabled: flag(&row, "application_enabled")?,
             scope_provisioned: flag(&row, "scope_provisioned")?,
-        }))
+        });
     }
+    Ok(out)
 }

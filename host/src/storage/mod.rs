@@ -60,6 +60,7 @@ pub use apps::{Application, LogEntry, NewLogEntry};
 pub use clients::{
     Client, ClientPatch, ClientUser, NewClient, NewService, Service, ServiceFilter, ServicePatch,
 };
+pub use credentials::CredentialCheck;
 pub use plugins::{NewPluginVersion, PluginSource, PluginState, PluginVersion};
 pub use servers::{NewServer, Server, ServerCounts, ServerPatch};
 pub use sso::{

@@ -7,7 +7,8 @@
 //! A token is consumed by one conditional `UPDATE … WHERE used_at IS NULL AND expires_at > now
 //! RETURNING …`, so of any number of concurrent redemptions exactly one wins, on both backends;
 //! the session and the activity entry of that redemption are written in the same transaction.
-//! Token issues and redemptions go through the group-commit writer (`SsoWrite`).
+//! Token requests (the credential check and the token's insert, [`Db::issue_sso_token`]) and
+//! redemptions go through the group-commit writer (`SsoWrite`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +18,10 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use tokio::sync::oneshot;
 
+use super::credentials::{CredentialCheck, check_credentials};
 use super::writer::BatchOp;
 use super::{Backend, Db, Error, Result, backend_of, flag, now_ms, parsed, placeholder_rows};
+use crate::crypto::SecretBox;
 use crate::model::{ClientStatus, ServiceStatus};
 
 /// What a valid SSO credential speaks for, with what the token endpoint checks about it.
@@ -343,8 +346,13 @@ async fn insert_activities(
 /// How a redemption decides what to write once it knows the token and the account.
 type Decide = Arc<dyn Fn(&TokenLookup) -> RedeemWrites + Send + Sync>;
 
+/// How a token request decides, once its credential checked out, whether to store a token.
+type DecideIssue = Arc<dyn Fn(&SsoSubject) -> Option<NewSsoToken> + Send + Sync>;
+
 /// Single sign-on's writes, applied in batches by the group-commit writer ([`super::writer`]):
-/// of the operations waiting, all token issues become one `INSERT`, all redemptions one
+/// of the operations waiting, all token requests' credential checks become one `SELECT` (on
+/// the writer's connection, whose page cache the commits keep warm), all token issues one
+/// `INSERT`, all redemptions one
 /// consuming `UPDATE … RETURNING` (plus one `SELECT` for tokens it did not consume) and one
 /// `INSERT` each for their sessions and activity entries.
 pub(crate) enum SsoWrite {
@@ -352,6 +360,14 @@ pub(crate) enum SsoWrite {
     Issue {
         token: NewSsoToken,
         done: oneshot::Sender<Result<()>>,
+    },
+    /// Check a presented credential; when it is valid, store the token `decide` gives (if any).
+    CheckAndIssue {
+        check: CredentialCheck,
+        secrets: Arc<SecretBox>,
+        decide: DecideIssue,
+        outcome: Option<Option<SsoSubject>>,
+        done: oneshot::Sender<Result<Option<SsoSubject>>>,
     },
     /// Consume a token and write what `decide` says.
     Redeem {
@@ -367,10 +383,19 @@ impl BatchOp for SsoWrite {
         Box::pin(apply_sso_writes(conn, ops))
     }
 
+    /// A token issue is one `INSERT` (after the credential check's `SELECT`); a redemption
+    /// consumes the token and writes the session and the activity entry together.
+    fn one_statement(&self) -> bool {
+        !matches!(self, SsoWrite::Redeem { .. })
+    }
+
     fn answer(self, committed: Result<()>) {
         match self {
             SsoWrite::Issue { done, .. } => {
                 let _ = done.send(committed);
+            }
+            SsoWrite::CheckAndIssue { outcome, done, .. } => {
+                let _ = done.send(committed.and_then(|()| outcome.ok_or(Error::WriterGone)));
             }
             SsoWrite::Redeem { outcome, done, .. } => {
                 let _ = done.send(committed.and_then(|()| outcome.ok_or(Error::WriterGone)));
@@ -382,12 +407,37 @@ impl BatchOp for SsoWrite {
 async fn apply_sso_writes(conn: &mut AnyConnection, ops: &mut [SsoWrite]) -> Result<()> {
     let backend = backend_of(conn);
     let now = now_ms();
+    // Token requests: every presented credential checked in one statement, then each request
+    // decides on its subject.
+    let checks: Vec<(&CredentialCheck, &SecretBox)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            SsoWrite::CheckAndIssue { check, secrets, .. } => Some((check, &**secrets)),
+            _ => None,
+        })
+        .collect();
+    let mut decided: Vec<NewSsoToken> = Vec::new();
+    if let Some(&(_, secrets)) = checks.first() {
+        let only: Vec<&CredentialCheck> = checks.iter().map(|(c, _)| *c).collect();
+        let mut subjects = check_credentials(conn, secrets, &only).await?.into_iter();
+        for op in ops.iter_mut() {
+            if let SsoWrite::CheckAndIssue {
+                decide, outcome, ..
+            } = op
+            {
+                let subject = subjects.next().flatten();
+                decided.extend(subject.as_ref().and_then(|s| decide(s)));
+                *outcome = Some(subject);
+            }
+        }
+    }
     let issues: Vec<&NewSsoToken> = ops
         .iter()
         .filter_map(|op| match op {
             SsoWrite::Issue { token, .. } => Some(token),
-            SsoWrite::Redeem { .. } => None,
+            _ => None,
         })
+        .chain(decided.iter())
         .collect();
     if !issues.is_empty() {
         let sql = format!(
@@ -540,6 +590,27 @@ impl Db {
         self.sso_writes
             .submit(self, SsoWrite::Issue { token, done })
             .await;
+        answer.await.map_err(|_| Error::WriterGone)?
+    }
+
+    /// A token request: check the presented credential and, when it is valid, store the token
+    /// `decide` gives for its subject (`None`: refused, nothing stored), in one write of the
+    /// group-commit writer. Returns the subject, `None` when the credential is not valid
+    /// (see [`Db::check_sso_credential`]).
+    pub async fn issue_sso_token(
+        &self,
+        check: CredentialCheck,
+        decide: impl Fn(&SsoSubject) -> Option<NewSsoToken> + Send + Sync + 'static,
+    ) -> Result<Option<SsoSubject>> {
+        let (done, answer) = oneshot::channel();
+        let op = SsoWrite::CheckAndIssue {
+            check,
+            secrets: self.secrets.clone(),
+            decide: Arc::new(decide),
+            outcome: None,
+            done,
+        };
+        self.sso_writes.submit(self, op).await;
         answer.await.map_err(|_| Error::WriterGone)?
     }
 
