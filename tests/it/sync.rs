@@ -421,7 +421,14 @@ async fn a_call_longer_than_the_lease_keeps_the_server_with_its_host() {
     };
     let mut fleet = Fleet::new(backend, 2, 2, &[ServiceStatus::Active]).await;
     // Every panel request takes more than three leases. (A lease of a second leaves the
-    // renewals two thirds of a second of slack on a loaded machine.)
+    // renewals two thirds of a second of slack on a loaded machine.) The plugin waits for
+    // them longer than the fleet's usual 2 s.
+    let mut slow = panelink_tests::runtime_config();
+    slow.http.request_timeout = Duration::from_secs(20);
+    let runtime = panelink::runtime::Runtime::new(slow).expect("runtime");
+    fleet
+        .plugins
+        .activate(panelink_tests::load(&runtime, "cpanel").await);
     for sim in &fleet.sims {
         sim.set_request_latency(Duration::from_millis(3500));
     }
