@@ -253,12 +253,26 @@ fn bench(extra: &[String]) -> Result<()> {
         bail!("{cmd:?} failed: {status}");
     }
     let path = root().join("docs/benchmarks.md");
-    std::fs::write(&path, benchmarks_page(&names, &output)?)?;
+    // The page's hand-written history (figures before and after each change) stays below the
+    // run's output.
+    let history = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|page| page.find(HISTORY).map(|at| page[at..].to_owned()))
+        .unwrap_or_default();
+    let mut page = benchmarks_page(&names, &output)?;
+    if !history.is_empty() {
+        page.push('\n');
+        page.push_str(&history);
+    }
+    std::fs::write(&path, page)?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }
 
 /// `docs/benchmarks.md`: the machine, the command to measure again, and the figures.
+/// The heading of `docs/benchmarks.md`'s hand-written part, which `bench --write` keeps.
+const HISTORY: &str = "## History";
+
 fn benchmarks_page(names: &[&String], output: &str) -> Result<String> {
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
