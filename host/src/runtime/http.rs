@@ -526,9 +526,9 @@ fn check_batch_form(where_: &str, form: &[u8], allowed: &HashSet<String>) -> Res
 fn first_not_strict(form: &[u8]) -> Option<usize> {
     #[inline(always)]
     fn strict(c: u8) -> bool {
-        let lower = c | 0x20;
-        (lower >= b'a') & (lower <= b'z')
-            | (c >= b'0') & (c <= b'9')
+        // One unsigned comparison per range (`x - lo < len`), which vectorises.
+        ((c | 0x20).wrapping_sub(b'a') < 26)
+            | (c.wrapping_sub(b'0') < 10)
             | (c == b'-')
             | (c == b'.')
             | (c == b'_')
