@@ -134,8 +134,11 @@ async fn a_restart_loads_compiled_plugins_from_the_cache_and_only_sealed_entries
 /// The accounts per simulated server (two servers: 2,000 accounts).
 const ACCOUNTS: usize = 1000;
 /// The panels' latency per request while the versions are swapped: long enough that both
-/// hosts are mid-sync through every step, however fast the machine.
-const SLOW: Duration = Duration::from_millis(1500);
+/// hosts are still mid-sync after every step, however slow the machine running the test (at
+/// this latency each server's sync takes 75 s; at 1.5 s, a loaded CI machine once took so long
+/// over the steps that one host had finished its server before the rollback, and so never
+/// called the rolled-back version).
+const SLOW: Duration = Duration::from_millis(3000);
 
 /// Two `panelink serve` hosts on one PostgreSQL database sync 2,000 accounts on two panels while
 /// SSO clicks flow; a second build of the cPanel plugin is installed (signed), activated and
