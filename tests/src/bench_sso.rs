@@ -27,7 +27,6 @@ use panelink::model::{
 };
 use panelink::storage::{Actor, Db, NewClient, NewServer, NewService};
 use panelink::sync_port::{RecordChange, RecordedLink};
-use sqlx::Connection as _;
 
 const SECRET_KEY: &str = "5d0c2a9e8f7b6c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d";
 const SERVICES: usize = 50;
@@ -44,35 +43,14 @@ const SCOPES: &[&str] = &[
 /// Run the benchmark and print its figures.
 pub async fn run() -> anyhow::Result<()> {
     println!("== sso: click flows (token + redemption, redirect not followed) ==");
-    let sqlite_dir = tempfile::tempdir()?;
-    let sqlite_url = format!(
-        "sqlite://{}?mode=rwc",
-        sqlite_dir.path().join("bench.db").display()
-    );
-    backend("sqlite", &sqlite_url).await?;
-    let base = std::env::var("PANELINK_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
-    if base == "off" {
+    let sqlite = crate::bench_db::BenchDb::sqlite()?;
+    backend("sqlite", &sqlite.url).await?;
+    let Some(postgres) = crate::bench_db::BenchDb::postgres().await? else {
         println!("  postgres: skipped (PANELINK_TEST_POSTGRES=off)");
         return Ok(());
-    }
-    let base = base.trim_end_matches('/').to_owned();
-    let name = format!("panelink_bench_{}", hex::encode(rand::random::<[u8; 6]>()));
-    let admin_url = format!("{base}/postgres");
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .with_context(|| {
-            format!("connecting to {admin_url} (set PANELINK_TEST_POSTGRES=off to skip)")
-        })?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    // On loopback, TLS would only measure rustls: the host talks to the database in the clear.
-    let result = backend("postgres", &format!("{base}/{name}?sslmode=disable")).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    admin.close().await?;
+    };
+    let result = backend("postgres", &postgres.url).await;
+    postgres.drop_now().await?;
     result
 }
 
