@@ -135,9 +135,7 @@ async fn a_restart_loads_compiled_plugins_from_the_cache_and_only_sealed_entries
 const ACCOUNTS: usize = 1000;
 /// The panels' latency per request while the versions are swapped: long enough that both
 /// hosts are still mid-sync after every step, however slow the machine running the test (at
-/// this latency each server's sync takes 75 s; at 1.5 s, a loaded CI machine once took so long
-/// over the steps that one host had finished its server before the rollback, and so never
-/// called the rolled-back version).
+/// this latency each server's sync takes 75 s).
 const SLOW: Duration = Duration::from_millis(3000);
 
 /// Two `panelink serve` hosts on one PostgreSQL database sync 2,000 accounts on two panels while
@@ -146,10 +144,6 @@ const SLOW: Duration = Duration::from_millis(3000);
 /// batch, no plugin call and no click fails, the panels end exact with each link created once,
 /// and both hosts report the right active version after each step.
 #[tokio::test]
-#[ignore = "not yet reliable: passed 2 of 4 runs; in the others one host was never seen calling the \
-            rolled-back version (swap.rs:311, the counter of the reloaded 0.1.0 stays at 0 for 60 s), \
-            with panels at 1.5 s and at 3 s per request; issue 12 stays open until it passes every time \
-            (`cargo test -p panelink-tests --test it -- --ignored swap::`)"]
 async fn hot_swap_and_rollback_under_load_on_two_hosts() {
     let Some(backend) = crate::harness::Backend::postgres() else {
         return;
@@ -173,6 +167,10 @@ async fn hot_swap_and_rollback_under_load_on_two_hosts() {
         .env("TRUSTED_KEYS", format!("acme={}", vendor.public()))
         .env("SSO_RATE_LIMIT_PER_ADDRESS", "0")
         .env("SSO_REDEEM_RATE_LIMIT_PER_ADDRESS", "0")
+        .env(
+            "LOG_LEVEL",
+            "info,panelink::http=warn,panelink::sso=warn,sqlx=warn,panelink::storage=debug,panelink::sync=debug",
+        )
     };
     let a = configure(a);
     let b = configure(Process::new(&bin, dirs[1].path(), &test_db.url));
@@ -305,18 +303,82 @@ async fn hot_swap_and_rollback_under_load_on_two_hosts() {
     };
     both_on("0.1.0").await;
 
+    // What each host runs and says, for a failure's message: its plugin samples, the sync's
+    // servers, and the end of its log.
+    let sync_of_test = std::sync::OnceLock::<i64>::new();
+    let diagnosis = || {
+        let sync_of_test = &sync_of_test;
+        let test_db = &test_db;
+        let hosts = [a.clone(), b.clone()];
+        let logs = [
+            dirs[0].path().join("serve.log"),
+            dirs[1].path().join("serve.log"),
+        ];
+        let call = &call;
+        async move {
+            let mut out = String::new();
+            for (host, log) in hosts.iter().zip(logs) {
+                let metrics = reqwest::get(format!("{}/metrics", host.base()))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                let syncs = match sync_of_test.get() {
+                    Some(id) => call(host, reqwest::Method::GET, &format!("/syncs/{id}"), None)
+                        .await
+                        .1
+                        .to_string(),
+                    None => String::new(),
+                };
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = log
+                    .lines()
+                    .rev()
+                    .filter(|l| !l.contains("plugin call"))
+                    .take(60)
+                    .collect();
+                out += &format!(
+                    "\n== {}\n{}\nsyncs: {syncs}\nlog tail (newest first):\n{}\n",
+                    host.base(),
+                    metrics
+                        .lines()
+                        .filter(|l| l.starts_with("panelink_plugin") || l.contains("sync"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    tail.join("\n")
+                );
+            }
+            let pool = sqlx::PgPool::connect(&test_db.url).await.unwrap();
+            let leases: Vec<(i64, String, i64)> =
+                sqlx::query_as("SELECT server_id, owner, until_ms FROM server_leases")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            let hosts: Vec<(String, i64)> =
+                sqlx::query_as("SELECT node_id, seen_at FROM sync_hosts")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            out += &format!("\nleases: {leases:?}\nhosts: {hosts:?}\n");
+            out
+        }
+    };
     // Until both hosts have run a call of `version` past `floor` (a batch of each host's sync).
     let both_ran = |version: &'static str, floors: [u64; 2]| {
         let hosts = [a.clone(), b.clone()];
+        let diagnosis = &diagnosis;
         async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             for (host, floor) in hosts.iter().zip(floors) {
                 while host.metric(&calls(version, "returned")).await <= floor {
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "{} never called cpanel {version} past {floor}",
-                        host.base()
-                    );
+                    if tokio::time::Instant::now() >= deadline {
+                        panic!(
+                            "{} never called cpanel {version} past {floor}: {}",
+                            host.base(),
+                            diagnosis().await
+                        );
+                    }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
@@ -345,6 +407,7 @@ async fn hot_swap_and_rollback_under_load_on_two_hosts() {
     .await;
     assert_eq!(status, 202, "{app}");
     let sync_id = app["sync"]["id"].as_i64().expect("a sync was scheduled");
+    sync_of_test.set(sync_id).unwrap();
 
     // SSO clicks on links already placed, from the start to the end of the sync.
     let stop = tokio_util::sync::CancellationToken::new();

@@ -521,6 +521,86 @@ async fn work_queued_through_one_host_is_shared_with_the_other() {
     fleet.stop().await;
 }
 
+/// When work arrives, all of a host's workers wake at once and each looks for a server: however
+/// their claims interleave, the host never holds more servers at once than its fair share (two
+/// servers, two live hosts: one each), so the other host is not left idle. (Seen first in the
+/// hot-swap test: the 16 workers of one host all read "none held yet" before any took a lease,
+/// two took one each, and the other host never made a call.)
+#[tokio::test]
+async fn a_host_holds_no_more_than_its_share_of_the_servers() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let mut fleet = Fleet::new(backend, 2, 3, &[ServiceStatus::Active]).await;
+    for sim in &fleet.sims {
+        sim.set_request_latency(Duration::from_millis(150));
+    }
+    let host = |name: &str| SyncConfig {
+        // As many workers as a host has by default.
+        workers: SyncConfig::default().workers,
+        batch_accounts: 1,
+        per_server_concurrency: 1,
+        poll_interval: Duration::from_secs(60),
+        lease: Duration::from_secs(30),
+        node_id: name.to_owned(),
+        ..config()
+    };
+    let other_db = crate::harness::connect(&fleet.test_db).await;
+    let _a = fleet.start_on(other_db, host("host-a"));
+    let running_a = fleet.engine.take().unwrap();
+    let _b = fleet.start(host("host-b"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while fleet.db.live_hosts(0).await.unwrap() != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "both hosts live");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The servers each host holds, sampled until the sync ends.
+    let pool = sqlx::PgPool::connect(&fleet.test_db.url).await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watcher = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut most = BTreeMap::<String, i64>::new();
+            while !stop.is_cancelled() {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64;
+                let held: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT owner, COUNT(*) FROM server_leases WHERE until_ms >= $1 \
+                     GROUP BY owner",
+                )
+                .bind(now)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                for (owner, n) in held {
+                    let top = most.entry(owner).or_default();
+                    *top = (*top).max(n);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            most
+        })
+    };
+    let s = fleet.set_enabled(true).await; // through B
+    let done = fleet.finished(s.id).await;
+    stop.cancel();
+    let most = watcher.await.unwrap();
+    assert_eq!(done.state, SyncState::Completed, "{done:?}");
+    fleet.assert_exact(&defaults());
+    for (owner, n) in &most {
+        assert!(
+            *n <= 1,
+            "{owner} held {n} of the 2 servers at once: {most:?}"
+        );
+    }
+    let _ = running_a.stop.send(());
+    running_a.task.await.unwrap();
+    fleet.stop().await;
+}
+
 /// Someone removes one of `user`'s links on the panel through WHM, as an admin of the panel would.
 async fn remove_link_behind_our_back(sim: &SimHandle, user: &str) {
     let before = sim.links(user).len();

@@ -279,6 +279,10 @@ fn engine_config(
     c.epoch_interruption(true);
     c.wasm_component_model(true);
     c.cache(cache.map(cache::CodeCache::wasmtime));
+    // For profiling with `perf`: the plugins' compiled functions by name in /tmp/perf-<pid>.map.
+    if std::env::var_os("PANELINK_WASM_PERFMAP").is_some() {
+        c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let mut pool = wasmtime::PoolingAllocationConfig::default();
         pool.total_component_instances(config.max_instances)

@@ -364,6 +364,14 @@ impl Db {
         if mine >= share.max(1) {
             return Ok(None);
         }
+        tracing::debug!(
+            owner,
+            open,
+            hosts,
+            mine,
+            share,
+            "looking for a server to work"
+        );
         let candidates: Vec<i64> = sqlx::query_scalar(
             "SELECT DISTINCT u.server_id FROM sync_servers u \
              LEFT JOIN server_leases l ON l.server_id = u.server_id \
@@ -376,6 +384,7 @@ impl Db {
         .await?;
         for server_id in candidates {
             if self.take_lease(server_id, owner, until_ms).await? {
+                tracing::debug!(owner, server_id, "took the lease of a server");
                 return Ok(Some(server_id));
             }
         }

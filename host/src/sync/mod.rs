@@ -341,6 +341,10 @@ pub struct SyncEngine {
     events: Events,
     config: SyncConfig,
     wake: Notify,
+    /// Held by a worker while it looks for a server: the share check counts this host's leases,
+    /// so two of its workers must not both count before either has taken one (all of them wake
+    /// at once when work arrives, and would take more than this host's share).
+    claiming: tokio::sync::Mutex<()>,
     batches: std::sync::atomic::AtomicU64,
     /// When the engine was built: the outbox drain at start takes the changes older than this.
     created_ms: i64,
@@ -377,6 +381,7 @@ impl SyncEngine {
             events,
             config,
             wake: Notify::new(),
+            claiming: tokio::sync::Mutex::new(()),
             batches: std::sync::atomic::AtomicU64::new(0),
             created_ms: now_ms(),
         }
@@ -688,15 +693,17 @@ impl SyncEngine {
 
     async fn worker(&self, token: tokio_util::sync::CancellationToken) {
         while !token.is_cancelled() {
-            let now = now_ms();
-            let until = now + self.config.lease.as_millis() as i64;
-            // A host whose heartbeat is older than a lease is gone.
-            let live_since = now - self.config.lease.as_millis() as i64;
-            match self
-                .db
-                .claim_server(&self.config.node_id, until, live_since)
-                .await
-            {
+            let claimed = {
+                let _turn = self.claiming.lock().await;
+                let now = now_ms();
+                let until = now + self.config.lease.as_millis() as i64;
+                // A host whose heartbeat is older than a lease is gone.
+                let live_since = now - self.config.lease.as_millis() as i64;
+                self.db
+                    .claim_server(&self.config.node_id, until, live_since)
+                    .await
+            };
+            match claimed {
                 Ok(Some(server_id)) => self.work_server(server_id, &token).await,
                 Ok(None) => {
                     let notified = self.wake.notified();
