@@ -278,6 +278,11 @@ fn engine_config(
     let mut c = wasmtime::Config::new();
     c.epoch_interruption(true);
     c.wasm_component_model(true);
+    // No plugin uses the component model's async ABI (the contract is synchronous; the host
+    // calls each export with `call_async` on its own fiber). With concurrency support on, every
+    // store dropped at a call's end resumed a worker fiber with a freshly formatted error (and a
+    // captured backtrace when RUST_BACKTRACE is set): a third of an instantiate + call.
+    c.concurrency_support(false);
     c.cache(cache.map(cache::CodeCache::wasmtime));
     // For profiling with `perf`: the plugins' compiled functions by name in /tmp/perf-<pid>.map.
     if std::env::var_os("PANELINK_WASM_PERFMAP").is_some() {
