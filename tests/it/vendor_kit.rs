@@ -7,15 +7,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use panelink_tests::cargo;
 use panelink_tests::example_panel::{ExamplePanel, StubPanel};
 use serde_json::json;
 
 use crate::harness::Backend;
 use crate::live::Live;
-
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-}
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));

@@ -5,6 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+#[path = "../../xtask/src/nested_cargo.rs"]
+mod nested_cargo;
+pub use nested_cargo::cargo;
+
 pub mod bench_db;
 pub mod bench_plugins;
 pub mod bench_sso;
@@ -77,8 +81,7 @@ pub async fn load(runtime: &Runtime, name: &str) -> Arc<Plugin> {
 /// The `panelink` binary (`target/debug/panelink`), built first so that it is current.
 pub fn panelink_binary() -> PathBuf {
     let root = repo_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
+    let status = cargo()
         .current_dir(&root)
         .args(["build", "-q", "-p", "panelink", "--bin", "panelink"])
         .status()

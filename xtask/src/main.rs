@@ -16,12 +16,14 @@
 //! instead of waiting for a release build.
 //! - `new-plugin NAME [--dir DIR]`: a new plugin crate from the vendor template.
 
+mod nested_cargo;
 mod new_plugin;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use nested_cargo::cargo;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// Plugins that ship: laid out in `target/plugins/`, the host's default plugin directory.
@@ -74,10 +76,6 @@ fn root() -> PathBuf {
         .parent()
         .expect("xtask lives one level below the repository root")
         .to_path_buf()
-}
-
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
