@@ -70,6 +70,20 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<()>,
 }
 
+/// The hosts `Fleet::start_two_hosts` started: `a` runs beside the fleet's own engine `b`.
+pub struct OtherHost {
+    pub a: Running,
+    pub b: Arc<SyncEngine>,
+}
+
+impl OtherHost {
+    /// Stop host A through its shutdown future and wait for it.
+    pub async fn stop_a(self) {
+        let _ = self.a.stop.send(());
+        self.a.task.await.expect("host A's engine task");
+    }
+}
+
 /// Short leases, polls and retries, so that the tests run fast.
 pub fn config() -> SyncConfig {
     SyncConfig {
@@ -230,6 +244,26 @@ impl<P: Panel> Fleet<P> {
         engine
     }
 
+    /// Two hosts on one PostgreSQL database, configured by `host(name)`: "host-a" on a pool of
+    /// its own, handed back, and "host-b", the fleet's engine (the one the fleet's requests go
+    /// through). Returns once both count among the live hosts.
+    pub async fn start_two_hosts(&mut self, host: impl Fn(&str) -> SyncConfig) -> OtherHost {
+        let other_db = crate::harness::connect(&self.test_db).await;
+        self.start_on(other_db, host("host-a"));
+        let a = self.engine.take().expect("host A running");
+        let b = self.start(host("host-b"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let live = self.db.live_hosts(0).await.unwrap();
+            if live == 2 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "live hosts: {live}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        OtherHost { a, b }
+    }
+
     pub fn engine(&self) -> &Arc<SyncEngine> {
         &self.engine.as_ref().expect("engine running").engine
     }
@@ -303,6 +337,35 @@ impl<P: Panel> Fleet<P> {
                 "sync {id} did not finish: {s:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait (bounded) until no worker holds a server's lease: a worker lets go of its server a
+    /// moment after the sync it worked reports finished, and until then a drift check skips
+    /// that server. Takes and gives back each lease under an owner of the test's own.
+    pub async fn servers_let_go(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        for &server_id in &self.server_ids {
+            loop {
+                let until = panelink::storage::now_ms() + 60_000;
+                if self
+                    .db
+                    .take_lease(server_id, "test-probe", until)
+                    .await
+                    .unwrap()
+                {
+                    self.db
+                        .release_lease(server_id, "test-probe")
+                        .await
+                        .unwrap();
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "server {server_id}'s lease was never given back"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
 
